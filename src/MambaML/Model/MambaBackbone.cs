@@ -1,0 +1,73 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MambaML.Model;
+
+/// <summary>
+/// A stack of Mamba blocks and a final RMS norm, mapping (batch, L, d_model) inputs to hidden states of the same shape.
+/// Task heads (forecasting, classification, language modelling) sit on top.
+/// </summary>
+public sealed class MambaBackbone : nn.Module
+{
+    /// <summary>The configuration this backbone was built with.</summary>
+    public MambaConfig Config { get; }
+    /// <summary>The blocks, first to last.</summary>
+    public ModuleList<MambaBlock> layers;
+    /// <summary>The final norm.</summary>
+    public RMSNorm norm_f;
+
+    /// <summary>Creates a backbone whose parameters are a function of <paramref name="seed"/> alone.</summary>
+    public MambaBackbone(MambaConfig config, long seed) : this(config, new Generator((ulong)seed)) { }
+
+    /// <summary>Creates a backbone drawing its parameters from <paramref name="generator"/>.</summary>
+    public MambaBackbone(MambaConfig config, Generator generator) : base(nameof(MambaBackbone))
+    {
+        Config = config.Validate();
+        layers = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(_ => new MambaBlock(config, generator)).ToArray());
+        norm_f = new RMSNorm(config.DModel, config.NormEpsilon);
+        RegisterComponents();
+    }
+
+    /// <summary>Runs whole sequences.</summary>
+    /// <param name="hidden">(batch, L, d_model).</param>
+    /// <param name="state">Optional state to continue from.</param>
+    /// <param name="lengths">Optional int64 (batch) lengths of right-padded sequences; outputs at padded steps are zero.</param>
+    /// <param name="returnState">Also return each sequence's state after its last real step.</param>
+    public (Tensor Output, MambaState? State) Forward(Tensor hidden, MambaState? state = null, Tensor? lengths = null, bool returnState = false)
+    {
+        using var scope = NewDisposeScope();
+        var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
+        var x = hidden;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var (next, s) = layers[i].Forward(x, state?.Layers[i], lengths, returnState);
+            x = next;
+            if (layerStates is not null) layerStates[i] = s!;
+        }
+        x = norm_f.forward(x);
+        if (lengths is not null)
+            x = x * MambaMixer.LengthMask(lengths, hidden.shape[1], hidden.device).unsqueeze(-1).to(x.dtype);
+        MambaState? final = layerStates is null ? null : new MambaState(layerStates).MoveToOuterDisposeScope();
+        return (x.MoveToOuterDisposeScope(), final);
+    }
+
+    /// <summary>Advances one time step for every sequence in the batch: O(1) in the sequence length.</summary>
+    /// <param name="hidden">(batch, d_model).</param>
+    /// <param name="state">The state before this step (see <see cref="MambaState.Zeros"/>).</param>
+    /// <returns>(batch, d_model) hidden state and the new recurrent state; <paramref name="state"/> is unchanged.</returns>
+    public (Tensor Output, MambaState State) Step(Tensor hidden, MambaState state)
+    {
+        using var scope = NewDisposeScope();
+        var layerStates = new MambaLayerState[layers.Count];
+        var x = hidden;
+        for (int i = 0; i < layers.Count; i++)
+            (x, layerStates[i]) = layers[i].Step(x, state.Layers[i]);
+        x = norm_f.forward(x);
+        return (x.MoveToOuterDisposeScope(), new MambaState(layerStates).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>A zero recurrent state for <paramref name="batch"/> sequences on this backbone's device.</summary>
+    public MambaState ZeroState(long batch) =>
+        MambaState.Zeros(Config, batch, norm_f.weight.device, norm_f.weight.dtype);
+}

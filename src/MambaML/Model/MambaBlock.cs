@@ -1,0 +1,37 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MambaML.Model;
+
+/// <summary>A pre-norm residual block: x + mixer(RMSNorm(x)).</summary>
+public sealed class MambaBlock : nn.Module
+{
+    /// <summary>The norm before the mixer.</summary>
+    public RMSNorm norm;
+    /// <summary>The Mamba mixer.</summary>
+    public MambaMixer mixer;
+
+    /// <summary>Creates a block; parameters are drawn from <paramref name="generator"/>.</summary>
+    public MambaBlock(MambaConfig config, Generator generator) : base(nameof(MambaBlock))
+    {
+        norm = new RMSNorm(config.DModel, config.NormEpsilon);
+        mixer = new MambaMixer(config, generator);
+        RegisterComponents();
+    }
+
+    /// <summary>Runs a whole sequence; see <see cref="MambaMixer.Forward"/>.</summary>
+    public (Tensor Output, MambaLayerState? State) Forward(Tensor hidden, MambaLayerState? state = null, Tensor? lengths = null, bool returnState = false)
+    {
+        using var normed = norm.forward(hidden);
+        var (mixed, next) = mixer.Forward(normed, state, lengths, returnState);
+        using (mixed) return (hidden + mixed, next);
+    }
+
+    /// <summary>Advances one step; see <see cref="MambaMixer.Step"/>.</summary>
+    public (Tensor Output, MambaLayerState State) Step(Tensor hidden, MambaLayerState state)
+    {
+        using var normed = norm.forward(hidden);
+        var (mixed, next) = mixer.Step(normed, state);
+        using (mixed) return (hidden + mixed, next);
+    }
+}

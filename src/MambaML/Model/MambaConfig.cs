@@ -1,0 +1,61 @@
+using MambaML.Scan;
+
+namespace MambaML.Model;
+
+/// <summary>Hyperparameters of a Mamba backbone, with mamba_ssm's defaults (<c>mamba_simple.Mamba</c>).</summary>
+public sealed record MambaConfig
+{
+    /// <summary>Width of the residual stream.</summary>
+    public int DModel { get; init; } = 64;
+    /// <summary>Number of Mamba blocks.</summary>
+    public int NLayer { get; init; } = 2;
+    /// <summary>SSM state size N per channel.</summary>
+    public int DState { get; init; } = 16;
+    /// <summary>Width of the causal depthwise convolution.</summary>
+    public int DConv { get; init; } = 4;
+    /// <summary>Inner width = <see cref="Expand"/> × <see cref="DModel"/>.</summary>
+    public int Expand { get; init; } = 2;
+    /// <summary>Rank of the Δ projection; null means ceil(d_model / 16).</summary>
+    public int? DtRank { get; init; }
+    /// <summary>Lower end of the log-uniform range Δ is initialised in.</summary>
+    public double DtMin { get; init; } = 0.001;
+    /// <summary>Upper end of the log-uniform range Δ is initialised in.</summary>
+    public double DtMax { get; init; } = 0.1;
+    /// <summary>Smallest initial Δ.</summary>
+    public double DtInitFloor { get; init; } = 1e-4;
+    /// <summary>Whether the convolution has a bias.</summary>
+    public bool ConvBias { get; init; } = true;
+    /// <summary>Whether the input and output projections have biases.</summary>
+    public bool Bias { get; init; }
+    /// <summary>Epsilon of the RMS norms.</summary>
+    public double NormEpsilon { get; init; } = 1e-5;
+    /// <summary>Which selective-scan implementation the mixers use.</summary>
+    public SelectiveScanBackend ScanBackend { get; init; } = SelectiveScanBackend.Auto;
+
+    /// <summary>Inner (expanded) width.</summary>
+    public int DInner => Expand * DModel;
+    /// <summary>The Δ rank in effect.</summary>
+    public int EffectiveDtRank => DtRank ?? (DModel + 15) / 16;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting and the valid range.</summary>
+    public MambaConfig Validate()
+    {
+        Check(DModel >= 1, nameof(DModel), DModel, "must be >= 1");
+        Check(NLayer >= 1, nameof(NLayer), NLayer, "must be >= 1");
+        Check(DState >= 1 && DState <= 256, nameof(DState), DState, "must be in [1, 256]");
+        Check(DConv >= 1 && DConv <= 16, nameof(DConv), DConv, "must be in [1, 16]");
+        Check(Expand >= 1, nameof(Expand), Expand, "must be >= 1");
+        Check(DtRank is null || DtRank >= 1, nameof(DtRank), DtRank, "must be >= 1 (or null for ceil(d_model/16))");
+        Check(DtMin > 0 && double.IsFinite(DtMin), nameof(DtMin), DtMin, "must be > 0");
+        Check(DtMax >= DtMin && double.IsFinite(DtMax), nameof(DtMax), DtMax, $"must be >= DtMin ({DtMin})");
+        Check(DtInitFloor > 0, nameof(DtInitFloor), DtInitFloor, "must be > 0");
+        Check(NormEpsilon > 0, nameof(NormEpsilon), NormEpsilon, "must be > 0");
+        Check(Enum.IsDefined(ScanBackend), nameof(ScanBackend), ScanBackend, "is not a SelectiveScanBackend value");
+        return this;
+    }
+
+    private static void Check(bool ok, string name, object? value, string rule)
+    {
+        if (!ok) throw new ArgumentException($"MambaConfig.{name} {rule}; got {value}.", name);
+    }
+}

@@ -1,0 +1,47 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MambaML.Model;
+
+/// <summary>The recurrent state of one Mamba mixer: the last inputs of its convolution and its SSM state.</summary>
+/// <param name="Conv">The last d_conv − 1 convolution inputs, (batch, d_inner, d_conv − 1), oldest first.</param>
+/// <param name="Ssm">The SSM state h, (batch, d_inner, d_state), fp32.</param>
+public sealed record MambaLayerState(Tensor Conv, Tensor Ssm) : IDisposable
+{
+    /// <summary>A zero state (the state before any input).</summary>
+    public static MambaLayerState Zeros(MambaConfig config, long batch, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        new(zeros(batch, config.DInner, config.DConv - 1, dtype: dtype, device: device),
+            zeros(batch, config.DInner, config.DState, dtype: dtype == ScalarType.Float64 ? dtype : ScalarType.Float32, device: device));
+
+    /// <summary>Keeps the tensors alive past the current dispose scope.</summary>
+    public MambaLayerState MoveToOuterDisposeScope() { Conv.MoveToOuterDisposeScope(); Ssm.MoveToOuterDisposeScope(); return this; }
+
+    /// <summary>The same state without autograd history.</summary>
+    public MambaLayerState Detach() => new(Conv.detach(), Ssm.detach());
+
+    /// <inheritdoc/>
+    public void Dispose() { Conv.Dispose(); Ssm.Dispose(); }
+}
+
+/// <summary>The recurrent state of a whole backbone: one <see cref="MambaLayerState"/> per layer.</summary>
+public sealed class MambaState : IDisposable
+{
+    /// <summary>Per-layer states, first layer first.</summary>
+    public IReadOnlyList<MambaLayerState> Layers { get; }
+
+    /// <summary>Wraps per-layer states.</summary>
+    public MambaState(IReadOnlyList<MambaLayerState> layers) => Layers = layers;
+
+    /// <summary>A zero state for every layer.</summary>
+    public static MambaState Zeros(MambaConfig config, long batch, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        new(Enumerable.Range(0, config.NLayer).Select(_ => MambaLayerState.Zeros(config, batch, device, dtype)).ToArray());
+
+    /// <summary>Keeps the tensors alive past the current dispose scope.</summary>
+    public MambaState MoveToOuterDisposeScope() { foreach (var l in Layers) l.MoveToOuterDisposeScope(); return this; }
+
+    /// <summary>The same state without autograd history.</summary>
+    public MambaState Detach() => new(Layers.Select(l => l.Detach()).ToArray());
+
+    /// <inheritdoc/>
+    public void Dispose() { foreach (var l in Layers) l.Dispose(); }
+}
