@@ -46,17 +46,19 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDisposed();
         SaveModel(ctx);
     }
 
     /// <summary>Frees the network's native memory. The transformer cannot be used afterwards.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        DisposeNetwork();
-        GC.SuppressFinalize(this);
+        lock (_networkLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            DisposeNetwork();
+        }
     }
 
     /// <summary>Validates <paramref name="inputSchema"/> and returns a reader of the model's input (no target).</summary>
@@ -77,10 +79,18 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     /// <summary>Disposes the network.</summary>
     private protected abstract void DisposeNetwork();
 
+    private void ThrowIfDisposed()
+    {
+        if (_disposed)
+            throw new ObjectDisposedException(GetType().Name,
+                $"This {GetType().Name} was disposed. Note that disposing a PredictionEngine disposes its model unless it was created with " +
+                "new PredictionEngineOptions { OwnsTransformer = false }.");
+    }
+
     private BoundMapper Bind(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDisposed();
         return new BoundMapper(this, inputSchema, CreateReader(inputSchema));
     }
 
@@ -89,7 +99,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     {
         lock (_networkLock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed();
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             return Predict(batch);
