@@ -72,7 +72,7 @@ internal static class RoundTripTasks
             .Append(ml.Forecasting.ForecastByMamba(new MambaForecastingOptions
             {
                 FeatureColumnName = "Past", Lookback = 24, Horizon = 6, PatchLength = 4, ModelDimension = 16, NumberOfLayers = 1,
-                StateSize = 8, NumberOfEpochs = 2, BatchSize = 16, Seed = 3,
+                StateSize = 8, NumberOfEpochs = 2, BatchSize = 16, Seed = 3, NumberOfThreads = 1,
             }));
 
     private static byte[] PredictForecasts(MLContext ml, ITransformer model, IDataView data)
