@@ -44,7 +44,10 @@ public sealed class TsFileTests
     [TestMethod]
     public void SharedUcrFile_WhenPresent_ParsesAllSeries()
     {
-        const string path = "/work/shared/data/ucr/GunPoint/GunPoint_TRAIN.ts";
+        // The shared data sits beside the repository (../shared/data); CI machines may not have it.
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "MambaML.sln"))) root = root.Parent;
+        string path = Path.Combine(root?.FullName ?? ".", "..", "shared", "data", "ucr", "GunPoint", "GunPoint_TRAIN.ts");
         if (!File.Exists(path)) Assert.Inconclusive($"{path} is not available on this machine.");
         var series = TsFile.Read(path);
         Assert.AreEqual(50, series.Count);
