@@ -17,13 +17,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     private readonly object _networkLock = new();
     private bool _disposed;
 
-    /// <summary>The ML.NET environment the transformer logs to.</summary>
-    private protected IHostEnvironment Env { get; }
-
-    private protected MambaTransformerBase(IHostEnvironment env)
-    {
-        Env = env;
-    }
+    private protected MambaTransformerBase() { }
 
     /// <summary>The device the network runs on.</summary>
     public abstract Device Device { get; }
@@ -78,6 +72,39 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
 
     /// <summary>Disposes the network.</summary>
     private protected abstract void DisposeNetwork();
+
+    /// <summary>A (rows, width) output tensor as one float array per row.</summary>
+    private protected static float[][] SplitRows(Tensor output, int rows)
+    {
+        var flat = output.cpu().data<float>().ToArray();
+        int width = flat.Length / rows;
+        var result = new float[rows][];
+        for (int i = 0; i < rows; i++) result[i] = flat.AsSpan(i * width, width).ToArray();
+        return result;
+    }
+
+    /// <summary>
+    /// Loads a saved network (shared by the transformers' ML.NET loaders): reads the entry, builds the network from its
+    /// description, copies the weights in and moves it to the device <paramref name="env"/>'s settings choose.
+    /// </summary>
+    private protected static (TDescription Description, TNetwork Network, Device Device) LoadNetwork<TDescription, TNetwork>(
+        IHostEnvironment env, object ctx, string loaderSignature, Func<TDescription, TNetwork> build) where TNetwork : nn.Module
+    {
+        var (description, weights) = ModelFile.Load<TDescription>(ctx, loaderSignature);
+        var network = build(description);
+        try
+        {
+            ModelFile.LoadWeights(network, weights, loaderSignature);
+            var device = DevicePolicy.Choose(env);
+            network.to(device);
+            return (description, network, device);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
 
     private void ThrowIfDisposed()
     {

@@ -19,7 +19,7 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     private readonly Device _device;
     private readonly TextTokens? _text;
 
-    internal MambaSequenceTransformer(IHostEnvironment env, SequenceArchitecture arch, SequenceNetwork network, Device device) : base(env)
+    internal MambaSequenceTransformer(SequenceArchitecture arch, SequenceNetwork network, Device device)
     {
         _arch = arch;
         _network = network;
@@ -57,11 +57,7 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
             MambaSequenceTask.Regression => raw * _arch.LabelScale + _arch.LabelMean,
             _ => raw,
         };
-        var flat = output.cpu().data<float>().ToArray();
-        int width = _arch.Outputs;
-        var rows = new float[batch.Count][];
-        for (int i = 0; i < rows.Length; i++) rows[i] = flat.AsSpan(i * width, width).ToArray();
-        return rows;
+        return SplitRows(output, batch.Count);
     }
 
     private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
@@ -71,20 +67,8 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     // Called by ML.NET (through the loader registered by RegisterMambaML) with its ModelLoadContext.
     private static MambaSequenceTransformer Create(IHostEnvironment env, object ctx)
     {
-        var (arch, weights) = ModelFile.Load<SequenceArchitecture>(ctx, LoaderSignature);
-        var network = new SequenceNetwork(arch, seed: 0);
-        try
-        {
-            ModelFile.LoadWeights(network, weights, LoaderSignature);
-            var device = DevicePolicy.Choose(env);
-            network.to(device);
-            return new MambaSequenceTransformer(env, arch, network, device);
-        }
-        catch
-        {
-            network.Dispose();
-            throw;
-        }
+        var (arch, network, device) = LoadNetwork<SequenceArchitecture, SequenceNetwork>(env, ctx, LoaderSignature, a => new SequenceNetwork(a, seed: 0));
+        return new MambaSequenceTransformer(arch, network, device);
     }
 }
 
@@ -148,7 +132,7 @@ internal static class SequenceFitting
             network.to(device);
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
                 batch => SequenceBatches.Loss(network, arch, batch, device), seed);
-            return new MambaSequenceTransformer(env, arch, network, device);
+            return new MambaSequenceTransformer(arch, network, device);
         }
         catch
         {
