@@ -17,7 +17,7 @@ var (table, timestampColumn, numericColumns) = settings.DataPath is null
     ? SyntheticSeries.Load(mlContext)
     : CsvTable.Load(mlContext, settings.DataPath);
 string[] targets = settings.Targets ?? numericColumns;
-long rows = table.GetRowCount() ?? throw new InvalidOperationException("The table's row count is unknown.");
+long rows = table.GetRowCount() ?? table.GetColumn<float>(targets[0]).LongCount();
 // ETT's split (12/4/4 months of hourly rows) for ETT files, 70/10/20 otherwise.
 bool isEtt = settings.DataPath is not null && Path.GetFileName(settings.DataPath).StartsWith("ETTh", StringComparison.OrdinalIgnoreCase);
 long trainEnd = isEtt ? 12 * 30 * 24 : (long)(rows * 0.7);
