@@ -44,6 +44,7 @@ var options = new MambaForecastingOptions
     PatchLength = 8, ModelDimension = 32, NumberOfLayers = 2, StateSize = 16,
     NumberOfEpochs = settings.Epochs, BatchSize = 32, LearningRate = 2e-3, WeightDecay = 0.01,
     ValidationSet = valid, EarlyStoppingPatience = 3, Seed = 42,
+    NumberOfThreads = 1,   // small models train fastest on one thread (and stay fast on a busy machine)
     ProgressCallback = p => Console.WriteLine("  " + p),
 };
 Console.WriteLine($"Training ForecastByMamba (lookback {options.Lookback}, horizon {options.Horizon}, {targets.Length} channel(s)):");
