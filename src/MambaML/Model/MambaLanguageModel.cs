@@ -25,7 +25,7 @@ public sealed class MambaLanguageModel : nn.Module
         VocabularySize = vocabularySize;
         var g = new Generator((ulong)seed);
         embedding = nn.Embedding(vocabularySize, config.DModel);
-        using (no_grad()) embedding.weight!.copy_(randn(embedding.weight!.shape, generator: g) * 0.02);
+        using (no_grad()) embedding.weight!.normal_(0, 0.02, g);   // nn.init.normal_ ignores the generator in TorchSharp 0.107
         backbone = new MambaBackbone(config, g);
         RegisterComponents();
     }

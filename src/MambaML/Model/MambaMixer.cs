@@ -58,7 +58,7 @@ public sealed class MambaMixer : nn.Module
         // Mamba: out_proj rescaled by 1/√n_layer (one residual per block), dt_proj weights U(±dt_rank^−½).
         out_proj.weight.div_(Math.Sqrt(_config.NLayer));
         double std = Math.Pow(_config.EffectiveDtRank, -0.5);
-        FillUniform(dt_proj.weight, -std, std, g);
+        dt_proj.weight.uniform_(-std, std, g);
         // Δ drawn log-uniform in [dt_min, dt_max], floored; bias = softplus⁻¹(Δ) = Δ + log(−expm1(−Δ)).
         double lo = Math.Log(_config.DtMin), hi = Math.Log(_config.DtMax);
         var dt = (rand(new long[] { _config.DInner }, generator: g) * (hi - lo) + lo).exp().clamp_min(_config.DtInitFloor);
@@ -70,15 +70,9 @@ public sealed class MambaMixer : nn.Module
     private static void UniformFanIn(Tensor weight, Tensor? bias, long fanIn, Generator g)
     {
         double bound = 1.0 / Math.Sqrt(fanIn);
-        FillUniform(weight, -bound, bound, g);
-        if (bias is not null) FillUniform(bias, -bound, bound, g);
-    }
-
-    // nn.init.uniform_ ignores its generator in TorchSharp 0.107; rand honours it, which makes the model a function of the seed.
-    internal static void FillUniform(Tensor target, double low, double high, Generator g)
-    {
-        using var draw = rand(target.shape, generator: g);
-        target.copy_(draw * (high - low) + low);
+        // Tensor.uniform_ honours the generator; TorchSharp 0.107's nn.init.uniform_ ignores it (draws from the global RNG).
+        weight.uniform_(-bound, bound, g);
+        bias?.uniform_(-bound, bound, g);
     }
 
     /// <summary>Runs a whole sequence.</summary>
