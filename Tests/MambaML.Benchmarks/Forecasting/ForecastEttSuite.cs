@@ -1,3 +1,4 @@
+using MambaML.MLNet;
 using System.Diagnostics;
 using static TorchSharp.torch;
 
@@ -23,8 +24,9 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             headline["skipped"] = "no data";
             return headline;
         }
-        int[] horizons = options.Quick ? new[] { 96 } : new[] { 96, 192, 336, 720 };
-        foreach (var file in new[] { "ETTh1", "ETTm1" })
+        var args = new ArgParser(options.Args);
+        int[] horizons = args.String("--horizons", options.Quick ? "96" : "96,192,336,720").Split(',').Select(int.Parse).ToArray();
+        foreach (var file in args.String("--datasets", "ETTh1,ETTm1").Split(','))
         {
             var data = EttDataset.Load(Path.Combine(options.DataDirectory, "ett", file + ".csv"));
             Console.WriteLine($"## {file} (input {Lookback}, {data.ChannelCount} channels, z-scored with train statistics)");
@@ -41,6 +43,9 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
                 clock.Restart();
                 var linear = new LinearWindowForecaster(data, Lookback, h);
                 models.Add((linear, clock.Elapsed.TotalSeconds));
+                clock.Restart();
+                var mamba = new MambaEttForecaster(data, Lookback, h, MambaOptions(options), "Mamba (ForecastByMamba)");
+                models.Add((mamba, clock.Elapsed.TotalSeconds));
                 foreach (var (model, fit) in models)
                 {
                     var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
@@ -58,6 +63,18 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             Console.WriteLine();
         }
         return headline;
+    }
+
+    /// <summary>The Mamba settings of this suite (chosen on the validation split; see BENCHMARKS.md).</summary>
+    private static MambaForecastingOptions MambaOptions(BenchmarkOptions options)
+    {
+        var args = new ArgParser(options.Args);
+        return new MambaForecastingOptions
+        {
+            ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 8),
+            NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
+            LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
+        };
     }
 
     private static string Key(string modelName) => new string(modelName.TakeWhile(char.IsLetter).ToArray()).ToLowerInvariant();
