@@ -58,14 +58,17 @@ internal unsafe struct ScanGradients
 
 /// <summary>
 /// The fused selective scan on the CPU: forward and backward over fp32 memory, vectorised over the state dimension
-/// (16 lanes of a 512-bit vector per state block), multi-threaded over (batch, channel block) work items.
+/// (16 lanes of a 512-bit vector per state block), multi-threaded over (batch row, channel block) work items.
 /// </summary>
 /// <remarks>
-/// Time is processed in chunks of <see cref="ChunkLength"/> steps. Per (b, d) and chunk, the per-step scalars (Δ after
-/// bias and softplus, Δ·u, gates) are computed 16 steps at a time into a small scratch; then each 16-wide state block runs
-/// the recurrence with its state in a register: one exp2, one FMA and one dot with C per step. The forward pass saves the
-/// state at each chunk start; the backward pass walks chunks in reverse, recomputes a chunk's states and exp(ΔA) from that
-/// checkpoint into an L1-sized buffer, and runs the adjoint recurrence backwards through it. Nothing is allocated per step.
+/// <para>Time is processed in chunks of <see cref="ChunkLength"/> steps, chunk-major within a work item: every channel of
+/// the block advances through chunk c before any moves on, so the chunk's B and C rows (and, in backward, its dB and dC
+/// partial sums) stay in L1 across the block's channels, while each channel's running state waits in the worker's scratch.</para>
+/// <para>Per (channel, chunk), the per-step scalars (Δ after bias and softplus, Δ·u, gates) are computed 16 steps at a time;
+/// then each 16-wide state block runs the recurrence with its state in a register: one exp2, two FMAs and a multiply per
+/// step, with h·C kept per step as a vector and reduced to y 16 steps at a time. The forward pass saves the state at each
+/// chunk start; the backward pass walks chunks in reverse, recomputes a chunk's states and exp(ΔA) from that checkpoint
+/// into an L1-sized buffer, and runs the adjoint recurrence backwards through it. Nothing is allocated per step.</para>
 /// </remarks>
 internal static unsafe class CpuScanKernel
 {
@@ -73,17 +76,12 @@ internal static unsafe class CpuScanKernel
     public const int ChunkLength = 64;
     private const int Lanes = 16;
 
-    // Per-chunk scalar arrays in the forward scratch: u, Δ (then Δ after softplus), Δ·u, y, z.
-    private const int ForwardChunkArrays = 5;
-    // Backward: u, Δ + bias, Δ after softplus, Δ·u, dout, dy, y, du, dΔ, z, plus the recomputed states (L+1 vectors) and exp(ΔA).
-    private const int BackwardChunkArrays = 10;
-
-    /// <summary>Scratch floats one forward worker needs.</summary>
-    private static long ForwardScratch(in ScanOperands op) => op.PaddedState + ForwardChunkArrays * ChunkLength;
-
-    /// <summary>Scratch floats one backward worker needs.</summary>
-    private static long BackwardScratch(in ScanOperands op) =>
-        op.PaddedState + BackwardChunkArrays * ChunkLength + (2 * ChunkLength + 1) * Lanes;
+    // Per-chunk scalar arrays of the forward scratch: u, Δ (then Δ after softplus), Δ·u, y, z; and one vector per step:
+    // h·C summed over state blocks, reduced to y 16 steps at a time (VectorMath.SumRows).
+    private const int ForwardChunkArrays = 5, ForwardChunkVectors = 1;
+    // Backward: u, Δ + bias, Δ after softplus, Δ·u, dout, dy, y, du, dΔ, z; per step the vectors h·C, g·B and
+    // g·exp(ΔA)·h_{t−1}·A (reduced like h·C), exp(ΔA) and the recomputed state; plus the state before the chunk.
+    private const int BackwardChunkArrays = 10, BackwardChunkVectors = 5;
 
     /// <summary>
     /// Runs the scan: writes <paramref name="output"/> (B, D, L), <paramref name="lastState"/> (B, D, N), and, when not null,
@@ -92,67 +90,76 @@ internal static unsafe class CpuScanKernel
     public static void Forward(ScanOperands op, float* output, float* lastState, float* checkpoints)
     {
         var partition = ChannelPartition.For(op.Batch, op.Channels);
-        ParallelWork.Run(op.Batch * partition.BlocksPerBatch, ForwardScratch(op), (item, scratch) =>
+        int np = op.PaddedState;
+        long scratchFloats = (long)partition.BlockWidth * np + ForwardChunkArrays * ChunkLength + ForwardChunkVectors * ChunkLength * Lanes;
+        ParallelWork.Run(op.Batch * partition.BlocksPerBatch, scratchFloats, (item, scratch) =>
         {
-            int b = item / partition.BlocksPerBatch, firstChannel = item % partition.BlocksPerBatch * partition.BlockWidth;
-            int endChannel = Math.Min(firstChannel + partition.BlockWidth, op.Channels);
-            for (int d = firstChannel; d < endChannel; d++) ForwardChannel(op, b, d, output, lastState, checkpoints, scratch);
+            int b = item / partition.BlocksPerBatch, first = item % partition.BlocksPerBatch * partition.BlockWidth;
+            int width = Math.Min(partition.BlockWidth, op.Channels - first);
+            float* states = scratch, chunkScratch = states + (long)partition.BlockWidth * np;
+            for (int i = 0; i < width; i++)
+                LoadState(states + i * np, op.InitialState is null ? null : op.InitialState + op.Row(b, first + i, op.State), op.State, np);
+            for (int chunk = 0; chunk < op.Chunks; chunk++)
+                for (int i = 0; i < width; i++)
+                    ForwardChunk(op, b, first + i, chunk, states + i * np, output, checkpoints, chunkScratch);
+            for (int i = 0; i < width; i++)
+                new ReadOnlySpan<float>(states + i * np, op.State).CopyTo(new Span<float>(lastState + op.Row(b, first + i, op.State), op.State));
         });
     }
 
-    private static void ForwardChannel(in ScanOperands op, int b, int d, float* output, float* lastState, float* checkpoints, float* scratch)
+    /// <summary>Advances channel <paramref name="d"/> of batch row <paramref name="b"/> through one chunk, from and into <paramref name="state"/>.</summary>
+    // Hot loops: compiled fully optimised at once (no tier-0 phase, which would run the first calls ~10× slower).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardChunk(in ScanOperands op, int b, int d, int chunk, float* state, float* output, float* checkpoints, float* scratch)
     {
-        int np = op.PaddedState, length = op.Length;
-        float* state = scratch, u = state + np, delta = u + ChunkLength, deltaU = delta + ChunkLength, y = deltaU + ChunkLength, z = y + ChunkLength;
-        long row = op.Row(b, d, length);
-        LoadState(state, op.InitialState is null ? null : op.InitialState + op.Row(b, d, op.State), op.State, np);
+        int np = op.PaddedState, t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, op.Length - t0);
+        float* u = scratch, delta = u + ChunkLength, deltaU = delta + ChunkLength, y = deltaU + ChunkLength, z = y + ChunkLength,
+            hc = z + ChunkLength;
+        long row = op.Row(b, d, op.Length) + t0;
         float bias = op.DeltaBias is null ? 0f : op.DeltaBias[d], skip = op.Skip is null ? 0f : op.Skip[d];
-        float* a2 = op.A2 + (long)d * np;
+        LoadPadded(u, op.U + row, len);
+        LoadPadded(delta, op.Delta + row, len);
+        new Span<float>(hc, RoundUpToLanes(len) * Lanes).Clear();
+        for (int k = 0; k < len; k += Lanes)
+        {
+            var uk = Vector512.Load(u + k);
+            var dk = Vector512.Load(delta + k) + Vector512.Create(bias);
+            if (op.Softplus) dk = VectorMath.Softplus(dk);
+            dk.Store(delta + k);
+            (dk * uk).Store(deltaU + k);
+            (uk * skip).Store(y + k);
+        }
+
         op.Stepwise(op.B, op.VariableB, b, d, out float* bBase, out long bStride);
         op.Stepwise(op.C, op.VariableC, b, d, out float* cBase, out long cStride);
-
-        for (int chunk = 0, t0 = 0; t0 < length; chunk++, t0 += ChunkLength)
+        float* a2 = op.A2 + (long)d * np;
+        for (int j = 0; j < np; j += Lanes)
         {
-            int len = Math.Min(ChunkLength, length - t0);
-            LoadPadded(u, op.U + row + t0, len);
-            LoadPadded(delta, op.Delta + row + t0, len);
-            for (int k = 0; k < len; k += Lanes)
+            var h = Vector512.Load(state + j);
+            if (checkpoints is not null) h.Store(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
+            var a2j = Vector512.Load(a2 + j);
+            float* bt = bBase + t0 * bStride + j, ct = cBase + t0 * cStride + j;
+            for (int k = 0; k < len; k++, bt += bStride, ct += cStride)
             {
-                var uk = Vector512.Load(u + k);
-                var dk = Vector512.Load(delta + k) + Vector512.Create(bias);
-                if (op.Softplus) dk = VectorMath.Softplus(dk);
-                dk.Store(delta + k);
-                (dk * uk).Store(deltaU + k);
-                (uk * skip).Store(y + k);
+                var decay = VectorMath.Exp2(a2j * delta[k]);
+                h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
+                Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hc + k * Lanes)).Store(hc + k * Lanes);
             }
+            h.Store(state + j);
+        }
 
-            for (int j = 0; j < np; j += Lanes)
-            {
-                var h = Vector512.Load(state + j);
-                if (checkpoints is not null) h.Store(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
-                var a2j = Vector512.Load(a2 + j);
-                float* bt = bBase + t0 * bStride + j, ct = cBase + t0 * cStride + j;
-                for (int k = 0; k < len; k++, bt += bStride, ct += cStride)
-                {
-                    var decay = VectorMath.Exp2(a2j * delta[k]);
-                    h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
-                    y[k] += Vector512.Sum(h * Vector512.Load(ct));
-                }
-                h.Store(state + j);
-            }
-
+        if (op.Z is not null) LoadPadded(z, op.Z + row, len);
+        for (int k = 0; k < len; k += Lanes)
+        {
+            var yk = Vector512.Load(y + k) + VectorMath.SumRows(hc + k * Lanes);
             if (op.Z is not null)
             {
-                LoadPadded(z, op.Z + row + t0, len);
-                for (int k = 0; k < len; k += Lanes)
-                {
-                    var zk = Vector512.Load(z + k);
-                    (Vector512.Load(y + k) * zk * VectorMath.Sigmoid(zk)).Store(y + k);
-                }
+                var zk = Vector512.Load(z + k);
+                yk *= zk * VectorMath.Sigmoid(zk);
             }
-            new ReadOnlySpan<float>(y, len).CopyTo(new Span<float>(output + row + t0, len));
+            yk.Store(y + k);
         }
-        new ReadOnlySpan<float>(state, op.State).CopyTo(new Span<float>(lastState + op.Row(b, d, op.State), op.State));
+        StoreRow(output + row, y, len);
     }
 
     /// <summary>
@@ -162,152 +169,171 @@ internal static unsafe class CpuScanKernel
     public static void Backward(ScanOperands op, float* checkpoints, float* gradOutput, float* gradLastState, ScanGradients grads)
     {
         var partition = ChannelPartition.For(op.Batch, op.Channels);
-        long slot = (long)op.Length * op.PaddedState;
-        ParallelWork.Run(op.Batch * partition.BlocksPerBatch, BackwardScratch(op), (item, scratch) =>
+        int np = op.PaddedState;
+        long slot = (long)op.Length * np;
+        long scratchFloats = (long)partition.BlockWidth * np + BackwardChunkArrays * ChunkLength + BackwardChunkVectors * ChunkLength * Lanes + Lanes;
+        ParallelWork.Run(op.Batch * partition.BlocksPerBatch, scratchFloats, (item, scratch) =>
         {
-            int b = item / partition.BlocksPerBatch, block = item % partition.BlocksPerBatch;
-            int firstChannel = block * partition.BlockWidth, endChannel = Math.Min(firstChannel + partition.BlockWidth, op.Channels);
+            int b = item / partition.BlocksPerBatch, first = item % partition.BlocksPerBatch * partition.BlockWidth;
+            int width = Math.Min(partition.BlockWidth, op.Channels - first);
+            float* gCarries = scratch, chunkScratch = gCarries + (long)partition.BlockWidth * np;
             // Input-dependent dB/dC: this item sums its channels into its own (L, Np) slot; the caller adds the slots.
-            float* dB = op.VariableB ? grads.BPartial + item * slot : null;
-            float* dC = op.VariableC ? grads.CPartial + item * slot : null;
-            if (dB is not null) new Span<float>(dB, checked((int)slot)).Clear();
-            if (dC is not null) new Span<float>(dC, checked((int)slot)).Clear();
-            for (int d = firstChannel; d < endChannel; d++)
-                BackwardChannel(op, b, d, checkpoints, gradOutput, gradLastState, grads, dB, dC, scratch);
+            // Fixed dB/dC, dA, dD, d(delta_bias): one accumulator per (b, d), summed over b by the caller.
+            var sums = new ChannelSums
+            {
+                B = op.VariableB ? grads.BPartial + item * slot : grads.BPartial + op.Row(b, first, np),
+                C = op.VariableC ? grads.CPartial + item * slot : grads.CPartial + op.Row(b, first, np),
+                A = grads.APartial + op.Row(b, first, np),
+                Skip = grads.SkipPartial is null ? null : grads.SkipPartial + op.Row(b, first, 1),
+                DeltaBias = grads.DeltaBiasPartial is null ? null : grads.DeltaBiasPartial + op.Row(b, first, 1),
+            };
+            new Span<float>(sums.B, checked((int)(op.VariableB ? slot : width * np))).Clear();
+            new Span<float>(sums.C, checked((int)(op.VariableC ? slot : width * np))).Clear();
+            new Span<float>(sums.A, width * np).Clear();
+            if (sums.Skip is not null) new Span<float>(sums.Skip, width).Clear();
+            if (sums.DeltaBias is not null) new Span<float>(sums.DeltaBias, width).Clear();
+            for (int i = 0; i < width; i++) LoadState(gCarries + i * np, gradLastState + op.Row(b, first + i, op.State), op.State, np);
+
+            for (int chunk = op.Chunks - 1; chunk >= 0; chunk--)
+                for (int i = 0; i < width; i++)
+                    BackwardChunk(op, b, first + i, i, chunk, gCarries + i * np, checkpoints, gradOutput, grads, sums, chunkScratch);
+
+            if (grads.InitialState is not null)
+                for (int i = 0; i < width; i++)
+                    new ReadOnlySpan<float>(gCarries + i * np, op.State).CopyTo(new Span<float>(grads.InitialState + op.Row(b, first + i, op.State), op.State));
         });
     }
 
-    private static void BackwardChannel(in ScanOperands op, int b, int d, float* checkpoints, float* gradOutput, float* gradLastState,
-        in ScanGradients grads, float* dBSlot, float* dCSlot, float* scratch)
+    /// <summary>A work item's accumulators, indexed from its first channel (dB/dC slots by step when input-dependent).</summary>
+    private struct ChannelSums
     {
-        int np = op.PaddedState, length = op.Length;
-        float* gCarry = scratch, u = gCarry + np, x = u + ChunkLength, delta = x + ChunkLength, deltaU = delta + ChunkLength,
-            dout = deltaU + ChunkLength, dy = dout + ChunkLength, y = dy + ChunkLength, du = y + ChunkLength,
-            dDelta = du + ChunkLength, z = dDelta + ChunkLength, states = z + ChunkLength, decays = states + (ChunkLength + 1) * Lanes;
-        long row = op.Row(b, d, length);
-        LoadState(gCarry, gradLastState + op.Row(b, d, op.State), op.State, np);
+        public float* B, C, A, Skip, DeltaBias;
+    }
+
+    /// <summary>
+    /// Backpropagates through one chunk of channel <paramref name="d"/> (the <paramref name="i"/>-th of its work item),
+    /// carrying <paramref name="gCarry"/> = dL/dh at the chunk's end back to its start.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardChunk(in ScanOperands op, int b, int d, int i, int chunk, float* gCarry, float* checkpoints, float* gradOutput,
+        in ScanGradients grads, in ChannelSums sums, float* scratch)
+    {
+        int np = op.PaddedState, t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, op.Length - t0), paddedLen = RoundUpToLanes(len);
+        float* u = scratch, x = u + ChunkLength, delta = x + ChunkLength, deltaU = delta + ChunkLength, dout = deltaU + ChunkLength,
+            dy = dout + ChunkLength, y = dy + ChunkLength, du = y + ChunkLength, dDelta = du + ChunkLength, z = dDelta + ChunkLength,
+            hc = z + ChunkLength, gb = hc + ChunkLength * Lanes, gDecayA = gb + ChunkLength * Lanes, decays = gDecayA + ChunkLength * Lanes,
+            states = decays + ChunkLength * Lanes;
+        long row = op.Row(b, d, op.Length) + t0;
         float bias = op.DeltaBias is null ? 0f : op.DeltaBias[d], skip = op.Skip is null ? 0f : op.Skip[d];
-        float* a2 = op.A2 + (long)d * np, a = op.A + (long)d * np;
-        float* dA = grads.APartial + op.Row(b, d, np);
-        new Span<float>(dA, np).Clear();
+        new Span<float>(hc, paddedLen * Lanes).Clear();
+        new Span<float>(gb, paddedLen * Lanes).Clear();
+        new Span<float>(gDecayA, paddedLen * Lanes).Clear();
+        LoadPadded(u, op.U + row, len);
+        LoadPadded(x, op.Delta + row, len);
+        LoadPadded(dout, gradOutput + row, len);
+        if (op.Z is not null) LoadPadded(z, op.Z + row, len);
+        var skipSum = Vector512<float>.Zero;
+        for (int k = 0; k < len; k += Lanes)
+        {
+            var uk = Vector512.Load(u + k);
+            var xk = Vector512.Load(x + k) + Vector512.Create(bias);
+            xk.Store(x + k);
+            var dk = op.Softplus ? VectorMath.Softplus(xk) : xk;
+            dk.Store(delta + k);
+            (dk * uk).Store(deltaU + k);
+            var g = Vector512.Load(dout + k);
+            if (op.Z is not null)
+            {
+                var zk = Vector512.Load(z + k);
+                g *= zk * VectorMath.Sigmoid(zk);
+                (uk * skip).Store(y + k);                                      // y is rebuilt for dz below
+            }
+            g.Store(dy + k);
+            (g * skip).Store(du + k);
+            skipSum += g * uk;                                                  // padded steps have dout = u = 0
+        }
+        if (sums.Skip is not null) sums.Skip[i] += Vector512.Sum(skipSum);
+
         op.Stepwise(op.B, op.VariableB, b, d, out float* bBase, out long bStride);
         op.Stepwise(op.C, op.VariableC, b, d, out float* cBase, out long cStride);
-        // Fixed dB/dC: one (Np) row per (b, d) that every step adds into (stride 0); input-dependent: the item's (L, Np) slot.
-        float* dBBase = dBSlot != null ? dBSlot : grads.BPartial + op.Row(b, d, np);
-        float* dCBase = dCSlot != null ? dCSlot : grads.CPartial + op.Row(b, d, np);
-        if (dBSlot is null) new Span<float>(dBBase, np).Clear();
-        if (dCSlot is null) new Span<float>(dCBase, np).Clear();
-        double dSkip = 0, dBias = 0;
-
-        for (int chunk = op.Chunks - 1; chunk >= 0; chunk--)
+        // dB/dC accumulators: the item's (L, Np) slot when input-dependent, else this channel's (Np) row (stride 0).
+        float* dBBase = op.VariableB ? sums.B : sums.B + i * np, dCBase = op.VariableC ? sums.C : sums.C + i * np;
+        float* a2 = op.A2 + (long)d * np, a = op.A + (long)d * np, dA = sums.A + i * np;
+        for (int j = 0; j < np; j += Lanes)
         {
-            int t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, length - t0);
-            LoadPadded(u, op.U + row + t0, len);
-            LoadPadded(x, op.Delta + row + t0, len);
-            LoadPadded(dout, gradOutput + row + t0, len);
-            if (op.Z is not null) LoadPadded(z, op.Z + row + t0, len);
-            var skipSum = Vector512<float>.Zero;
-            for (int k = 0; k < len; k += Lanes)
+            // Recompute this chunk's states h_{t0−1 … t0+len−1} and decays exp(Δ·A) from the checkpoint.
+            var h = Vector512.Load(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
+            h.Store(states);
+            var a2j = Vector512.Load(a2 + j);
+            float* bt = bBase + t0 * bStride + j, ct = cBase + t0 * cStride + j;
+            for (int k = 0; k < len; k++, bt += bStride, ct += cStride)
             {
-                var uk = Vector512.Load(u + k);
-                var xk = Vector512.Load(x + k) + Vector512.Create(bias);
-                xk.Store(x + k);
-                var dk = op.Softplus ? VectorMath.Softplus(xk) : xk;
-                dk.Store(delta + k);
-                (dk * uk).Store(deltaU + k);
-                var g = Vector512.Load(dout + k);
-                if (op.Z is not null)
-                {
-                    var zk = Vector512.Load(z + k);
-                    g *= zk * VectorMath.Sigmoid(zk);
-                    (uk * skip).Store(y + k);                                  // y is rebuilt for dz below
-                }
-                g.Store(dy + k);
-                (g * skip).Store(du + k);
-                skipSum += g * uk;                                              // padded steps have dout = u = 0
-                Vector512<float>.Zero.Store(dDelta + k);
-            }
-            dSkip += Vector512.Sum(skipSum);
-
-            for (int j = 0; j < np; j += Lanes)
-            {
-                // Recompute this chunk's states h_{t0−1 … t0+len−1} and decays exp(Δ·A) from the checkpoint.
-                var h = Vector512.Load(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
-                h.Store(states);
-                var a2j = Vector512.Load(a2 + j);
-                float* bt = bBase + t0 * bStride + j, ct = cBase + t0 * cStride + j;
-                for (int k = 0; k < len; k++, bt += bStride, ct += cStride)
-                {
-                    var decay = VectorMath.Exp2(a2j * delta[k]);
-                    h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
-                    decay.Store(decays + k * Lanes);
-                    h.Store(states + (k + 1) * Lanes);
-                    if (op.Z is not null) y[k] += Vector512.Sum(h * Vector512.Load(ct));
-                }
-
-                // Adjoint, backwards in time: g = dL/dh_t, then carried to h_{t−1} through the decay.
-                var gState = Vector512.Load(gCarry + j);
-                var aj = Vector512.Load(a + j);
-                var dAj = Vector512<float>.Zero;
-                float* dBt = dBBase + (t0 + len - 1) * bStride + j, dCt = dCBase + (t0 + len - 1) * cStride + j;
-                bt = bBase + (t0 + len - 1) * bStride + j;
-                ct = cBase + (t0 + len - 1) * cStride + j;
-                for (int k = len - 1; k >= 0; k--, bt -= bStride, ct -= cStride, dBt -= bStride, dCt -= cStride)
-                {
-                    var hk = Vector512.Load(states + (k + 1) * Lanes);
-                    var hPrev = Vector512.Load(states + k * Lanes);
-                    var decay = Vector512.Load(decays + k * Lanes);
-                    var bk = Vector512.Load(bt);
-                    gState = Vector512.FusedMultiplyAdd(Vector512.Load(ct), Vector512.Create(dy[k]), gState);
-                    Vector512.FusedMultiplyAdd(hk, Vector512.Create(dy[k]), Vector512.Load(dCt)).Store(dCt);
-                    Vector512.FusedMultiplyAdd(gState, Vector512.Create(deltaU[k]), Vector512.Load(dBt)).Store(dBt);
-                    // ∂h_t/∂Δ = A·exp(ΔA)·h_{t−1} + B·u;  ∂h_t/∂A = Δ·exp(ΔA)·h_{t−1};  ∂h_t/∂(ΔB) = u.
-                    var throughDecay = gState * decay * hPrev;
-                    dAj = Vector512.FusedMultiplyAdd(throughDecay, Vector512.Create(delta[k]), dAj);
-                    float gB = Vector512.Sum(gState * bk);
-                    du[k] += delta[k] * gB;
-                    dDelta[k] += u[k] * gB + Vector512.Sum(throughDecay * aj);
-                    gState *= decay;
-                }
-                gState.Store(gCarry + j);
-                (Vector512.Load(dA + j) + dAj).Store(dA + j);
+                var decay = VectorMath.Exp2(a2j * delta[k]);
+                h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
+                decay.Store(decays + k * Lanes);
+                h.Store(states + (k + 1) * Lanes);
+                if (op.Z is not null) Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hc + k * Lanes)).Store(hc + k * Lanes);
             }
 
-            var biasSum = Vector512<float>.Zero;
-            for (int k = 0; k < len; k += Lanes)
+            // Adjoint, backwards in time: g = dL/dh_t, then carried to h_{t−1} through the decay.
+            var gState = Vector512.Load(gCarry + j);
+            var aj = Vector512.Load(a + j);
+            var dAj = Vector512<float>.Zero;
+            long last = t0 + len - 1;
+            float* dBt = dBBase + last * bStride + j, dCt = dCBase + last * cStride + j;
+            bt = bBase + last * bStride + j;
+            ct = cBase + last * cStride + j;
+            for (int k = len - 1; k >= 0; k--, bt -= bStride, ct -= cStride, dBt -= bStride, dCt -= cStride)
             {
-                var dk = Vector512.Load(dDelta + k);
-                if (op.Softplus) dk *= VectorMath.SoftplusDerivative(Vector512.Load(x + k));
-                dk.Store(dDelta + k);
-                biasSum += dk;                                                  // padded steps have dΔ = 0
-                if (op.Z is not null)
-                {
-                    var zk = Vector512.Load(z + k);
-                    var sig = VectorMath.Sigmoid(zk);
-                    var dSilu = sig * (Vector512<float>.One + zk * (Vector512<float>.One - sig));
-                    (Vector512.Load(dout + k) * Vector512.Load(y + k) * dSilu).Store(z + k);
-                }
+                var dyk = Vector512.Create(dy[k]);
+                var decay = Vector512.Load(decays + k * Lanes);
+                gState = Vector512.FusedMultiplyAdd(Vector512.Load(ct), dyk, gState);
+                Vector512.FusedMultiplyAdd(Vector512.Load(states + (k + 1) * Lanes), dyk, Vector512.Load(dCt)).Store(dCt);
+                Vector512.FusedMultiplyAdd(gState, Vector512.Create(deltaU[k]), Vector512.Load(dBt)).Store(dBt);
+                // ∂h_t/∂Δ = A·exp(ΔA)·h_{t−1} + B·u;  ∂h_t/∂A = Δ·exp(ΔA)·h_{t−1};  ∂h_t/∂(Δ·B·u) = 1.
+                var throughDecay = gState * decay * Vector512.Load(states + k * Lanes);
+                dAj = Vector512.FusedMultiplyAdd(throughDecay, Vector512.Create(delta[k]), dAj);
+                Vector512.FusedMultiplyAdd(gState, Vector512.Load(bt), Vector512.Load(gb + k * Lanes)).Store(gb + k * Lanes);
+                Vector512.FusedMultiplyAdd(throughDecay, aj, Vector512.Load(gDecayA + k * Lanes)).Store(gDecayA + k * Lanes);
+                gState *= decay;
             }
-            dBias += Vector512.Sum(biasSum);
-            StoreRow(grads.U + row + t0, du, len);
-            StoreRow(grads.Delta + row + t0, dDelta, len);
-            if (grads.Z is not null) StoreRow(grads.Z + row + t0, z, len);
+            gState.Store(gCarry + j);
+            (Vector512.Load(dA + j) + dAj).Store(dA + j);
         }
 
-        long scalarIndex = op.Row(b, d, 1);
-        if (grads.SkipPartial is not null) grads.SkipPartial[scalarIndex] = (float)dSkip;
-        if (grads.DeltaBiasPartial is not null) grads.DeltaBiasPartial[scalarIndex] = (float)dBias;
-        if (grads.InitialState is not null)
-            new ReadOnlySpan<float>(gCarry, op.State).CopyTo(new Span<float>(grads.InitialState + op.Row(b, d, op.State), op.State));
+        var biasSum = Vector512<float>.Zero;
+        for (int k = 0; k < len; k += Lanes)
+        {
+            // Σ_n over the state blocks: du += Δ·Σ g·B; dΔ = u·Σ g·B + Σ g·exp(ΔA)·h_{t−1}·A, times softplus′.
+            var gB = VectorMath.SumRows(gb + k * Lanes);
+            (Vector512.Load(du + k) + Vector512.Load(delta + k) * gB).Store(du + k);
+            var dk = Vector512.Load(u + k) * gB + VectorMath.SumRows(gDecayA + k * Lanes);
+            if (op.Softplus) dk *= VectorMath.SoftplusDerivative(Vector512.Load(x + k));
+            dk.Store(dDelta + k);
+            biasSum += dk;                                                      // padded steps have dΔ = 0
+            if (op.Z is not null)
+            {
+                var zk = Vector512.Load(z + k);
+                var sig = VectorMath.Sigmoid(zk);
+                var dSilu = sig * (Vector512<float>.One + zk * (Vector512<float>.One - sig));
+                var yk = Vector512.Load(y + k) + VectorMath.SumRows(hc + k * Lanes);
+                (Vector512.Load(dout + k) * yk * dSilu).Store(z + k);
+            }
+        }
+        if (sums.DeltaBias is not null) sums.DeltaBias[i] += Vector512.Sum(biasSum);
+        StoreRow(grads.U + row, du, len);
+        StoreRow(grads.Delta + row, dDelta, len);
+        if (grads.Z is not null) StoreRow(grads.Z + row, z, len);
     }
+
+    private static int RoundUpToLanes(int n) => (n + Lanes - 1) / Lanes * Lanes;
 
     /// <summary>Copies <paramref name="len"/> values into <paramref name="dst"/> and zeroes it up to the next multiple of 16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void LoadPadded(float* dst, float* src, int len)
     {
         new ReadOnlySpan<float>(src, len).CopyTo(new Span<float>(dst, len));
-        int padded = (len + Lanes - 1) / Lanes * Lanes;
-        new Span<float>(dst + len, padded - len).Clear();
+        new Span<float>(dst + len, RoundUpToLanes(len) - len).Clear();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

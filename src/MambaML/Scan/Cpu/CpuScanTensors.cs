@@ -1,6 +1,5 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace MambaML.Scan.Cpu;
 
@@ -25,17 +24,34 @@ internal sealed class CpuScanTensors
     public bool VariableC => CPacked.dim() == 3;
 
     /// <summary>Packs fp32 contiguous operands (u, Δ, z: (B, D, L); A: (D, N); B, C: (B, N, L) or (D, N); D, bias: (D); h0: (B, D, N)).</summary>
-    public static CpuScanTensors Pack(Tensor u, Tensor delta, Tensor a, Tensor b, Tensor c, Tensor? skip, Tensor? z, Tensor? deltaBias,
+    public static unsafe CpuScanTensors Pack(Tensor u, Tensor delta, Tensor a, Tensor b, Tensor c, Tensor? skip, Tensor? z, Tensor? deltaBias,
         Tensor? initialState, bool softplus)
     {
-        int n = (int)a.shape[1], padding = (n + Lanes - 1) / Lanes * Lanes - n;
-        Tensor PadState(Tensor t) => (padding == 0 ? t : F.pad(t, new long[] { 0, padding })).contiguous();
+        int n = (int)a.shape[1], np = (n + Lanes - 1) / Lanes * Lanes, channels = (int)a.shape[0];
+        Tensor Rows(float scale)
+        {
+            var padded = empty(channels, np);
+            ScanLayout.PadRows(Pointer(a), Pointer(padded), channels, n, np, scale);
+            return padded;
+        }
         // Input-dependent (B, N, L) becomes (B, L, Np): the 16 state entries a step needs are adjacent.
-        Tensor PackStepwise(Tensor t) => PadState(t.dim() == 3 ? t.transpose(1, 2) : t);
+        Tensor Stepwise(Tensor t)
+        {
+            if (t.dim() == 2)
+            {
+                var fixedRows = empty(channels, np);
+                ScanLayout.PadRows(Pointer(t), Pointer(fixedRows), channels, n, np, 1f);
+                return fixedRows;
+            }
+            int batch = (int)t.shape[0], length = (int)t.shape[2];
+            var packed = empty(batch, length, np);
+            ScanLayout.PackSteps(Pointer(t), Pointer(packed), batch, n, length, np);
+            return packed;
+        }
         return new CpuScanTensors
         {
             U = u, Delta = delta, Skip = skip, Z = z, DeltaBias = deltaBias, InitialState = initialState, Softplus = softplus, State = n,
-            A2 = PadState(a * VectorMath.Log2E), APadded = PadState(a), BPacked = PackStepwise(b), CPacked = PackStepwise(c),
+            A2 = Rows(VectorMath.Log2E), APadded = Rows(1f), BPacked = Stepwise(b), CPacked = Stepwise(c),
         };
     }
 
@@ -88,14 +104,23 @@ internal sealed class CpuScanTensors
         CpuScanKernel.Backward(op, Pointer(checkpoints), Pointer(gradOutput), Pointer(gradLastState), grads);
 
         // Partial sums: over batch rows for the per-channel parameters, over channel blocks for input-dependent B and C.
-        Tensor Unpad(Tensor t) => t.narrow(-1, 0, State);
-        Tensor StepwiseGrad(Tensor partial, bool variable) => variable
-            ? Unpad(partial.sum(dim: 1)).transpose(1, 2).contiguous()                  // (B, L, Np) → (B, N, L)
-            : Unpad(partial.sum(dim: 0)).contiguous();                                 // (D, N)
+        Tensor OverBatch(Tensor partial, int rowLength, params long[] shape)
+        {
+            var sum = Empty(shape);
+            ScanLayout.SumOverBatch(Pointer(partial), Pointer(sum), Batch, d, rowLength, shape.Length == 1 ? 1 : State);
+            return sum;
+        }
+        Tensor StepwiseGrad(Tensor partial, bool variable)
+        {
+            if (!variable) return OverBatch(partial, PaddedState, d, State);
+            var sum = Empty(b, State, l);
+            ScanLayout.SumSlots(Pointer(partial), Pointer(sum), Batch, blocks, Length, PaddedState, State);
+            return sum;
+        }
         return new[]
         {
-            du, dDelta, Unpad(dAPartial.sum(dim: 0)).contiguous(), StepwiseGrad(dBPartial, VariableB), StepwiseGrad(dCPartial, VariableC),
-            dSkipPartial?.sum(dim: 0), dz, dBiasPartial?.sum(dim: 0), dh0,
+            du, dDelta, OverBatch(dAPartial, PaddedState, d, State), StepwiseGrad(dBPartial, VariableB), StepwiseGrad(dCPartial, VariableC),
+            dSkipPartial is null ? null : OverBatch(dSkipPartial, 1, d), dz, dBiasPartial is null ? null : OverBatch(dBiasPartial, 1, d), dh0,
         };
     }
 
@@ -108,7 +133,7 @@ internal sealed class CpuScanTensors
     };
 
     /// <summary>The address of a contiguous fp32 CPU tensor's first element (null for null).</summary>
-    private static unsafe float* Pointer(Tensor? t)
+    internal static unsafe float* Pointer(Tensor? t)
     {
         if (t is null) return null;
         if (t.dtype != ScalarType.Float32 || !t.is_contiguous() || t.device_type != DeviceType.CPU)

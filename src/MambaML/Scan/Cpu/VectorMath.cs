@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MambaML.Scan.Cpu;
 
@@ -74,6 +75,35 @@ internal static class VectorMath
         var e = Exp(-Vector512.Abs(x));                                          // in (0, 1]
         var r = Vector512<float>.One / (Vector512<float>.One + e);
         return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), r, e * r);
+    }
+
+    /// <summary>
+    /// The sums of 16 consecutive rows of 16 floats: lane i of the result is the sum of <paramref name="rows"/>[16·i … 16·i + 15].
+    /// </summary>
+    /// <remarks>
+    /// Replaces 16 separate horizontal sums (about 20 instructions each) by a transpose-and-add tree of 30 two-source
+    /// permutes and 15 adds: each level halves the number of vectors and the lanes each row occupies.
+    /// </remarks>
+    public static unsafe Vector512<float> SumRows(float* rows)
+    {
+        if (!Avx512F.IsSupported)
+        {
+            var sums = stackalloc float[16];
+            for (int i = 0; i < 16; i++) sums[i] = Vector512.Sum(Vector512.Load(rows + 16 * i));
+            return Vector512.Load(sums);
+        }
+        // Level g keeps, of every 2g lanes of the two inputs, the first g (low) or the last g (high).
+        var low8 = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        var low4 = Vector512.Create(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        var low2 = Vector512.Create(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+        var low1 = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        Vector512<float> Pair(int i) => Fold(Vector512.Load(rows + 32 * i), Vector512.Load(rows + 32 * i + 16), low8, 8);
+        Vector512<float> a0 = Pair(0), a1 = Pair(1), a2 = Pair(2), a3 = Pair(3), a4 = Pair(4), a5 = Pair(5), a6 = Pair(6), a7 = Pair(7);
+        Vector512<float> b0 = Fold(a0, a1, low4, 4), b1 = Fold(a2, a3, low4, 4), b2 = Fold(a4, a5, low4, 4), b3 = Fold(a6, a7, low4, 4);
+        return Fold(Fold(b0, b1, low2, 2), Fold(b2, b3, low2, 2), low1, 1);
+
+        static Vector512<float> Fold(Vector512<float> a, Vector512<float> b, Vector512<int> low, int g) =>
+            Avx512F.PermuteVar16x32x2(a, low, b) + Avx512F.PermuteVar16x32x2(a, low + Vector512.Create(g), b);
     }
 
     /// <summary>log(1 + e) for e in [0, 1], accurate for tiny e: log(w)·e/(w − 1) with w = 1 + e corrects w's rounding.</summary>
