@@ -76,12 +76,14 @@ internal static unsafe class CpuScanKernel
     public const int ChunkLength = 64;
     private const int Lanes = 16;
 
-    // Per-chunk scalar arrays of the forward scratch: u, Δ (then Δ after softplus), Δ·u, y, z; and one vector per step:
-    // h·C summed over state blocks, reduced to y 16 steps at a time (VectorMath.SumRows).
-    private const int ForwardChunkArrays = 5, ForwardChunkVectors = 1;
-    // Backward: u, Δ + bias, Δ after softplus, Δ·u, dout, dy, y, du, dΔ, z; per step the vectors h·C, g·B and
-    // g·exp(ΔA)·h_{t−1}·A (reduced like h·C), exp(ΔA) and the recomputed state; plus the state before the chunk.
-    private const int BackwardChunkArrays = 10, BackwardChunkVectors = 5;
+    // Forward scratch per worker, after the block's states: per-step arrays u, Δ (padded copies for a short last chunk),
+    // Δ after softplus, Δ·u, y (staging for a short chunk), z; one vector per step, h·C summed over state blocks and
+    // reduced to y 16 steps at a time (VectorMath.SumRows); one zero vector.
+    private const int ForwardChunkArrays = 6, ForwardChunkVectors = 1;
+    // Backward: u, Δ, dout, z (padded copies), Δ after softplus, Δ·u, dy, softplus′, sigmoid(z), du, dΔ, dz (staging);
+    // per step the vectors h·C, g·B and g·exp(ΔA)·h_{t−1}·A (reduced like h·C), exp(ΔA) and the recomputed state
+    // (one more for the state before the chunk); one zero vector.
+    private const int BackwardChunkArrays = 12, BackwardChunkVectors = 5;
 
     /// <summary>
     /// Runs the scan: writes <paramref name="output"/> (B, D, L), <paramref name="lastState"/> (B, D, N), and, when not null,
@@ -91,12 +93,13 @@ internal static unsafe class CpuScanKernel
     {
         var partition = ChannelPartition.For(op.Batch, op.Channels);
         int np = op.PaddedState;
-        long scratchFloats = (long)partition.BlockWidth * np + ForwardChunkArrays * ChunkLength + ForwardChunkVectors * ChunkLength * Lanes;
+        long scratchFloats = (long)partition.BlockWidth * np + ForwardChunkArrays * ChunkLength + ForwardChunkVectors * ChunkLength * Lanes + Lanes;
         ParallelWork.Run(op.Batch * partition.BlocksPerBatch, scratchFloats, (item, scratch) =>
         {
             int b = item / partition.BlocksPerBatch, first = item % partition.BlocksPerBatch * partition.BlockWidth;
             int width = Math.Min(partition.BlockWidth, op.Channels - first);
             float* states = scratch, chunkScratch = states + (long)partition.BlockWidth * np;
+            new Span<float>(chunkScratch, (int)(scratchFloats - (long)partition.BlockWidth * np)).Clear();   // incl. the zero vector
             for (int i = 0; i < width; i++)
                 LoadState(states + i * np, op.InitialState is null ? null : op.InitialState + op.Row(b, first + i, op.State), op.State, np);
             for (int chunk = 0; chunk < op.Chunks; chunk++)
@@ -113,21 +116,19 @@ internal static unsafe class CpuScanKernel
     private static void ForwardChunk(in ScanOperands op, int b, int d, int chunk, float* state, float* output, float* checkpoints, float* scratch)
     {
         int np = op.PaddedState, t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, op.Length - t0);
-        float* u = scratch, delta = u + ChunkLength, deltaU = delta + ChunkLength, y = deltaU + ChunkLength, z = y + ChunkLength,
-            hc = z + ChunkLength;
+        float* uCopy = scratch, deltaCopy = uCopy + ChunkLength, delta = deltaCopy + ChunkLength, deltaU = delta + ChunkLength,
+            yStaging = deltaU + ChunkLength, zCopy = yStaging + ChunkLength, hc = zCopy + ChunkLength, zero = hc + ChunkLength * Lanes;
         long row = op.Row(b, d, op.Length) + t0;
+        // Full chunks are read and written in place; a short last chunk goes through zero-padded copies.
+        float* u = Padded(op.U + row, uCopy, len), rawDelta = Padded(op.Delta + row, deltaCopy, len);
+        float* z = op.Z is null ? null : Padded(op.Z + row, zCopy, len), y = len == ChunkLength ? output + row : yStaging;
         float bias = op.DeltaBias is null ? 0f : op.DeltaBias[d], skip = op.Skip is null ? 0f : op.Skip[d];
-        LoadPadded(u, op.U + row, len);
-        LoadPadded(delta, op.Delta + row, len);
-        new Span<float>(hc, RoundUpToLanes(len) * Lanes).Clear();
         for (int k = 0; k < len; k += Lanes)
         {
-            var uk = Vector512.Load(u + k);
-            var dk = Vector512.Load(delta + k) + Vector512.Create(bias);
+            var dk = Vector512.Load(rawDelta + k) + Vector512.Create(bias);
             if (op.Softplus) dk = VectorMath.Softplus(dk);
             dk.Store(delta + k);
-            (dk * uk).Store(deltaU + k);
-            (uk * skip).Store(y + k);
+            (dk * Vector512.Load(u + k)).Store(deltaU + k);
         }
 
         op.Stepwise(op.B, op.VariableB, b, d, out float* bBase, out long bStride);
@@ -139,27 +140,30 @@ internal static unsafe class CpuScanKernel
             if (checkpoints is not null) h.Store(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
             var a2j = Vector512.Load(a2 + j);
             float* bt = bBase + t0 * bStride + j, ct = cBase + t0 * cStride + j;
+            // h·C accumulates over state blocks; the first block adds to a zero vector instead of clearing the buffer.
+            float* hcIn = j == 0 ? zero : hc;
+            int hcInStride = j == 0 ? 0 : Lanes;
             for (int k = 0; k < len; k++, bt += bStride, ct += cStride)
             {
                 var decay = VectorMath.Exp2(a2j * delta[k]);
                 h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
-                Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hc + k * Lanes)).Store(hc + k * Lanes);
+                Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hcIn + k * hcInStride)).Store(hc + k * Lanes);
             }
             h.Store(state + j);
         }
 
-        if (op.Z is not null) LoadPadded(z, op.Z + row, len);
+        ClearTailRows(hc, len);
         for (int k = 0; k < len; k += Lanes)
         {
-            var yk = Vector512.Load(y + k) + VectorMath.SumRows(hc + k * Lanes);
-            if (op.Z is not null)
+            var yk = Vector512.Load(u + k) * skip + VectorMath.SumRows(hc + k * Lanes);
+            if (z is not null)
             {
                 var zk = Vector512.Load(z + k);
                 yk *= zk * VectorMath.Sigmoid(zk);
             }
             yk.Store(y + k);
         }
-        StoreRow(output + row, y, len);
+        if (y == yStaging) Copy(yStaging, output + row, len);
     }
 
     /// <summary>
@@ -171,12 +175,13 @@ internal static unsafe class CpuScanKernel
         var partition = ChannelPartition.For(op.Batch, op.Channels);
         int np = op.PaddedState;
         long slot = (long)op.Length * np;
-        long scratchFloats = (long)partition.BlockWidth * np + BackwardChunkArrays * ChunkLength + BackwardChunkVectors * ChunkLength * Lanes + Lanes;
+        long scratchFloats = (long)partition.BlockWidth * np + BackwardChunkArrays * ChunkLength + BackwardChunkVectors * ChunkLength * Lanes + 2 * Lanes;
         ParallelWork.Run(op.Batch * partition.BlocksPerBatch, scratchFloats, (item, scratch) =>
         {
             int b = item / partition.BlocksPerBatch, first = item % partition.BlocksPerBatch * partition.BlockWidth;
             int width = Math.Min(partition.BlockWidth, op.Channels - first);
             float* gCarries = scratch, chunkScratch = gCarries + (long)partition.BlockWidth * np;
+            new Span<float>(chunkScratch, (int)(scratchFloats - (long)partition.BlockWidth * np)).Clear();   // incl. the zero vector
             // Input-dependent dB/dC: this item sums its channels into its own (L, Np) slot; the caller adds the slots.
             // Fixed dB/dC, dA, dD, d(delta_bias): one accumulator per (b, d), summed over b by the caller.
             var sums = new ChannelSums
@@ -218,38 +223,39 @@ internal static unsafe class CpuScanKernel
     private static void BackwardChunk(in ScanOperands op, int b, int d, int i, int chunk, float* gCarry, float* checkpoints, float* gradOutput,
         in ScanGradients grads, in ChannelSums sums, float* scratch)
     {
-        int np = op.PaddedState, t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, op.Length - t0), paddedLen = RoundUpToLanes(len);
-        float* u = scratch, x = u + ChunkLength, delta = x + ChunkLength, deltaU = delta + ChunkLength, dout = deltaU + ChunkLength,
-            dy = dout + ChunkLength, y = dy + ChunkLength, du = y + ChunkLength, dDelta = du + ChunkLength, z = dDelta + ChunkLength,
-            hc = z + ChunkLength, gb = hc + ChunkLength * Lanes, gDecayA = gb + ChunkLength * Lanes, decays = gDecayA + ChunkLength * Lanes,
-            states = decays + ChunkLength * Lanes;
+        int np = op.PaddedState, t0 = chunk * ChunkLength, len = Math.Min(ChunkLength, op.Length - t0);
+        float* uCopy = scratch, deltaCopy = uCopy + ChunkLength, doutCopy = deltaCopy + ChunkLength, zCopy = doutCopy + ChunkLength,
+            delta = zCopy + ChunkLength, deltaU = delta + ChunkLength, dy = deltaU + ChunkLength, softplusSlope = dy + ChunkLength,
+            zSigmoid = softplusSlope + ChunkLength, duStaging = zSigmoid + ChunkLength, dDeltaStaging = duStaging + ChunkLength,
+            dzStaging = dDeltaStaging + ChunkLength, hc = dzStaging + ChunkLength, gb = hc + ChunkLength * Lanes,
+            gDecayA = gb + ChunkLength * Lanes, decays = gDecayA + ChunkLength * Lanes, states = decays + ChunkLength * Lanes,
+            zero = states + (ChunkLength + 1) * Lanes;
         long row = op.Row(b, d, op.Length) + t0;
+        bool full = len == ChunkLength;
+        float* u = Padded(op.U + row, uCopy, len), rawDelta = Padded(op.Delta + row, deltaCopy, len), dout = Padded(gradOutput + row, doutCopy, len);
+        float* z = op.Z is null ? null : Padded(op.Z + row, zCopy, len);
+        float* du = full ? grads.U + row : duStaging, dDelta = full ? grads.Delta + row : dDeltaStaging;
+        float* dz = grads.Z is null ? null : full ? grads.Z + row : dzStaging;
         float bias = op.DeltaBias is null ? 0f : op.DeltaBias[d], skip = op.Skip is null ? 0f : op.Skip[d];
-        new Span<float>(hc, paddedLen * Lanes).Clear();
-        new Span<float>(gb, paddedLen * Lanes).Clear();
-        new Span<float>(gDecayA, paddedLen * Lanes).Clear();
-        LoadPadded(u, op.U + row, len);
-        LoadPadded(x, op.Delta + row, len);
-        LoadPadded(dout, gradOutput + row, len);
-        if (op.Z is not null) LoadPadded(z, op.Z + row, len);
         var skipSum = Vector512<float>.Zero;
         for (int k = 0; k < len; k += Lanes)
         {
             var uk = Vector512.Load(u + k);
-            var xk = Vector512.Load(x + k) + Vector512.Create(bias);
-            xk.Store(x + k);
-            var dk = op.Softplus ? VectorMath.Softplus(xk) : xk;
+            var xk = Vector512.Load(rawDelta + k) + Vector512.Create(bias);
+            var slope = Vector512<float>.One;
+            var dk = op.Softplus ? VectorMath.Softplus(xk, out slope) : xk;
             dk.Store(delta + k);
+            slope.Store(softplusSlope + k);
             (dk * uk).Store(deltaU + k);
             var g = Vector512.Load(dout + k);
-            if (op.Z is not null)
+            if (z is not null)
             {
                 var zk = Vector512.Load(z + k);
-                g *= zk * VectorMath.Sigmoid(zk);
-                (uk * skip).Store(y + k);                                      // y is rebuilt for dz below
+                var sig = VectorMath.Sigmoid(zk);
+                sig.Store(zSigmoid + k);
+                g *= zk * sig;
             }
             g.Store(dy + k);
-            (g * skip).Store(du + k);
             skipSum += g * uk;                                                  // padded steps have dout = u = 0
         }
         if (sums.Skip is not null) sums.Skip[i] += Vector512.Sum(skipSum);
@@ -261,6 +267,10 @@ internal static unsafe class CpuScanKernel
         float* a2 = op.A2 + (long)d * np, a = op.A + (long)d * np, dA = sums.A + i * np;
         for (int j = 0; j < np; j += Lanes)
         {
+            // Per-step sums over state blocks: the first block adds to a zero vector instead of clearing the buffers.
+            float* hcIn = j == 0 ? zero : hc, gbIn = j == 0 ? zero : gb, gDecayAIn = j == 0 ? zero : gDecayA;
+            int inStride = j == 0 ? 0 : Lanes;
+
             // Recompute this chunk's states h_{t0−1 … t0+len−1} and decays exp(Δ·A) from the checkpoint.
             var h = Vector512.Load(checkpoints + (op.Row(b, d, op.Chunks) + chunk) * np + j);
             h.Store(states);
@@ -272,7 +282,7 @@ internal static unsafe class CpuScanKernel
                 h = Vector512.FusedMultiplyAdd(decay, h, Vector512.Load(bt) * deltaU[k]);
                 decay.Store(decays + k * Lanes);
                 h.Store(states + (k + 1) * Lanes);
-                if (op.Z is not null) Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hc + k * Lanes)).Store(hc + k * Lanes);
+                if (z is not null) Vector512.FusedMultiplyAdd(h, Vector512.Load(ct), Vector512.Load(hcIn + k * inStride)).Store(hc + k * Lanes);
             }
 
             // Adjoint, backwards in time: g = dL/dh_t, then carried to h_{t−1} through the decay.
@@ -293,51 +303,66 @@ internal static unsafe class CpuScanKernel
                 // ∂h_t/∂Δ = A·exp(ΔA)·h_{t−1} + B·u;  ∂h_t/∂A = Δ·exp(ΔA)·h_{t−1};  ∂h_t/∂(Δ·B·u) = 1.
                 var throughDecay = gState * decay * Vector512.Load(states + k * Lanes);
                 dAj = Vector512.FusedMultiplyAdd(throughDecay, Vector512.Create(delta[k]), dAj);
-                Vector512.FusedMultiplyAdd(gState, Vector512.Load(bt), Vector512.Load(gb + k * Lanes)).Store(gb + k * Lanes);
-                Vector512.FusedMultiplyAdd(throughDecay, aj, Vector512.Load(gDecayA + k * Lanes)).Store(gDecayA + k * Lanes);
+                Vector512.FusedMultiplyAdd(gState, Vector512.Load(bt), Vector512.Load(gbIn + k * inStride)).Store(gb + k * Lanes);
+                Vector512.FusedMultiplyAdd(throughDecay, aj, Vector512.Load(gDecayAIn + k * inStride)).Store(gDecayA + k * Lanes);
                 gState *= decay;
             }
             gState.Store(gCarry + j);
             (Vector512.Load(dA + j) + dAj).Store(dA + j);
         }
 
+        ClearTailRows(hc, len);
+        ClearTailRows(gb, len);
+        ClearTailRows(gDecayA, len);
         var biasSum = Vector512<float>.Zero;
         for (int k = 0; k < len; k += Lanes)
         {
-            // Σ_n over the state blocks: du += Δ·Σ g·B; dΔ = u·Σ g·B + Σ g·exp(ΔA)·h_{t−1}·A, times softplus′.
+            // Σ_n over the state blocks: du = D·dy + Δ·Σ g·B; dΔ = (u·Σ g·B + Σ g·exp(ΔA)·h_{t−1}·A)·softplus′.
             var gB = VectorMath.SumRows(gb + k * Lanes);
-            (Vector512.Load(du + k) + Vector512.Load(delta + k) * gB).Store(du + k);
-            var dk = Vector512.Load(u + k) * gB + VectorMath.SumRows(gDecayA + k * Lanes);
-            if (op.Softplus) dk *= VectorMath.SoftplusDerivative(Vector512.Load(x + k));
+            var uk = Vector512.Load(u + k);
+            (Vector512.Load(dy + k) * skip + Vector512.Load(delta + k) * gB).Store(du + k);
+            var dk = (uk * gB + VectorMath.SumRows(gDecayA + k * Lanes)) * Vector512.Load(softplusSlope + k);
             dk.Store(dDelta + k);
             biasSum += dk;                                                      // padded steps have dΔ = 0
-            if (op.Z is not null)
+            if (z is not null)
             {
                 var zk = Vector512.Load(z + k);
-                var sig = VectorMath.Sigmoid(zk);
+                var sig = Vector512.Load(zSigmoid + k);
                 var dSilu = sig * (Vector512<float>.One + zk * (Vector512<float>.One - sig));
-                var yk = Vector512.Load(y + k) + VectorMath.SumRows(hc + k * Lanes);
-                (Vector512.Load(dout + k) * yk * dSilu).Store(z + k);
+                var yk = uk * skip + VectorMath.SumRows(hc + k * Lanes);
+                (Vector512.Load(dout + k) * yk * dSilu).Store(dz + k);
             }
         }
         if (sums.DeltaBias is not null) sums.DeltaBias[i] += Vector512.Sum(biasSum);
-        StoreRow(grads.U + row, du, len);
-        StoreRow(grads.Delta + row, dDelta, len);
-        if (grads.Z is not null) StoreRow(grads.Z + row, z, len);
+        if (!full)
+        {
+            Copy(duStaging, grads.U + row, len);
+            Copy(dDeltaStaging, grads.Delta + row, len);
+            if (dz is not null) Copy(dzStaging, grads.Z + row, len);
+        }
     }
 
     private static int RoundUpToLanes(int n) => (n + Lanes - 1) / Lanes * Lanes;
 
-    /// <summary>Copies <paramref name="len"/> values into <paramref name="dst"/> and zeroes it up to the next multiple of 16.</summary>
+    /// <summary>
+    /// <paramref name="src"/> itself for a full chunk; for a short one, <paramref name="copy"/> filled with its
+    /// <paramref name="len"/> values and zeros up to the next multiple of 16 (so whole vectors can be read).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void LoadPadded(float* dst, float* src, int len)
+    private static float* Padded(float* src, float* copy, int len)
     {
-        new ReadOnlySpan<float>(src, len).CopyTo(new Span<float>(dst, len));
-        new Span<float>(dst + len, RoundUpToLanes(len) - len).Clear();
+        if (len == ChunkLength) return src;
+        Copy(src, copy, len);
+        new Span<float>(copy + len, RoundUpToLanes(len) - len).Clear();
+        return copy;
     }
 
+    /// <summary>Zeroes the per-step vectors from <paramref name="len"/> up to the next multiple of 16, which the reductions read.</summary>
+    private static void ClearTailRows(float* vectors, int len) =>
+        new Span<float>(vectors + len * Lanes, (RoundUpToLanes(len) - len) * Lanes).Clear();
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* dst, float* src, int len) => new ReadOnlySpan<float>(src, len).CopyTo(new Span<float>(dst, len));
+    private static void Copy(float* src, float* dst, int len) => new ReadOnlySpan<float>(src, len).CopyTo(new Span<float>(dst, len));
 
     /// <summary>Copies an (N) state into an (Np) buffer with zero padding; null means the zero state.</summary>
     private static void LoadState(float* dst, float* src, int n, int np)
