@@ -86,6 +86,7 @@ internal static class VectorMath
     /// Replaces 16 separate horizontal sums (about 20 instructions each) by a transpose-and-add tree of 30 two-source
     /// permutes and 15 adds: each level halves the number of vectors and the lanes each row occupies.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector512<float> SumRows(float* rows)
     {
         if (!Avx512F.IsSupported)
