@@ -1,5 +1,6 @@
 using MambaML.Model;
 using MambaML.Scan;
+using MambaML.Scan.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -285,6 +286,21 @@ public sealed class CpuFusedScanTests
             s = next;
         }
         ScanParity.AssertClose(prefix, whole.narrow(1, 0, 30), 1e-5, 1e-5 * Rms(whole), "prefix");
+    }
+
+    [TestMethod]
+    public void WorkPartitionCoversEveryChannelOnceFromTwoToSixtyFourCores()
+    {
+        foreach (int cores in new[] { 1, 2, 3, 16, 64 })
+            foreach (var (batch, channels) in new[] { (1, 1), (8, 256), (1, 1536), (3, 7), (64, 2048), (2, 5) })
+            {
+                var p = ChannelPartition.For(batch, channels, cores);
+                string what = $"{cores} cores, B={batch}, D={channels}: {p}";
+                Assert.IsTrue(p.BlockWidth >= 1 && p.BlocksPerBatch >= 1, what);
+                Assert.IsTrue((p.BlocksPerBatch - 1) * p.BlockWidth < channels && p.BlocksPerBatch * p.BlockWidth >= channels, what);
+                // At least two items per core (four are aimed at; block rounding can halve that) when there are enough channels.
+                Assert.IsTrue(batch * p.BlocksPerBatch >= Math.Min(2L * cores, (long)batch * channels), what);
+            }
     }
 
     /// <summary>Runs the fused scan on the fp32 case and the reference on the same values in fp64; compares everything.</summary>

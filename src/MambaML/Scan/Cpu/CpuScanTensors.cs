@@ -30,7 +30,7 @@ internal sealed class CpuScanTensors
         int n = (int)a.shape[1], np = (n + Lanes - 1) / Lanes * Lanes, channels = (int)a.shape[0];
         Tensor Rows(float scale)
         {
-            var padded = empty(channels, np);
+            var padded = ScanOutputs.Empty(new long[] { channels, np }, ScalarType.Float32, CPU);
             ScanLayout.PadRows(Pointer(a), Pointer(padded), channels, n, np, scale);
             return padded;
         }
@@ -39,12 +39,12 @@ internal sealed class CpuScanTensors
         {
             if (t.dim() == 2)
             {
-                var fixedRows = empty(channels, np);
+                var fixedRows = ScanOutputs.Empty(new long[] { channels, np }, ScalarType.Float32, CPU);
                 ScanLayout.PadRows(Pointer(t), Pointer(fixedRows), channels, n, np, 1f);
                 return fixedRows;
             }
             int batch = (int)t.shape[0], length = (int)t.shape[2];
-            var packed = empty(batch, length, np);
+            var packed = ScanOutputs.Empty(new long[] { batch, length, np }, ScalarType.Float32, CPU);
             ScanLayout.PackSteps(Pointer(t), Pointer(packed), batch, n, length, np);
             return packed;
         }

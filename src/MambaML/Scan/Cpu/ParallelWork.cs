@@ -54,12 +54,15 @@ internal readonly record struct ChannelPartition(int BlocksPerBatch, int BlockWi
 {
     private const int ItemsPerCore = 4;
 
-    /// <summary>The partition for a scan of <paramref name="batch"/> rows of <paramref name="channels"/> channels on this machine.</summary>
-    public static ChannelPartition For(int batch, int channels)
+    /// <summary>The partition for a scan of <paramref name="batch"/> rows of <paramref name="channels"/> channels on <paramref name="cores"/> cores.</summary>
+    public static ChannelPartition For(int batch, int channels, int cores)
     {
-        long target = (long)ItemsPerCore * Environment.ProcessorCount;
+        long target = (long)ItemsPerCore * cores;
         int perBatch = (int)Math.Clamp((target + batch - 1) / batch, 1, channels);
         int width = (channels + perBatch - 1) / perBatch;
         return new ChannelPartition((channels + width - 1) / width, width);
     }
+
+    /// <summary>The partition for this machine's cores.</summary>
+    public static ChannelPartition For(int batch, int channels) => For(batch, channels, Environment.ProcessorCount);
 }
