@@ -166,9 +166,11 @@ public class MambaBackboneTests
         void Pass()
         {
             using var scope = NewDisposeScope();
+            // Training without state, training through a carried state, and inference with state.
+            model.Forward(x).Output.sum().backward();
             var (y, s) = model.Forward(x, returnState: true);
-            var st = model.Step(x[.., 0], s!);
-            y.sum().backward();
+            (y.sum() + model.Step(x[.., 0], s!).Output.sum()).backward();
+            using (no_grad()) model.Step(x[.., 1], model.Forward(x, returnState: true).State!);
         }
         Pass();
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;

@@ -46,19 +46,20 @@ public sealed class CpuFusedSelectiveScan : ISelectiveScan
         object?[] args =
         {
             Fp32(input.U), Fp32(input.Delta), Fp32(input.A), Fp32(input.B), Fp32(input.C),
-            Fp32(input.D), Fp32(input.Z), Fp32(input.DeltaBias), Fp32(input.InitialState), input.DeltaSoftplus,
+            Fp32(input.D), Fp32(input.Z), Fp32(input.DeltaBias), Fp32(input.InitialState), input.DeltaSoftplus, input.ReturnLastState,
         };
-        Tensor output, last;
+        Tensor output;
+        Tensor? last;
         if (is_grad_enabled() && input.AllTensors().Any(t => t.requires_grad))
         {
             var results = CpuScanFunction.apply(args!);
-            (output, last) = (results[0], results[1]);
+            (output, last) = (results[0], input.ReturnLastState ? results[1] : null);
         }
         else
         {
             (output, last, _) = CpuScanFunction.Pack(args).Forward(saveCheckpoints: false);
         }
         var result = output.to(input.U.dtype).MoveToOuterDisposeScope();
-        return new SelectiveScanResult(result, input.ReturnLastState ? last.MoveToOuterDisposeScope() : null);
+        return new SelectiveScanResult(result, input.ReturnLastState ? last!.MoveToOuterDisposeScope() : null);
     }
 }

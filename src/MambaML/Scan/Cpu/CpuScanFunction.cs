@@ -15,7 +15,7 @@ namespace MambaML.Scan.Cpu;
 /// </remarks>
 internal sealed class CpuScanFunction : autograd.MultiTensorFunction<CpuScanFunction>
 {
-    private const int ArgumentCount = 10;
+    private const int ArgumentCount = 11;
 
     /// <inheritdoc/>
     public override string Name => "MambaML.CpuFusedSelectiveScan";
@@ -29,10 +29,14 @@ internal sealed class CpuScanFunction : autograd.MultiTensorFunction<CpuScanFunc
         ctx.save_for_backward(tensors.ToSave(checkpoints)!);
         ctx.save_data("state", tensors.State);
         ctx.save_data("softplus", tensors.Softplus);
+        // The last state is an output only when asked for: an output nobody differentiates reaches backward as an undefined
+        // gradient, and TorchSharp counts the empty wrapper it makes for it as a live tensor forever.
+        bool returnLast = (bool)vars[10];
         // Unused outputs reach backward as undefined gradients, filled with zeros below. (TorchSharp's own zero-filling
         // builds them from per-output templates that the caller's dispose scope may already have freed.)
         ctx.set_materialize_grads(false);
-        return new List<Tensor> { output, last };
+        if (!returnLast) last.Dispose();
+        return returnLast ? new List<Tensor> { output, last } : new List<Tensor> { output };
     }
 
     /// <inheritdoc/>
@@ -43,10 +47,11 @@ internal sealed class CpuScanFunction : autograd.MultiTensorFunction<CpuScanFunc
         var (tensors, checkpoints) = CpuScanTensors.FromSaved(ctx.get_saved_variables(), (int)ctx.get_data("state"), (bool)ctx.get_data("softplus"));
         // Incoming gradients can be broadcast views (e.g. from sum()); the kernel reads dense fp32 memory.
         var gradOutput = DenseOrZeros(grad_outputs[0], tensors.U.shape);
-        var gradLast = DenseOrZeros(grad_outputs[1], new[] { tensors.Batch, tensors.Channels, (long)tensors.State });
+        var lastShape = new[] { tensors.Batch, tensors.Channels, (long)tensors.State };
+        var gradLast = grad_outputs.Count > 1 ? DenseOrZeros(grad_outputs[1], lastShape) : zeros(lastShape, ScalarType.Float32);
         var grads = tensors.Backward(checkpoints, gradOutput, gradLast);
         foreach (var g in grads) g?.MoveToOuterDisposeScope();
-        return new List<Tensor>(grads!) { null! };                              // the softplus flag has no gradient
+        return new List<Tensor>(grads!) { null!, null! };                        // the two flags have no gradient
     }
 
     private static Tensor DenseOrZeros(Tensor grad, long[] shape) =>
