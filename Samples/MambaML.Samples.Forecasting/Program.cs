@@ -2,7 +2,7 @@
 // fresh MLContext, predict, and plot forecast vs. actual.
 //   dotnet run                                         embedded synthetic hourly series (seconds on 2 cores)
 //   dotnet run -- --data ../shared/data/ett/ETTh1.csv  real data: every numeric column, ETT split 12/4/4 months
-// Options: --targets OT,HUFL  --lookback 96  --horizon 24  --epochs 8  --out DIR
+// Options: --targets OT,HUFL  --lookback 96  --horizon 24  --epochs 8  --out DIR  --gpu (train on CUDA device 0)
 using MambaML.MLNet;
 using MambaML.Samples.Forecasting;
 using Microsoft.ML;
@@ -10,6 +10,7 @@ using Microsoft.ML.Data;
 
 var settings = Settings.Parse(args);
 var mlContext = new MLContext(seed: 0);
+if (settings.Gpu) { mlContext.GpuDeviceId = 0; mlContext.FallbackToCpu = false; }
 
 // 1. A time-ordered table: a CSV (first column = timestamp) or the embedded series.
 var (table, timestampColumn, numericColumns) = settings.DataPath is null

@@ -6,7 +6,7 @@ using Microsoft.ML.Data;
 namespace MambaML.Samples.Forecasting;
 
 /// <summary>Command-line settings.</summary>
-internal sealed record Settings(string? DataPath, string[]? Targets, int Lookback, int Horizon, int Epochs, string OutputDirectory)
+internal sealed record Settings(string? DataPath, string[]? Targets, int Lookback, int Horizon, int Epochs, string OutputDirectory, bool Gpu)
 {
     public static Settings Parse(string[] args)
     {
@@ -20,7 +20,8 @@ internal sealed record Settings(string? DataPath, string[]? Targets, int Lookbac
         int Int(string name, int fallback) => Value(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
         string? data = Value("--data");
         return new Settings(data, Value("--targets")?.Split(','), Int("--lookback", 96), Int("--horizon", 24),
-                            Int("--epochs", data is null ? 6 : 8), Value("--out") ?? "forecasting-output");
+                            Int("--epochs", data is null ? 6 : 8), Value("--out") ?? "forecasting-output",
+                            args.Contains("--gpu"));
     }
 }
 

@@ -32,7 +32,7 @@ internal static class Synthetic
     {
         Lookback = lookback, Horizon = horizon, Channels = channels, PatchLength = 4,
         ModelDimension = 16, NumberOfLayers = 1, StateSize = 8, NumberOfEpochs = epochs, BatchSize = 16, LearningRate = 3e-3,
-        Seed = 7,
+        Seed = 7, NumberOfThreads = 1,
     };
 
     /// <summary>Labelled windows of series A (and B when <paramref name="channels"/> is 2).</summary>
@@ -52,4 +52,39 @@ internal static class Synthetic
         while (cursor.MoveNext()) { get(ref v); result.Add(v.DenseValues().ToArray()); }
         return result.ToArray();
     }
+
+    /// <summary>A labelled sequence: shape class (sine, square, ramp), its frequency, and a Boolean "is sine".</summary>
+    public sealed class ShapeRow
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+        public string Shape { get; set; } = "";
+        public bool IsSine { get; set; }
+        public float Frequency { get; set; }
+    }
+
+    /// <summary>Shapes of random phase and frequency; variable length in [minLength, maxLength] (time-major, <paramref name="channels"/> per step).</summary>
+    public static ShapeRow[] Shapes(int count, int minLength = 24, int maxLength = 24, int channels = 1, int seed = 1)
+    {
+        var rng = new Random(seed);
+        string[] names = { "sine", "square", "ramp" };
+        return Enumerable.Range(0, count).Select(i =>
+        {
+            int shape = i % 3, length = rng.Next(minLength, maxLength + 1);
+            double frequency = 0.05 + 0.15 * rng.NextDouble(), phase = rng.NextDouble();
+            var values = new float[length * channels];
+            for (int t = 0; t < length; t++)
+            {
+                double cycle = (frequency * t + phase) % 1.0;
+                double v = shape switch { 0 => Math.Sin(2 * Math.PI * cycle), 1 => cycle < 0.5 ? 1 : -1, _ => 2 * cycle - 1 };
+                for (int c = 0; c < channels; c++) values[t * channels + c] = (float)(v * (c + 1) + 0.05 * (rng.NextDouble() - 0.5));
+            }
+            return new ShapeRow { Features = values, Shape = names[shape], IsSine = shape == 0, Frequency = (float)frequency };
+        }).ToArray();
+    }
+
+    /// <summary>Small, quick sequence options.</summary>
+    public static T SequenceOptions<T>(int epochs = 8) where T : MambaSequenceOptionsBase, new() => new()
+    {
+        ModelDimension = 16, NumberOfLayers = 1, StateSize = 8, NumberOfEpochs = epochs, BatchSize = 16, LearningRate = 5e-3, Seed = 11, NumberOfThreads = 1,
+    };
 }

@@ -46,7 +46,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
             network.to(device);
             new TrainingLoop(_env, o, nameof(MambaForecastingEstimator)).Run(network, input, train, valid,
                 batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed);
-            return new MambaForecastingTransformer(_env, arch, network, device);
+            return new MambaForecastingTransformer(arch, network, device);
         }
         catch
         {

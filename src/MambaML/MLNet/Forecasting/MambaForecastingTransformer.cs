@@ -18,7 +18,7 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     private readonly ForecastNetwork _network;
     private readonly Device _device;
 
-    internal MambaForecastingTransformer(IHostEnvironment env, ForecastArchitecture arch, ForecastNetwork network, Device device) : base(env)
+    internal MambaForecastingTransformer(ForecastArchitecture arch, ForecastNetwork network, Device device)
     {
         _arch = arch;
         _network = network;
@@ -57,12 +57,7 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
 
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
-        var forecast = _network.Predict(ForecastBatches.Windows(batch, _arch, _device)).cpu();
-        var flat = forecast.data<float>().ToArray();
-        int width = _arch.Horizon * _arch.Channels;
-        var rows = new float[batch.Count][];
-        for (int i = 0; i < rows.Length; i++) rows[i] = flat.AsSpan(i * width, width).ToArray();
-        return rows;
+        return SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device)), batch.Count);
     }
 
     private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
@@ -72,20 +67,8 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     // Called by ML.NET (through the loader registered by RegisterMambaML) with its ModelLoadContext.
     private static MambaForecastingTransformer Create(IHostEnvironment env, object ctx)
     {
-        var (arch, weights) = ModelFile.Load<ForecastArchitecture>(ctx, LoaderSignature);
-        var network = new ForecastNetwork(arch, seed: 0);
-        try
-        {
-            ModelFile.LoadWeights(network, weights, LoaderSignature);
-            var device = DevicePolicy.Choose(env);
-            network.to(device);
-            return new MambaForecastingTransformer(env, arch, network, device);
-        }
-        catch
-        {
-            network.Dispose();
-            throw;
-        }
+        var (arch, network, device) = LoadNetwork<ForecastArchitecture, ForecastNetwork>(env, ctx, LoaderSignature, a => new ForecastNetwork(a, seed: 0));
+        return new MambaForecastingTransformer(arch, network, device);
     }
 }
 

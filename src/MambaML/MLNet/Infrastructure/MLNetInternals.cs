@@ -102,12 +102,13 @@ internal static class MLNetInternals
     /// <summary>The schema shape of <paramref name="schema"/> (ML.NET keeps this conversion internal).</summary>
     public static SchemaShape ToSchemaShape(DataViewSchema schema) => (SchemaShape)Invoke(SchemaShapeCreate, null, schema)!;
 
-    /// <summary>The environment behind an ML.NET catalog such as <c>mlContext.Forecasting</c>.</summary>
+    /// <summary>The environment behind an ML.NET catalog such as <c>mlContext.Forecasting</c> or <c>mlContext.Regression.Trainers</c>.</summary>
     public static IHostEnvironment EnvironmentOf(object catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        var property = catalog.GetType().GetProperty("Environment", AnyInstance)
-                       ?? throw Missing($"{catalog.GetType().Name}.Environment");
+        var internalCatalog = catalog.GetType().GetInterface("Microsoft.ML.Data.IInternalCatalog")
+                              ?? throw Missing($"{catalog.GetType().Name} : IInternalCatalog");
+        var property = internalCatalog.GetProperty("Environment") ?? throw Missing("IInternalCatalog.Environment");
         return (IHostEnvironment)property.GetValue(catalog)!;
     }
 

@@ -17,6 +17,7 @@ public static class MambaRegistration
     private static readonly (Type Type, string LoaderSignature)[] Loaders =
     {
         (typeof(MambaForecastingTransformer), MambaForecastingTransformer.LoaderSignature),
+        (typeof(MambaSequenceTransformer), MambaSequenceTransformer.LoaderSignature),
     };
     private static readonly ConditionalWeakTable<ComponentCatalog, object> Registered = new();
 

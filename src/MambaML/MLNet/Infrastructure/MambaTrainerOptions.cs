@@ -53,6 +53,11 @@ public abstract class MambaTrainerOptions
 
     /// <summary>Seed for initialisation and shuffling; null takes the MLContext's seed, or 0 when it has none. Same seed, same model on CPU.</summary>
     public int? Seed { get; set; }
+    /// <summary>
+    /// CPU threads TorchSharp uses while fitting (restored afterwards); null keeps the process setting. Small models train
+    /// faster on one thread, and on a busy machine more threads than free cores slow training down sharply.
+    /// </summary>
+    public int? NumberOfThreads { get; set; }
     /// <summary>Rows per model call when transforming an <see cref="IDataView"/>.</summary>
     public int PredictionBatchSize { get; set; } = 256;
     /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>
@@ -83,6 +88,7 @@ public abstract class MambaTrainerOptions
         Check(ShuffleBufferSize >= 1, nameof(ShuffleBufferSize), ShuffleBufferSize, ">= 1");
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
         Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
+        Check(NumberOfThreads is null or >= 1, nameof(NumberOfThreads), NumberOfThreads ?? 0, ">= 1 (or null)");
     }
 
     /// <summary>Throws if <paramref name="ok"/> is false, naming the option, its value and the rule.</summary>

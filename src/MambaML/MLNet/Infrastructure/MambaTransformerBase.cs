@@ -17,13 +17,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     private readonly object _networkLock = new();
     private bool _disposed;
 
-    /// <summary>The ML.NET environment the transformer logs to.</summary>
-    private protected IHostEnvironment Env { get; }
-
-    private protected MambaTransformerBase(IHostEnvironment env)
-    {
-        Env = env;
-    }
+    private protected MambaTransformerBase() { }
 
     /// <summary>The device the network runs on.</summary>
     public abstract Device Device { get; }
@@ -79,6 +73,39 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     /// <summary>Disposes the network.</summary>
     private protected abstract void DisposeNetwork();
 
+    /// <summary>A (rows, width) output tensor as one float array per row.</summary>
+    private protected static float[][] SplitRows(Tensor output, int rows)
+    {
+        var flat = output.cpu().data<float>().ToArray();
+        int width = flat.Length / rows;
+        var result = new float[rows][];
+        for (int i = 0; i < rows; i++) result[i] = flat.AsSpan(i * width, width).ToArray();
+        return result;
+    }
+
+    /// <summary>
+    /// Loads a saved network (shared by the transformers' ML.NET loaders): reads the entry, builds the network from its
+    /// description, copies the weights in and moves it to the device <paramref name="env"/>'s settings choose.
+    /// </summary>
+    private protected static (TDescription Description, TNetwork Network, Device Device) LoadNetwork<TDescription, TNetwork>(
+        IHostEnvironment env, object ctx, string loaderSignature, Func<TDescription, TNetwork> build) where TNetwork : nn.Module
+    {
+        var (description, weights) = ModelFile.Load<TDescription>(ctx, loaderSignature);
+        var network = build(description);
+        try
+        {
+            ModelFile.LoadWeights(network, weights, loaderSignature);
+            var device = DevicePolicy.Choose(env);
+            network.to(device);
+            return (description, network, device);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
     private void ThrowIfDisposed()
     {
         if (_disposed)
@@ -106,56 +133,6 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
         }
     }
 
-    /// <summary>One added column: name, type, annotations, and how to fill its value from a row's raw output.</summary>
-    private protected abstract class OutputColumn
-    {
-        /// <summary>Column name.</summary>
-        public string Name { get; }
-        /// <summary>Column type.</summary>
-        public DataViewType Type { get; }
-
-        /// <param name="name">Column name.</param>
-        /// <param name="type">Column type.</param>
-        protected OutputColumn(string name, DataViewType type)
-        {
-            Name = name;
-            Type = type;
-        }
-
-        /// <summary>Adds annotations (e.g. key values, slot names) to the column.</summary>
-        public virtual void Annotate(DataViewSchema.Annotations.Builder builder) { }
-
-        /// <summary>A getter that fills the value from the current row's raw output.</summary>
-        public abstract Delegate MakeGetter(Func<float[]> output);
-    }
-
-    /// <summary>An output column of raw type <typeparamref name="T"/>.</summary>
-    private protected sealed class OutputColumn<T> : OutputColumn
-    {
-        /// <summary>Fills a value from a raw output.</summary>
-        public delegate void Filler(float[] output, ref T value);
-
-        private readonly Filler _fill;
-        private readonly Action<DataViewSchema.Annotations.Builder>? _annotate;
-
-        /// <param name="name">Column name.</param>
-        /// <param name="type">Column type (its raw type must be <typeparamref name="T"/>).</param>
-        /// <param name="fill">Fills the value from a row's raw output.</param>
-        /// <param name="annotate">Optional annotations.</param>
-        public OutputColumn(string name, DataViewType type, Filler fill, Action<DataViewSchema.Annotations.Builder>? annotate = null)
-            : base(name, type)
-        {
-            _fill = fill;
-            _annotate = annotate;
-        }
-
-        /// <inheritdoc/>
-        public override void Annotate(DataViewSchema.Annotations.Builder builder) => _annotate?.Invoke(builder);
-
-        /// <inheritdoc/>
-        public override Delegate MakeGetter(Func<float[]> output) => (ValueGetter<T>)((ref T value) => _fill(output(), ref value));
-    }
-
     /// <summary>The transformer bound to one input schema.</summary>
     private sealed class BoundMapper : IRowToRowMapper
     {
@@ -171,12 +148,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
             Reader = reader;
             var builder = new DataViewSchema.Builder();
             builder.AddColumns(inputSchema);
-            foreach (var column in parent.OutputColumns)
-            {
-                var annotations = new DataViewSchema.Annotations.Builder();
-                column.Annotate(annotations);
-                builder.AddColumn(column.Name, column.Type, annotations.ToAnnotations());
-            }
+            foreach (var column in parent.OutputColumns) column.AddTo(builder);
             OutputSchema = builder.ToSchema();
         }
 

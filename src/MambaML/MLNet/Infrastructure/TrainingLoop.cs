@@ -42,10 +42,25 @@ internal sealed class TrainingLoop
         long rows = CountRows(train, trainReader);
         if (rows == 0)
             throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit.", "input");
+
+        int threadsBefore = get_num_threads();
+        if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
+        try
+        {
+            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows);
+        }
+        finally
+        {
+            set_num_threads(threadsBefore);
+        }
+    }
+
+    private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
+                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows)
+    {
         int batchSize = _options.BatchSize;
         long stepsPerEpoch = (rows + batchSize - 1) / batchSize;
         long totalSteps = stepsPerEpoch * _options.NumberOfEpochs;
-
         using var optimizer = CreateOptimizer(network);
         var rng = new Random(seed);
         var host = _env.Register("MambaML");
