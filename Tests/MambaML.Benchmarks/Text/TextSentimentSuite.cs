@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MambaML.MLNet;
 using Microsoft.ML;
 
 namespace MambaML.Benchmarks.Text;
@@ -31,11 +32,39 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
         {
             var rows = SentimentData.Read(Path.Combine(root, $"{(name == "amazon" ? "amazon_cells" : name)}_labelled.txt"));
             var clock = Stopwatch.StartNew();
+            var mamba = Enumerable.Range(0, seeds).Select(seed => MambaAccuracy(rows, seed, MambaOptions(options))).ToArray();
+            Report(name, "Mamba (MambaTextClassification)", mamba, clock.Elapsed.TotalSeconds);
+            headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
+            clock.Restart();
             var acc = Enumerable.Range(0, seeds).Select(seed => BaselineAccuracy(rows, seed)).ToArray();
             Report(name, "FeaturizeText + SdcaMaximumEntropy (ML.NET)", acc, clock.Elapsed.TotalSeconds);
             headline[$"{name}_baseline"] = Math.Round(acc.Average(), 4);
         }
         return headline;
+    }
+
+    /// <summary>The Mamba settings of this suite (one setting for both datasets; see BENCHMARKS.md).</summary>
+    private static MambaTextClassificationOptions MambaOptions(BenchmarkOptions options)
+    {
+        var args = new ArgParser(options.Args);
+        return new MambaTextClassificationOptions
+        {
+            ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), NumberOfEpochs = args.Int("--epochs", options.Quick ? 5 : 15),
+            BatchSize = args.Int("--batch", 32), LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05),
+            MinTokenCount = args.Int("--min-count", 1), EarlyStoppingPatience = 1000,
+        };
+    }
+
+    private static double MambaAccuracy(SentenceRow[] rows, int seed, MambaTextClassificationOptions options)
+    {
+        var ml = new MLContext(seed);
+        var (train, test) = SentimentData.Split(rows, seed);
+        options.Seed = seed;
+        options.TextColumnName = nameof(SentenceRow.Text);
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.MulticlassClassification.Trainers.MambaTextClassification(options));
+        var model = pipeline.Fit(ml.Data.LoadFromEnumerable(train));
+        try { return ml.MulticlassClassification.Evaluate(model.Transform(ml.Data.LoadFromEnumerable(test))).MicroAccuracy; }
+        finally { (model as IDisposable)?.Dispose(); }
     }
 
     private static double BaselineAccuracy(SentenceRow[] rows, int seed)
