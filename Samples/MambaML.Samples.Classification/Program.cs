@@ -31,6 +31,7 @@ var options = new MambaSequenceClassificationOptions
     NormalizeEachSequence = true, ModelDimension = 32, NumberOfLayers = 2, StateSize = 16,
     NumberOfEpochs = int.Parse(Arg("--epochs") ?? (dataPath is null ? "8" : "60"), CultureInfo.InvariantCulture),
     BatchSize = 16, LearningRate = 3e-3, Seed = 42, EarlyStoppingPatience = 0,
+    NumberOfThreads = 1,   // small models train fastest on one thread (and stay fast on a busy machine)
     ProgressCallback = p => Console.WriteLine("  " + p),
 };
 var pipeline = mlContext.Transforms.Conversion.MapValueToKey("Label")

@@ -17,7 +17,7 @@ var (table, timestampColumn, numericColumns) = settings.DataPath is null
     ? SyntheticSeries.Load(mlContext)
     : CsvTable.Load(mlContext, settings.DataPath);
 string[] targets = settings.Targets ?? numericColumns;
-long rows = table.GetRowCount() ?? throw new InvalidOperationException("The table's row count is unknown.");
+long rows = table.GetRowCount() ?? table.GetColumn<float>(targets[0]).LongCount();
 // ETT's split (12/4/4 months of hourly rows) for ETT files, 70/10/20 otherwise.
 bool isEtt = settings.DataPath is not null && Path.GetFileName(settings.DataPath).StartsWith("ETTh", StringComparison.OrdinalIgnoreCase);
 long trainEnd = isEtt ? 12 * 30 * 24 : (long)(rows * 0.7);
@@ -44,6 +44,7 @@ var options = new MambaForecastingOptions
     PatchLength = 8, ModelDimension = 32, NumberOfLayers = 2, StateSize = 16,
     NumberOfEpochs = settings.Epochs, BatchSize = 32, LearningRate = 2e-3, WeightDecay = 0.01,
     ValidationSet = valid, EarlyStoppingPatience = 3, Seed = 42,
+    NumberOfThreads = 1,   // small models train fastest on one thread (and stay fast on a busy machine)
     ProgressCallback = p => Console.WriteLine("  " + p),
 };
 Console.WriteLine($"Training ForecastByMamba (lookback {options.Lookback}, horizon {options.Horizon}, {targets.Length} channel(s)):");

@@ -27,6 +27,7 @@ var options = new MambaTextClassificationOptions
     Tokenizer = Enum.Parse<MambaTokenizer>(Arg("--tokenizer") ?? "Cl100kBase"), MaxTokens = 64,
     ModelDimension = 32, NumberOfLayers = 2, StateSize = 16, NumberOfEpochs = int.Parse(Arg("--epochs") ?? "10", CultureInfo.InvariantCulture),
     BatchSize = 16, LearningRate = 2e-3, WeightDecay = 0.05, Seed = 42,
+    NumberOfThreads = 1,   // small models train fastest on one thread (and stay fast on a busy machine)
     ProgressCallback = p => Console.WriteLine("  " + p),
 };
 var pipeline = mlContext.Transforms.Conversion.MapValueToKey("Label", "Sentiment")

@@ -99,13 +99,14 @@ internal sealed class ForecastNetwork : nn.Module
         return (y * std + mean).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Mean squared error against <paramref name="target"/> (batch, horizon, channels), in normalised units with RevIN.</summary>
+    /// <summary>
+    /// Mean squared error against <paramref name="target"/> (batch, horizon, channels) in the data's units, after RevIN is undone
+    /// (as RevIN prescribes): measured in each window's own units, a nearly constant window would dominate the loss.
+    /// </summary>
     public Tensor Loss(Tensor window, Tensor target)
     {
         using var scope = NewDisposeScope();
-        var (y, mean, std) = Forward(window);
-        var t = _arch.InstanceNormalization ? (target - mean) / std : target;
-        return nn.functional.mse_loss(y, t).MoveToOuterDisposeScope();
+        return nn.functional.mse_loss(Predict(window), target).MoveToOuterDisposeScope();
     }
 
     // (n, L, width) → (n, ceil(L / P), P·width); the front is padded by repeating the first step so the last patch ends at the newest value.
