@@ -64,12 +64,14 @@ constexpr int ROW_VECS = CB * (T / V);                               // vectors 
 constexpr int ROW_ITERS = (ROW_VECS + THREADS - 1) / THREADS;
 constexpr int ROW_GROUP = (T / V) < 32 ? (T / V) : 32;               // consecutive lanes sharing a channel
 
+#if SS_VAR_B || SS_VAR_C
 // Channel reduction of dB/dC: one unit = (gradient, step, 4 states); P threads per unit split the channels.
 constexpr int RED_W = NPAD < 4 ? NPAD : 4;
 constexpr int RED_UNITS = NRED * S * (NPAD / RED_W);
 constexpr int RED_P_MAX = CB < 32 ? CB : 32;
-constexpr int RED_P = RED_UNITS == 0 || RED_UNITS >= THREADS ? 1 : (THREADS / RED_UNITS < RED_P_MAX ? THREADS / RED_UNITS : RED_P_MAX);
+constexpr int RED_P = RED_UNITS >= THREADS ? 1 : (THREADS / RED_UNITS < RED_P_MAX ? THREADS / RED_UNITS : RED_P_MAX);
 constexpr int RED_ITERS = (RED_UNITS * RED_P + THREADS - 1) / THREADS;
+#endif
 
 __device__ __forceinline__ void atomic_add_f(float* p, float v) { atomicAdd(p, v); }
 
@@ -218,12 +220,17 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
             for (int k = 0; k < NP; ++k) h[k] = dvalid && j * NP + k < N ? saved[j * NP + k] : 0.f;
             for (int tg = 0; tg < clen; tg += G) {
                 if (tg % S == 0) sts(ck_s + ((tg / S) * CB + c) * NPAD + j * NP, h);
-                float dtg[G], ug[G], yv[G];
+                float dtg[G], ug[G];
                 lds(dt_s + c * TP + tg, dtg);
                 lds(u_s + c * TP + tg, ug);
+#if SS_HAS_Z
+                float yv[G];
+#endif
 #pragma unroll
                 for (int i = 0; i < G; ++i) {
+#if SS_HAS_Z
                     yv[i] = 0.f;
+#endif
                     if (tg + i < clen) {
                         float Bv[NP];
 #if SS_VAR_B
@@ -270,14 +277,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
             if (dd < dim && t0 + tt < len) {
                 const long long off = (b * dim + dd) * len + t0 + tt;
                 load_vec(p.dout + off, dyv);
+                float uv[V];
+                lds(u_s + cc * TP + tt, uv);
+#if SS_HAS_Z
 #if SS_HAS_D
                 const float Dv = p.D[dd];
 #else
                 const float Dv = 0.f;
 #endif
-                float uv[V];
-                lds(u_s + cc * TP + tt, uv);
-#if SS_HAS_Z
                 float zv[V], yv[V], dzv[V];
                 load_vec(p.z + off, zv);
                 lds(gb_s + cc * TP + tt, yv);
@@ -398,12 +405,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
                 const int slot = tid + it * THREADS;
                 const int unit = slot / RED_P, part = slot % RED_P;
                 const bool active = unit < RED_UNITS;
-                const int which = active ? unit / (S * (NPAD / RED_W)) : 0;       // 0: first reduced gradient
                 const int rest = active ? unit % (S * (NPAD / RED_W)) : 0;
                 const int i = rest / (NPAD / RED_W), n0 = (rest % (NPAD / RED_W)) * RED_W;
 #if SS_VAR_B && SS_VAR_C
-                const float* src = which == 0 ? dB_s : dC_s;
-                float* dst = which == 0 ? p.dB : p.dC;
+                const bool first = !active || unit < S * (NPAD / RED_W);   // the first half of the units reduce dB
+                const float* src = first ? dB_s : dC_s;
+                float* dst = first ? p.dB : p.dC;
 #elif SS_VAR_B
                 const float* src = dB_s;
                 float* dst = p.dB;

@@ -39,7 +39,7 @@ constexpr int V = SS_VEC ? 16 / (int)sizeof(in_t) : 1;   // elements per global 
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr unsigned FULL_MASK = 0xffffffffu;
 
-static_assert(NPAD >= N && NPAD - NP < N, "NP*K must cover N with less than one lane of padding");
+static_assert(NPAD >= N, "NP*K must cover the N states");
 static_assert(K >= 1 && K <= 32 && (K & (K - 1)) == 0, "K must be a power of two <= 32");
 static_assert(NP == 1 || NP == 2 || NP % 4 == 0, "NP must be 1, 2 or a multiple of 4");
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "a block must be whole warps");

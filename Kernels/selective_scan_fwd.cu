@@ -48,18 +48,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
     float* const dt_s = smem;               // [CB][TP] delta'
     float* const dtu_s = dt_s + CB * TP;    // [CB][TP] delta' * u
     float* const y_s = dtu_s + CB * TP;     // [CB][TP] C.h
-    float* next = y_s + CB * TP;
 #if SS_HAS_D
-    float* const u_s = next;                // [CB][TP] u
-    next += CB * TP;
+    float* const u_s = y_s + CB * TP;       // [CB][TP] u
 #endif
 #if SS_VAR_B
-    float* const B_s = next;                // [T][SB]
-    next += T * SB;
+    float* const B_s = smem + FWD_ROW_ARRAYS * CB * TP;                       // [T][SB]
 #endif
 #if SS_VAR_C
-    float* const C_s = next;                // [T][SB]
-    next += T * SB;
+    float* const C_s = smem + FWD_ROW_ARRAYS * CB * TP + SS_VAR_B * T * SB;   // [T][SB]
 #endif
 
     const int tid = threadIdx.x, c = tid / K, j = tid % K;

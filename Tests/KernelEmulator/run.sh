@@ -23,5 +23,5 @@ run "2 3 19 5"  -DSS_BF16=0 -DSS_VEC=0 $(shape 1 1 1 32 16 4)  $(flags 0 1 0 1 0
 run "1 2 33 6"  -DSS_BF16=0 -DSS_VEC=0 $(shape 64 4 16 2 16 8) $(flags 1 1 1 1 1 1 1 1)
 run "2 9 48 7"  -DSS_BF16=1 -DSS_VEC=1 $(shape 16 4 4 8 16 8)  $(flags 1 1 1 1 1 1 1 1)
 run "2 5 37 8"  -DSS_BF16=1 -DSS_VEC=0 $(shape 16 2 8 4 16 8)  $(flags 1 1 1 1 1 0 1 1)
-run "1 33 130 9" -DSS_BF16=0 -DSS_VEC=1 $(shape 16 4 4 32 64 8) $(flags 1 1 1 1 1 1 1 1)
+run "1 33 132 9" -DSS_BF16=0 -DSS_VEC=1 $(shape 16 4 4 32 64 8) $(flags 1 1 1 1 1 1 1 1)
 run "1 33 70 10" -DSS_BF16=1 -DSS_VEC=0 $(shape 16 4 4 32 64 8) $(flags 0 1 1 1 0 1 0 1)
