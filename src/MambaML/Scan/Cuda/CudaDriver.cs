@@ -24,6 +24,7 @@ internal sealed unsafe class CudaDriver
     private readonly delegate* unmanaged<int*, int> _cuDriverGetVersion;
     private readonly delegate* unmanaged<int*, int, int> _cuDeviceGet;
     private readonly delegate* unmanaged<int*, int, int, int> _cuDeviceGetAttribute;
+    private readonly delegate* unmanaged<byte*, int, int, int> _cuDeviceGetName;
     private readonly delegate* unmanaged<IntPtr*, int, int> _cuDevicePrimaryCtxRetain;
     private readonly delegate* unmanaged<IntPtr*, int> _cuCtxGetCurrent;
     private readonly delegate* unmanaged<IntPtr, int> _cuCtxSetCurrent;
@@ -53,6 +54,7 @@ internal sealed unsafe class CudaDriver
         _cuDriverGetVersion = (delegate* unmanaged<int*, int>)F("cuDriverGetVersion");
         _cuDeviceGet = (delegate* unmanaged<int*, int, int>)F("cuDeviceGet");
         _cuDeviceGetAttribute = (delegate* unmanaged<int*, int, int, int>)F("cuDeviceGetAttribute");
+        _cuDeviceGetName = (delegate* unmanaged<byte*, int, int, int>)F("cuDeviceGetName");
         _cuDevicePrimaryCtxRetain = (delegate* unmanaged<IntPtr*, int, int>)F("cuDevicePrimaryCtxRetain");
         _cuCtxGetCurrent = (delegate* unmanaged<IntPtr*, int>)F("cuCtxGetCurrent");
         _cuCtxSetCurrent = (delegate* unmanaged<IntPtr, int>)F("cuCtxSetCurrent");
@@ -84,6 +86,13 @@ internal sealed unsafe class CudaDriver
     public int Device(int ordinal) { int dev; Check(_cuDeviceGet(&dev, ordinal), "cuDeviceGet"); return dev; }
 
     public int DeviceAttribute(int device, int attribute) { int v; Check(_cuDeviceGetAttribute(&v, attribute, device), "cuDeviceGetAttribute"); return v; }
+
+    public string DeviceName(int device)
+    {
+        byte* name = stackalloc byte[256];
+        Check(_cuDeviceGetName(name, 256, device), "cuDeviceGetName");
+        return Marshal.PtrToStringAnsi((IntPtr)name) ?? "";
+    }
 
     /// <summary>The device's primary context: the one PyTorch's runtime uses.</summary>
     public IntPtr PrimaryContext(int device) { IntPtr ctx; Check(_cuDevicePrimaryCtxRetain(&ctx, device), "cuDevicePrimaryCtxRetain"); return ctx; }

@@ -53,6 +53,9 @@ internal static class CudaScanKernels
     public static LoadedScanKernel Get(int ordinal, ScanKernelConfig config) =>
         s_loaded.GetOrAdd((ordinal, config), key => new Lazy<LoadedScanKernel>(() => Load(key.Device, key.Config))).Value;
 
+    /// <summary>The kernels loaded so far (for reports).</summary>
+    public static IEnumerable<LoadedScanKernel> Loaded() => s_loaded.Values.Where(l => l.IsValueCreated).Select(l => l.Value);
+
     private static LoadedScanKernel Load(int ordinal, ScanKernelConfig config)
     {
         var driver = Driver.Driver ?? throw new CudaException(Driver.Error!);
