@@ -34,13 +34,15 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float32 })
         {
             using var scope = NewDisposeScope();
+            var backend = SelectiveScan.Resolve(ProbeInput(dtype, device), SelectiveScanBackend.Auto).Backend;
+            if (backend != SelectiveScanBackend.CudaFused)
+                throw new InvalidOperationException($"lm-gpu measures the fused CUDA scan, but {backend} would run (see the warning above).");
             using var model = new MambaLanguageModel(config, Vocabulary, seed: 1);
             model.to(device);
             if (dtype != ScalarType.Float32) model.to(dtype);
             long parameters = model.parameters().Sum(p => p.numel());
             double trainMs = TrainStepMs(model, device, options.Quick);
             double generate = GenerateTokensPerSecond(model, device, options.Quick ? 50 : 200);
-            var backend = SelectiveScan.Resolve(ProbeInput(dtype, device), SelectiveScanBackend.Auto).Backend;
             string name = dtype == ScalarType.Float32 ? "fp32" : "bf16";
             Console.WriteLine($"| {name} | {parameters / 1e6:F1}M | {trainMs:F1} | {Batch * Length / (trainMs / 1000):F0} | {generate:F1} | {backend} |");
             headline[$"train_tokens_per_s_{name}"] = Math.Round(Batch * Length / (trainMs / 1000));

@@ -146,8 +146,10 @@ public sealed class CudaScanTests
         Assert.AreEqual(SelectiveScanBackend.CudaFused, SelectiveScan.Resolve(c.MakeInput(1), SelectiveScanBackend.Auto).Backend);
     }
 
-    /// <summary>One training step of a small backbone on CUDA (fused scan) gives the gradients and updated parameters that
-    /// the same model gives on the CPU (reference scan), within 1e-3 relative per parameter.</summary>
+    /// <summary>One training step of a small backbone on CUDA (fused scan) matches the same step on the CPU (reference scan):
+    /// the loss within 1e-5, all gradients together within 1e-3 (relative L2), every parameter after the step within 1e-4.</summary>
+    /// <remarks>Gradients are compared as one vector: a parameter whose gradient nearly cancels over the batch (a norm weight)
+    /// differs relatively more between any two fp32 devices, whatever the scan.</remarks>
     [TestMethod, TestCategory("Gpu")]
     public void TrainingStepOnCudaMatchesCpu()
     {
@@ -163,13 +165,17 @@ public sealed class CudaScanTests
             var x = randn(new long[] { 2, 150, 48 }, generator: g);
             var target = randn(new long[] { 2, 150, 48 }, generator: g);
             var cpu = StepOnce(new MambaBackbone(config, seed: 3), x, target);
-            var gpu = StepOnce(new MambaBackbone(config, seed: 3).to(device), x.to(device), target.to(device));
-            Assert.AreEqual(cpu.Count, gpu.Count);
-            foreach (var (name, (grad, param)) in cpu)
-            {
-                AssertRelative(gpu[name].Grad, grad, 1e-3, $"gradient of {name}");
-                AssertRelative(gpu[name].Param, param, 1e-3, $"{name} after the step");
-            }
+            var gpuModel = new MambaBackbone(config, seed: 3).to(device);
+            Assert.AreEqual(SelectiveScanBackend.CudaFused, SelectiveScan.Resolve(ProbeInput(device), gpuModel.Config.ScanBackend).Backend);
+            var gpu = StepOnce(gpuModel, x.to(device), target.to(device));
+            Assert.AreEqual(cpu.Loss, gpu.Loss, 1e-5 * Math.Abs(cpu.Loss), "loss");
+            var names = cpu.Params.Keys.ToList();
+            CollectionAssert.AreEqual(names, gpu.Params.Keys.ToList());
+            var gradCpu = cat(names.Select(n => cpu.Params[n].Grad.flatten()).ToArray());
+            var gradGpu = cat(names.Select(n => gpu.Params[n].Grad.flatten()).ToArray());
+            double gradError = ((gradGpu - gradCpu).norm() / gradCpu.norm()).item<float>();
+            Assert.IsTrue(gradError <= 1e-3, $"gradients differ by {gradError:G3} (relative L2 over all parameters)");
+            foreach (var name in names) AssertRelative(gpu.Params[name].Param, cpu.Params[name].Param, 1e-4, $"{name} after the step");
         }
         finally
         {
@@ -178,7 +184,13 @@ public sealed class CudaScanTests
         }
     }
 
-    private static Dictionary<string, (Tensor Grad, Tensor Param)> StepOnce(MambaBackbone model, Tensor x, Tensor target)
+    private static SelectiveScanInput ProbeInput(Device device) => new()
+    {
+        U = zeros(1, 1, 8, device: device), Delta = zeros(1, 1, 8, device: device), A = zeros(1, 16, device: device),
+        B = zeros(1, 16, 8, device: device), C = zeros(1, 16, 8, device: device),
+    };
+
+    private static (double Loss, Dictionary<string, (Tensor Grad, Tensor Param)> Params) StepOnce(MambaBackbone model, Tensor x, Tensor target)
     {
         var optimizer = optim.SGD(model.parameters(), 0.1);
         optimizer.zero_grad();
@@ -187,7 +199,7 @@ public sealed class CudaScanTests
         loss.backward();
         var grads = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.detach().cpu().clone());
         optimizer.step();
-        return model.named_parameters().ToDictionary(p => p.name, p => (grads[p.name], p.parameter.detach().cpu().clone()));
+        return (loss.item<float>(), model.named_parameters().ToDictionary(p => p.name, p => (grads[p.name], p.parameter.detach().cpu().clone())));
     }
 
     /// <summary>On CUDA, running a sequence through the model at once (fused scan, its last state) and continuing one token

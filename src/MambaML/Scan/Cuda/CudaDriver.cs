@@ -78,7 +78,7 @@ internal sealed unsafe class CudaDriver
     public static CudaDriver Load()
     {
         var names = OperatingSystem.IsWindows() ? new[] { "nvcuda.dll" } : new[] { "libcuda.so.1", "libcuda.so" };
-        var lib = NativeLibraryProbe.Load("MAMBAML_LIBCUDA", "libcuda", names, NativeLibraryProbe.CudaDirectories(), out var path, out var tried);
+        var lib = NativeLibraryProbe.Load("MAMBAML_LIBCUDA", "libcuda.so", names, "cuInit", NativeLibraryProbe.CudaDirectories(), out var path, out var tried);
         if (lib == IntPtr.Zero) throw new CudaException($"the CUDA driver library was not found (tried {tried}); set MAMBAML_LIBCUDA to its path");
         return new CudaDriver(lib, path);
     }

@@ -6,20 +6,27 @@ namespace MambaML.Scan.Cuda;
 internal static class NativeLibraryProbe
 {
     /// <summary>
-    /// Loads the first library that works: <paramref name="overrideVariable"/> (a full path) if set; then in each candidate
-    /// directory the given file names and any file matching <paramref name="prefix"/>*<c>.so*</c> (wheels ship hashed names);
-    /// then the bare names through the system loader.
+    /// Loads the first library that exports <paramref name="requiredExport"/>: <paramref name="overrideVariable"/> (a full path)
+    /// if set; then in each candidate directory the given file names and any file matching <paramref name="prefix"/>*<c>.so*</c>
+    /// (wheels ship hashed names); then the bare names through the system loader.
     /// </summary>
     /// <returns>The handle, or <see cref="IntPtr.Zero"/> with <paramref name="tried"/> listing what was tried.</returns>
-    public static IntPtr Load(string overrideVariable, string prefix, string[] names, IEnumerable<string> directories, out string path, out string tried)
+    public static IntPtr Load(string overrideVariable, string prefix, string[] names, string requiredExport, IEnumerable<string> directories, out string path, out string tried)
     {
         var attempts = new List<string>();
-        var explicitPath = Environment.GetEnvironmentVariable(overrideVariable);
-        if (!string.IsNullOrEmpty(explicitPath))
+        bool TryLoad(string candidate, out IntPtr handle)
         {
-            if (NativeLibrary.TryLoad(explicitPath, out var handle)) { path = explicitPath; tried = ""; return handle; }
-            attempts.Add($"{overrideVariable}={explicitPath}");
+            if (NativeLibrary.TryLoad(candidate, out handle))
+            {
+                if (NativeLibrary.TryGetExport(handle, requiredExport, out _)) return true;
+                attempts.Add($"{candidate} (no {requiredExport})");
+                return false;
+            }
+            attempts.Add(candidate);
+            return false;
         }
+        var explicitPath = Environment.GetEnvironmentVariable(overrideVariable);
+        if (!string.IsNullOrEmpty(explicitPath) && TryLoad(explicitPath, out var chosen)) { path = explicitPath; tried = ""; return chosen; }
         foreach (var dir in directories.Where(Directory.Exists).Distinct())
         {
             var files = names.Select(n => Path.Combine(dir, n)).Where(File.Exists).ToList();
@@ -28,16 +35,10 @@ internal static class NativeLibraryProbe
                     .Where(f => !Path.GetFileName(f).Contains("builtins", StringComparison.Ordinal) && !Path.GetFileName(f).Contains("alt", StringComparison.Ordinal))
                     .OrderByDescending(f => f, StringComparer.Ordinal));
             foreach (var file in files.Distinct())
-            {
-                if (NativeLibrary.TryLoad(file, out var handle)) { path = file; tried = ""; return handle; }
-                attempts.Add(file);
-            }
+                if (TryLoad(file, out var handle)) { path = file; tried = ""; return handle; }
         }
         foreach (var name in names)
-        {
-            if (NativeLibrary.TryLoad(name, out var handle)) { path = name; tried = ""; return handle; }
-            attempts.Add(name);
-        }
+            if (TryLoad(name, out var handle)) { path = name; tried = ""; return handle; }
         path = "";
         tried = string.Join(", ", attempts);
         return IntPtr.Zero;

@@ -66,7 +66,7 @@ internal sealed unsafe class Nvrtc
         var names = OperatingSystem.IsWindows()
             ? new[] { "nvrtc64_130_0.dll", "nvrtc64_120_0.dll", "nvrtc64_112_0.dll" }
             : new[] { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so" };
-        var lib = NativeLibraryProbe.Load("MAMBAML_NVRTC", "libnvrtc", names, NativeLibraryProbe.CudaDirectories(), out var path, out var tried);
+        var lib = NativeLibraryProbe.Load("MAMBAML_NVRTC", "libnvrtc", names, "nvrtcCompileProgram", NativeLibraryProbe.CudaDirectories(), out var path, out var tried);
         if (lib == IntPtr.Zero)
             throw new NvrtcException($"NVRTC (libnvrtc) was not found (tried {tried}). Install CUDA's NVRTC (pip nvidia-cuda-nvrtc, the CUDA " +
                                      "toolkit, or Debian's libnvrtc12) or set MAMBAML_NVRTC to its path");
