@@ -59,9 +59,7 @@ constexpr int BWD_SMEM_FLOATS = 5 * CB * TP                          // delta', 
                               + NRED * S * CB * NPAD;                // dB, dC per (step, channel, state) of a sub-chunk
 extern "C" __constant__ unsigned selective_scan_bwd_smem_bytes = BWD_SMEM_FLOATS * 4;
 
-// Per-(channel, step) passes: thread tid always gets the same channels, so it can keep per-channel sums in registers.
-constexpr int ROW_VECS = CB * (T / V);                               // vectors per chunk
-constexpr int ROW_ITERS = (ROW_VECS + THREADS - 1) / THREADS;
+// Per-(channel, step) passes: thread tid always gets the same channels, so it keeps per-channel sums in registers.
 constexpr int ROW_GROUP = (T / V) < 32 ? (T / V) : 32;               // consecutive lanes sharing a channel
 
 #if SS_VAR_B || SS_VAR_C
@@ -157,59 +155,73 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #pragma unroll
     for (int r = 0; r < ROW_ITERS; ++r) { dD_acc[r] = 0.f; dbias_acc[r] = 0.f; }
 
+    // The next chunk's (the previous in time) inputs are loaded into registers while this one is processed.
     const long long nchunks = (len + T - 1) / T;
+    RawVec u_next[ROW_ITERS], x_next[ROW_ITERS];
+    load_rows(p.u, b, dim, len, d0, (nchunks - 1) * T, u_next);
+    load_rows(p.delta, b, dim, len, d0, (nchunks - 1) * T, x_next);
+#if SS_VAR_B
+    RawVec B_next[BC_ITERS];
+    load_state_rows(static_cast<const in_t*>(p.B), b, len, (nchunks - 1) * T, B_next);
+#endif
+#if SS_VAR_C
+    RawVec C_next[BC_ITERS];
+    load_state_rows(static_cast<const in_t*>(p.C), b, len, (nchunks - 1) * T, C_next);
+#endif
+#if SS_HAS_BIAS
+    float bias[ROW_ITERS];
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) bias[r] = d0 + row_channel(tid + r * THREADS) < dim ? p.delta_bias[d0 + row_channel(tid + r * THREADS)] : 0.f;
+#endif
+
     for (long long chunk = nchunks - 1; chunk >= 0; --chunk) {
         const long long t0 = chunk * T;
         const int clen = (int)min((long long)T, len - t0);
         __syncthreads();
 
-        // Stage delta', u per (channel, step) and B, C per (step, state).
-        for (int e = tid; e < ROW_VECS; e += THREADS) {
-            const int cc = e / (T / V), tt = (e % (T / V)) * V;
-            const long long dd = d0 + cc;
+        // Stage delta', u per (channel, step) and B, C per (step, state); start loading dout, z and the next chunk.
+#pragma unroll
+        for (int r = 0; r < ROW_ITERS; ++r) {
+            const int e = tid + r * THREADS;
+            if (e >= ROW_VECS) break;
+            const int cc = row_channel(e), tt = row_step(e);
             float uv[V], xv[V];
-            if (dd < dim && t0 + tt < len) {
-                const long long off = (b * dim + dd) * len + t0 + tt;
-                load_vec(p.u + off, uv);
-                load_vec(p.delta + off, xv);
-            } else {
-                zero_vec(uv);
-                zero_vec(xv);
-            }
-#if SS_HAS_BIAS
-            const float bias = dd < dim ? p.delta_bias[dd] : 0.f;
-#else
-            const float bias = 0.f;
-#endif
+            unpack(u_next[r], uv);
+            unpack(x_next[r], xv);
 #pragma unroll
             for (int i = 0; i < V; ++i) {
+#if SS_HAS_BIAS
+                xv[i] += bias[r];
+#endif
 #if SS_SOFTPLUS
-                xv[i] = softplus(xv[i] + bias);
-#else
-                xv[i] = xv[i] + bias;
+                xv[i] = softplus(xv[i]);
 #endif
             }
             sts(dt_s + cc * TP + tt, xv);
             sts(u_s + cc * TP + tt, uv);
         }
-#if SS_VAR_B || SS_VAR_C
-        for (int e = tid; e < N * (T / V); e += THREADS) {
-            const int n = e / (T / V), tt = (e % (T / V)) * V;
-            const bool in_range = t0 + tt < len;
-            const long long off = (b * N + n) * len + t0 + tt;
-            float v[V];
 #if SS_VAR_B
-            if (in_range) load_vec(static_cast<const in_t*>(p.B) + off, v); else zero_vec(v);
-#pragma unroll
-            for (int i = 0; i < V; ++i) B_s[(tt + i) * SB + n] = v[i];
+        stage_state_rows(B_s, B_next);
 #endif
 #if SS_VAR_C
-            if (in_range) load_vec(static_cast<const in_t*>(p.C) + off, v); else zero_vec(v);
-#pragma unroll
-            for (int i = 0; i < V; ++i) C_s[(tt + i) * SB + n] = v[i];
+        stage_state_rows(C_s, C_next);
+#endif
+        RawVec dout_cur[ROW_ITERS];
+        load_rows(p.dout, b, dim, len, d0, t0, dout_cur);
+#if SS_HAS_Z
+        RawVec z_cur[ROW_ITERS];
+        load_rows(p.z, b, dim, len, d0, t0, z_cur);
+#endif
+        if (chunk > 0) {
+            load_rows(p.u, b, dim, len, d0, t0 - T, u_next);
+            load_rows(p.delta, b, dim, len, d0, t0 - T, x_next);
+#if SS_VAR_B
+            load_state_rows(static_cast<const in_t*>(p.B), b, len, t0 - T, B_next);
+#endif
+#if SS_VAR_C
+            load_state_rows(static_cast<const in_t*>(p.C), b, len, t0 - T, C_next);
 #endif
         }
-#endif
         __syncthreads();
 
         // (F) Re-run the chunk from its saved start state: record the state every S steps; y for dz.
@@ -226,35 +238,38 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #if SS_HAS_Z
                 float yv[G];
 #endif
+                auto steps = [&](auto whole) {
 #pragma unroll
-                for (int i = 0; i < G; ++i) {
+                    for (int i = 0; i < G; ++i) {
 #if SS_HAS_Z
-                    yv[i] = 0.f;
+                        yv[i] = 0.f;
 #endif
-                    if (tg + i < clen) {
-                        float Bv[NP];
+                        if (decltype(whole)::value || tg + i < clen) {
+                            float Bv[NP];
 #if SS_VAR_B
-                        lds(B_s + (tg + i) * SB + j * NP, Bv);
+                            lds(B_s + (tg + i) * SB + j * NP, Bv);
 #else
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
+                            for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
 #endif
-                        const float dtu = dtg[i] * ug[i];
+                            const float dtu = dtg[i] * ug[i];
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) h[k] = fmaf(fast_exp2(dtg[i] * A2[k]), h[k], dtu * Bv[k]);
+                            for (int k = 0; k < NP; ++k) h[k] = fmaf(fast_exp2(dtg[i] * A2[k]), h[k], dtu * Bv[k]);
 #if SS_HAS_Z
-                        float Cv[NP];
+                            float Cv[NP];
 #if SS_VAR_C
-                        lds(C_s + (tg + i) * SB + j * NP, Cv);
+                            lds(C_s + (tg + i) * SB + j * NP, Cv);
 #else
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
+                            for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
 #endif
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) yv[i] = fmaf(h[k], Cv[k], yv[i]);
+                            for (int k = 0; k < NP; ++k) yv[i] = fmaf(h[k], Cv[k], yv[i]);
 #endif
+                        }
                     }
-                }
+                };
+                if (tg + G <= clen) steps(Flag<true>{}); else steps(Flag<false>{});
 #if SS_HAS_Z
                 lane_reduce(yv, j);
                 if (lane_stores_sum(j)) {
@@ -271,37 +286,31 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
         for (int r = 0; r < ROW_ITERS; ++r) {
             const int e = tid + r * THREADS;
             if (e >= ROW_VECS) break;
-            const int cc = e / (T / V), tt = (e % (T / V)) * V;
-            const long long dd = d0 + cc;
-            float dyv[V];
-            if (dd < dim && t0 + tt < len) {
-                const long long off = (b * dim + dd) * len + t0 + tt;
-                load_vec(p.dout + off, dyv);
-                float uv[V];
-                lds(u_s + cc * TP + tt, uv);
+            const int cc = row_channel(e), tt = row_step(e);
+            float dyv[V], uv[V];
+            unpack(dout_cur[r], dyv);   // zero outside the tensor
+            lds(u_s + cc * TP + tt, uv);
 #if SS_HAS_Z
+            const long long dd = d0 + cc;
 #if SS_HAS_D
-                const float Dv = p.D[dd];
+            const float Dv = dd < dim ? p.D[dd] : 0.f;
 #else
-                const float Dv = 0.f;
+            const float Dv = 0.f;
 #endif
-                float zv[V], yv[V], dzv[V];
-                load_vec(p.z + off, zv);
-                lds(gb_s + cc * TP + tt, yv);
+            float zv[V], yv[V], dzv[V];
+            unpack(z_cur[r], zv);
+            lds(gb_s + cc * TP + tt, yv);
 #pragma unroll
-                for (int i = 0; i < V; ++i) {
-                    const float s = sigmoid(zv[i]);
-                    const float y = fmaf(Dv, uv[i], yv[i]);
-                    dzv[i] = dyv[i] * y * s * (1.f + zv[i] * (1.f - s));
-                    dyv[i] *= zv[i] * s;
-                }
-                store_vec(p.dz + off, dzv);
-#endif
-#pragma unroll
-                for (int i = 0; i < V; ++i) dD_acc[r] = fmaf(dyv[i], uv[i], dD_acc[r]);
-            } else {
-                zero_vec(dyv);
+            for (int i = 0; i < V; ++i) {
+                const float s = sigmoid(zv[i]);
+                const float y = fmaf(Dv, uv[i], yv[i]);
+                dzv[i] = dyv[i] * y * s * (1.f + zv[i] * (1.f - s));
+                dyv[i] *= zv[i] * s;
             }
+            if (dd < dim && t0 + tt < len) store_vec(p.dz + (b * dim + dd) * len + t0 + tt, dzv);
+#endif
+#pragma unroll
+            for (int i = 0; i < V; ++i) dD_acc[r] = fmaf(dyv[i], uv[i], dD_acc[r]);
             sts(dy_s + cc * TP + tt, dyv);
         }
         __syncthreads();
@@ -309,94 +318,98 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
         // (R) Sub-chunks last to first: re-run forward keeping a_t, h_{t-1}; then the adjoint backwards.
         for (int sub = (clen - 1) / S; sub >= 0; --sub) {
             const int ts = sub * S;
-            float h[NP], a[S][NP], hp[S][NP];
-            lds(ck_s + (sub * CB + c) * NPAD + j * NP, h);
+            // A whole sub-chunk runs without bounds checks.
+            auto sub_chunk = [&](auto whole) {
+                float h[NP], a[S][NP], hp[S][NP];
+                lds(ck_s + (sub * CB + c) * NPAD + j * NP, h);
 #pragma unroll
-            for (int i = 0; i < S; ++i) {
-                const int t = ts + i;
+                for (int i = 0; i < S; ++i) {
+                    const int t = ts + i;
 #pragma unroll
-                for (int k = 0; k < NP; ++k) hp[i][k] = h[k];
-                if (t < clen) {
-                    float Bv[NP];
-#if SS_VAR_B
-                    lds(B_s + t * SB + j * NP, Bv);
-#else
-#pragma unroll
-                    for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
-#endif
-                    const float dt = dt_s[c * TP + t], dtu = dt * u_s[c * TP + t];
-#pragma unroll
-                    for (int k = 0; k < NP; ++k) {
-                        a[i][k] = fast_exp2(dt * A2[k]);
-                        h[k] = fmaf(a[i][k], h[k], dtu * Bv[k]);
-                    }
-                } else {
-#pragma unroll
-                    for (int k = 0; k < NP; ++k) a[i][k] = 1.f;
-                }
-            }
-#pragma unroll
-            for (int grp = S / G - 1; grp >= 0; --grp) {
-                float gbv[G], ghv[G];
-#pragma unroll
-                for (int ii = G - 1; ii >= 0; --ii) {
-                    const int i = grp * G + ii, t = ts + i;
-                    gbv[ii] = 0.f;
-                    ghv[ii] = 0.f;
-                    if (t < clen) {
-                        float Bv[NP], Cv[NP];
+                    for (int k = 0; k < NP; ++k) hp[i][k] = h[k];
+                    if (decltype(whole)::value || t < clen) {
+                        float Bv[NP];
 #if SS_VAR_B
                         lds(B_s + t * SB + j * NP, Bv);
 #else
 #pragma unroll
                         for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
 #endif
-#if SS_VAR_C
-                        lds(C_s + t * SB + j * NP, Cv);
-#else
-#pragma unroll
-                        for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
-#endif
-                        const float dt = dt_s[c * TP + t], dy = dy_s[c * TP + t];
-                        const float dtu = dt * u_s[c * TP + t];
-                        float dBv[NP], dCv[NP];
+                        const float dt = dt_s[c * TP + t], dtu = dt * u_s[c * TP + t];
 #pragma unroll
                         for (int k = 0; k < NP; ++k) {
-                            const float ht = i == S - 1 ? h[k] : hp[i + 1 < S ? i + 1 : i][k];   // h_t
-                            const float g = fmaf(dy, Cv[k], gc[k]);
-                            dCv[k] = dy * ht;
-                            dBv[k] = g * dtu;
-                            gbv[ii] = fmaf(g, Bv[k], gbv[ii]);
-                            const float q = g * a[i][k] * hp[i][k];
-                            ghv[ii] = fmaf(q, An[k], ghv[ii]);
-                            dA[k] = fmaf(q, dt, dA[k]);
-                            gc[k] = a[i][k] * g;
+                            a[i][k] = fast_exp2(dt * A2[k]);
+                            h[k] = fmaf(a[i][k], h[k], dtu * Bv[k]);
                         }
+                    } else {
+#pragma unroll
+                        for (int k = 0; k < NP; ++k) a[i][k] = 1.f;
+                    }
+                }
+#pragma unroll
+                for (int grp = S / G - 1; grp >= 0; --grp) {
+                    float gbv[G], ghv[G];
+#pragma unroll
+                    for (int ii = G - 1; ii >= 0; --ii) {
+                        const int i = grp * G + ii, t = ts + i;
+                        gbv[ii] = 0.f;
+                        ghv[ii] = 0.f;
+                        if (decltype(whole)::value || t < clen) {
+                            float Bv[NP], Cv[NP];
 #if SS_VAR_B
-                        sts(dB_s + (i * CB + c) * NPAD + j * NP, dBv);
+                            lds(B_s + t * SB + j * NP, Bv);
 #else
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) dBf[k] += dBv[k];
+                            for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
 #endif
 #if SS_VAR_C
-                        sts(dC_s + (i * CB + c) * NPAD + j * NP, dCv);
+                            lds(C_s + t * SB + j * NP, Cv);
 #else
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) dCf[k] += dCv[k];
+                            for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
 #endif
-                    }
-                }
-                lane_reduce(gbv, j);
-                lane_reduce(ghv, j);
-                if (lane_stores_sum(j)) {
+                            const float dt = dt_s[c * TP + t], dy = dy_s[c * TP + t];
+                            const float dtu = dt * u_s[c * TP + t];
+                            float dBv[NP], dCv[NP];
 #pragma unroll
-                    for (int r = 0; r < SUMS_PER_LANE; ++r) {
-                        const int t = ts + grp * G + lane_sum_step(j) + r;
-                        gb_s[c * TP + t] = gbv[r];
-                        gh_s[c * TP + t] = ghv[r];
+                            for (int k = 0; k < NP; ++k) {
+                                const float ht = i == S - 1 ? h[k] : hp[i + 1 < S ? i + 1 : i][k];   // h_t
+                                const float g = fmaf(dy, Cv[k], gc[k]);
+                                dCv[k] = dy * ht;
+                                dBv[k] = g * dtu;
+                                gbv[ii] = fmaf(g, Bv[k], gbv[ii]);
+                                const float q = g * a[i][k] * hp[i][k];
+                                ghv[ii] = fmaf(q, An[k], ghv[ii]);
+                                dA[k] = fmaf(q, dt, dA[k]);
+                                gc[k] = a[i][k] * g;
+                            }
+#if SS_VAR_B
+                            sts(dB_s + (i * CB + c) * NPAD + j * NP, dBv);
+#else
+#pragma unroll
+                            for (int k = 0; k < NP; ++k) dBf[k] += dBv[k];
+#endif
+#if SS_VAR_C
+                            sts(dC_s + (i * CB + c) * NPAD + j * NP, dCv);
+#else
+#pragma unroll
+                            for (int k = 0; k < NP; ++k) dCf[k] += dCv[k];
+#endif
+                        }
+                    }
+                    lane_reduce(gbv, j);
+                    lane_reduce(ghv, j);
+                    if (lane_stores_sum(j)) {
+#pragma unroll
+                        for (int r = 0; r < SUMS_PER_LANE; ++r) {
+                            const int t = ts + grp * G + lane_sum_step(j) + r;
+                            gb_s[c * TP + t] = gbv[r];
+                            gh_s[c * TP + t] = ghv[r];
+                        }
                     }
                 }
-            }
+            };
+            if (ts + S <= clen) sub_chunk(Flag<true>{}); else sub_chunk(Flag<false>{});
 #if SS_VAR_B || SS_VAR_C
             __syncthreads();
             // Sum dB_t, dC_t over the block's channels; one atomic per (state, step) per block.

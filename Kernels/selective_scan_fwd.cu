@@ -3,7 +3,8 @@
 //   out = y * silu(z).  Inputs in fp32 or bf16, all arithmetic in fp32.
 //
 // Per chunk of T steps: (1) all threads stage delta' = softplus(delta + bias), delta'*u (and u) per (channel, step),
-// and B_t, C_t per (step, state), in shared memory, so the softplus runs once per element rather than once per state;
+// and B_t, C_t per (step, state), in shared memory, so the softplus runs once per element rather than once per state
+// (the chunk's global data was loaded into registers while the previous chunk was scanned);
 // (2) each lane runs the recurrence over the chunk for its NP states, with exp(delta' A) as one ex2 instruction, and
 // the K lanes of a channel sum C.h by a transposing butterfly; (3) all threads form out = (y + D u) silu(z) and store
 // it with 16-byte accesses. The state stays in registers across chunks. For training, the state at the start of every
@@ -105,37 +106,49 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
 #endif
     }
 
+    // The next chunk's inputs are loaded into registers while the current chunk is scanned (and z while it is).
+    RawVec u_next[ROW_ITERS], x_next[ROW_ITERS];
+    load_rows(p.u, b, dim, len, d0, 0, u_next);
+    load_rows(p.delta, b, dim, len, d0, 0, x_next);
+#if SS_VAR_B
+    RawVec B_next[BC_ITERS];
+    load_state_rows(static_cast<const in_t*>(p.B), b, len, 0, B_next);
+#endif
+#if SS_VAR_C
+    RawVec C_next[BC_ITERS];
+    load_state_rows(static_cast<const in_t*>(p.C), b, len, 0, C_next);
+#endif
+#if SS_HAS_Z
+    RawVec z_cur[ROW_ITERS];
+#endif
+#if SS_HAS_BIAS
+    float bias[ROW_ITERS];
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) bias[r] = d0 + row_channel(tid + r * THREADS) < dim ? p.delta_bias[d0 + row_channel(tid + r * THREADS)] : 0.f;
+#endif
+
     const long long nchunks = (len + T - 1) / T;
     for (long long chunk = 0; chunk < nchunks; ++chunk) {
         const long long t0 = chunk * T;
         const int clen = (int)min((long long)T, len - t0);
         __syncthreads();   // the previous chunk's readers are done with shared memory
 
-        // (1) stage delta', delta'*u, u per (channel, step) and B, C per (step, state)
-        for (int e = tid; e < CB * (T / V); e += THREADS) {
-            const int cc = e / (T / V), tt = (e % (T / V)) * V;
-            const long long dd = d0 + cc;
-            float uv[V], xv[V];
-            if (dd < dim && t0 + tt < len) {
-                const long long off = (b * dim + dd) * len + t0 + tt;
-                load_vec(p.u + off, uv);
-                load_vec(p.delta + off, xv);
-            } else {
-                zero_vec(uv);
-                zero_vec(xv);
-            }
-#if SS_HAS_BIAS
-            const float bias = dd < dim ? p.delta_bias[dd] : 0.f;
-#else
-            const float bias = 0.f;
-#endif
-            float dtv[V], dtuv[V];
+        // (1) stage delta', delta'*u, u per (channel, step) and B, C per (step, state); start loading what comes next
+#pragma unroll
+        for (int r = 0; r < ROW_ITERS; ++r) {
+            const int e = tid + r * THREADS;
+            if (e >= ROW_VECS) break;
+            const int cc = row_channel(e), tt = row_step(e);
+            float uv[V], dtv[V], dtuv[V];
+            unpack(u_next[r], uv);
+            unpack(x_next[r], dtv);
 #pragma unroll
             for (int i = 0; i < V; ++i) {
+#if SS_HAS_BIAS
+                dtv[i] += bias[r];
+#endif
 #if SS_SOFTPLUS
-                dtv[i] = softplus(xv[i] + bias);
-#else
-                dtv[i] = xv[i] + bias;
+                dtv[i] = softplus(dtv[i]);
 #endif
                 dtuv[i] = dtv[i] * uv[i];
             }
@@ -145,24 +158,25 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
             sts(u_s + cc * TP + tt, uv);
 #endif
         }
-#if SS_VAR_B || SS_VAR_C
-        for (int e = tid; e < N * (T / V); e += THREADS) {
-            const int n = e / (T / V), tt = (e % (T / V)) * V;
-            const bool in_range = t0 + tt < len;
-            const long long off = (b * N + n) * len + t0 + tt;
-            float v[V];
 #if SS_VAR_B
-            if (in_range) load_vec(static_cast<const in_t*>(p.B) + off, v); else zero_vec(v);
-#pragma unroll
-            for (int i = 0; i < V; ++i) B_s[(tt + i) * SB + n] = v[i];
+        stage_state_rows(B_s, B_next);
 #endif
 #if SS_VAR_C
-            if (in_range) load_vec(static_cast<const in_t*>(p.C) + off, v); else zero_vec(v);
-#pragma unroll
-            for (int i = 0; i < V; ++i) C_s[(tt + i) * SB + n] = v[i];
+        stage_state_rows(C_s, C_next);
+#endif
+#if SS_HAS_Z
+        load_rows(p.z, b, dim, len, d0, t0, z_cur);
+#endif
+        if (chunk + 1 < nchunks) {
+            load_rows(p.u, b, dim, len, d0, t0 + T, u_next);
+            load_rows(p.delta, b, dim, len, d0, t0 + T, x_next);
+#if SS_VAR_B
+            load_state_rows(static_cast<const in_t*>(p.B), b, len, t0 + T, B_next);
+#endif
+#if SS_VAR_C
+            load_state_rows(static_cast<const in_t*>(p.C), b, len, t0 + T, C_next);
 #endif
         }
-#endif
         __syncthreads();
 
 #if SS_SAVE_EVERY
@@ -174,36 +188,40 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         }
 #endif
 
-        // (2) the recurrence, G steps at a time; y reduced across the channel's K lanes
+        // (2) the recurrence, G steps at a time; y reduced across the channel's K lanes. Whole groups run without
+        // bounds checks, so the compiler can start the exponentials of later steps early.
         for (int tg = 0; tg < clen; tg += G) {
             float dtg[G], dtug[G], yv[G];
             lds(dt_s + c * TP + tg, dtg);
             lds(dtu_s + c * TP + tg, dtug);
+            auto steps = [&](auto whole) {
 #pragma unroll
-            for (int i = 0; i < G; ++i) {
-                yv[i] = 0.f;
-                if (tg + i < clen) {
-                    float Bv[NP], Cv[NP];
+                for (int i = 0; i < G; ++i) {
+                    yv[i] = 0.f;
+                    if (decltype(whole)::value || tg + i < clen) {
+                        float Bv[NP], Cv[NP];
 #if SS_VAR_B
-                    lds(B_s + (tg + i) * SB + j * NP, Bv);
+                        lds(B_s + (tg + i) * SB + j * NP, Bv);
 #else
 #pragma unroll
-                    for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
+                        for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
 #endif
 #if SS_VAR_C
-                    lds(C_s + (tg + i) * SB + j * NP, Cv);
+                        lds(C_s + (tg + i) * SB + j * NP, Cv);
 #else
 #pragma unroll
-                    for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
+                        for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
 #endif
 #pragma unroll
-                    for (int k = 0; k < NP; ++k) {
-                        const float a = fast_exp2(dtg[i] * A2[k]);
-                        h[k] = fmaf(a, h[k], dtug[i] * Bv[k]);
-                        yv[i] = fmaf(h[k], Cv[k], yv[i]);
+                        for (int k = 0; k < NP; ++k) {
+                            const float a = fast_exp2(dtg[i] * A2[k]);
+                            h[k] = fmaf(a, h[k], dtug[i] * Bv[k]);
+                            yv[i] = fmaf(h[k], Cv[k], yv[i]);
+                        }
                     }
                 }
-            }
+            };
+            if (tg + G <= clen) steps(Flag<true>{}); else steps(Flag<false>{});
             lane_reduce(yv, j);
             if (lane_stores_sum(j)) {
 #pragma unroll
@@ -213,11 +231,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         __syncthreads();
 
         // (3) out = (y + D u) * silu(z)
-        for (int e = tid; e < CB * (T / V); e += THREADS) {
-            const int cc = e / (T / V), tt = (e % (T / V)) * V;
+#pragma unroll
+        for (int r = 0; r < ROW_ITERS; ++r) {
+            const int e = tid + r * THREADS;
+            if (e >= ROW_VECS) break;
+            const int cc = row_channel(e), tt = row_step(e);
             const long long dd = d0 + cc;
             if (dd >= dim || t0 + tt >= len) continue;
-            const long long off = (b * dim + dd) * len + t0 + tt;
             float yv[V];
             lds(y_s + cc * TP + tt, yv);
 #if SS_HAS_D
@@ -229,11 +249,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
 #endif
 #if SS_HAS_Z
             float zv[V];
-            load_vec(p.z + off, zv);
+            unpack(z_cur[r], zv);
 #pragma unroll
             for (int i = 0; i < V; ++i) yv[i] *= zv[i] * sigmoid(zv[i]);
 #endif
-            store_vec(p.out + off, yv);
+            store_vec(p.out + (b * dim + dd) * len + t0 + tt, yv);
         }
     }
 

@@ -141,14 +141,14 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
     {
         var layouts = new (string Name, ScanKernelShape Fwd, ScanKernelShape Bwd)[]
         {
-            ("default NP4 CB32 T64 / S8", new(4, 32, 64, 0), new(4, 32, 64, 8)),
-            ("NP2 CB16 (8 lanes/channel)", new(2, 16, 64, 0), new(2, 16, 64, 8)),
-            ("NP8 CB32 (2 lanes/channel)", new(8, 32, 64, 0), new(8, 32, 64, 4)),
-            ("fwd T128, bwd T128", new(4, 32, 128, 0), new(4, 32, 128, 8)),
-            ("fwd T32, bwd T32 S8", new(4, 32, 32, 0), new(4, 32, 32, 8)),
-            ("bwd CB16 T64 S8", new(4, 32, 64, 0), new(4, 16, 64, 8)),
-            ("bwd CB32 T64 S4", new(4, 32, 64, 0), new(4, 32, 64, 4)),
-            ("fwd CB16", new(4, 16, 64, 0), new(4, 32, 64, 8)),
+            ("default NP2 CB16 T64 / S8", new(2, 16, 64, 0), new(2, 16, 64, 8)),
+            ("NP4 CB32 (4 lanes/channel)", new(4, 32, 64, 0), new(4, 32, 64, 8)),
+            ("NP1 CB8 (16 lanes/channel)", new(1, 8, 64, 0), new(1, 8, 64, 8)),
+            ("NP2 CB32 (256 threads)", new(2, 32, 64, 0), new(2, 32, 64, 8)),
+            ("NP2 T32", new(2, 16, 32, 0), new(2, 16, 32, 8)),
+            ("NP2 T128", new(2, 16, 128, 0), new(2, 16, 128, 8)),
+            ("NP2 bwd S16", new(2, 16, 64, 0), new(2, 16, 64, 16)),
+            ("NP2 bwd CB8", new(2, 16, 64, 0), new(2, 8, 64, 8)),
         };
         Console.WriteLine("| layout | (B, D, N, L) | dtype | fwd ms | fwd+bwd ms |");
         Console.WriteLine("|---|---|---|---|---|");

@@ -49,15 +49,14 @@ public sealed class CudaScanTests
                 var off = new bool[flagCount]; off[i] = true; flagSets.Add(off);
             }
             ScanKernelConfig Make(int n, ScanKernelShape shape, bool[] f) => new(backward, bf16, n, shape, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
-                !backward && f[7], !backward && f[8] ? 64 : 0, backward && f[7]);
+                !backward && f[7], !backward && f[8] ? shape.Chunk : 0, backward && f[7]);
             ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n); return backward ? bwd : fwd; }
             foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
-            foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 })
-                foreach (var f in flagSets.Take(2)) yield return Make(n, ShapeFor(n), f);
-            // the alternative layouts the benchmark compares
-            foreach (int np in new[] { 1, 2, 8 })
-                yield return Make(16, new ScanKernelShape(np, 128 * np / 16 >= 32 ? 32 : 128 * np / 16, 64, backward ? (np == 8 ? 4 : 8) : 0), flagSets[0]);
-            yield return Make(16, new ScanKernelShape(4, 16, 32, backward ? 4 : 0), flagSets[0]);
+            foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
+            // other layouts at N = 16 (the benchmark compares some)
+            if (!bf16)
+                foreach (var (np, cb, t, sub) in new[] { (1, 8, 64, 8), (4, 32, 64, 8), (8, 32, 64, 4), (2, 32, 32, 4), (2, 8, 128, 16) })
+                    yield return Make(16, new ScanKernelShape(np, cb, t, backward ? sub : 0), flagSets[0]);
         }
     }
 

@@ -39,8 +39,9 @@ internal sealed class ScanCase : IDisposable
         var g = new Generator((ulong)seed);
         Tensor Leaf(Tensor t) { var leaf = t.to(DType).to(Device).detach().requires_grad_(true); _leaves.Add(leaf); return leaf; }
         Tensor R(params long[] shape) => randn(shape, generator: g);
-        // Δ before softplus around 0 (softplus ≈ 0.7); without softplus a positive Δ in (0.01, 1). A = −(0.5..2).
-        var delta = HasDeltaBias || Softplus ? R(Batch, Channels, Length) * 0.5 : rand(new[] { Batch, Channels, Length }, generator: g) + 0.01;
+        // Δ before softplus around 0 (softplus ≈ 0.7); without softplus a positive Δ in (0.01, 1) and a bias ≥ 0, since a
+        // negative Δ makes exp(Δ·A) > 1 and the state grow without bound. A = −(0.5..2).
+        var delta = Softplus ? R(Batch, Channels, Length) * 0.5 : rand(new[] { Batch, Channels, Length }, generator: g) + 0.01;
         return new SelectiveScanInput
         {
             U = Leaf(R(Batch, Channels, Length)),
@@ -50,7 +51,7 @@ internal sealed class ScanCase : IDisposable
             C = Leaf(VariableC ? R(Batch, StateSize, Length) : R(Channels, StateSize)),
             D = HasD ? Leaf(R(Channels)) : null,
             Z = HasZ ? Leaf(R(Batch, Channels, Length)) : null,
-            DeltaBias = HasDeltaBias ? Leaf(R(Channels) * 0.5) : null,
+            DeltaBias = HasDeltaBias ? Leaf(Softplus ? R(Channels) * 0.5 : rand(new[] { Channels }, generator: g) * 0.5) : null,
             DeltaSoftplus = Softplus,
             InitialState = HasInitialState ? Leaf(R(Batch, Channels, StateSize)) : null,
             ReturnLastState = returnLastState,

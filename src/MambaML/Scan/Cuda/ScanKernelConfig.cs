@@ -8,10 +8,12 @@ namespace MambaML.Scan.Cuda;
 internal sealed record ScanKernelShape(int StatesPerLane, int ChannelsPerBlock, int Chunk, int SubChunk)
 {
     /// <summary>The layout the library uses for a problem with <paramref name="stateSize"/> states.</summary>
+    /// <remarks>Two states per lane (8 lanes per channel at N = 16) measured fastest on an H100 for both benchmark shapes
+    /// (BENCHMARKS.md, scan-gpu --layouts): more lanes per channel give the sequential recurrence more parallelism.</remarks>
     public static (ScanKernelShape Forward, ScanKernelShape Backward) Default(long stateSize)
     {
         int padded = PaddedStateSize(stateSize);
-        int np = padded <= 4 ? padded : padded <= 128 ? 4 : 8;
+        int np = padded <= 2 ? padded : padded <= 32 ? 2 : padded <= 128 ? 4 : 8;
         int k = padded / np;
         int cb = Math.Min(32, Math.Max(1, 128 / k));
         return (new ScanKernelShape(np, cb, 64, 0), new ScanKernelShape(np, cb, 64, np >= 8 ? 4 : 8));
