@@ -149,14 +149,19 @@ __device__ __forceinline__ void load_rows(const in_t* x, long long b, long long 
     }
 }
 
+// Per-(state, step) vectors go state-fastest across threads: the transposed shared-memory stores below then hit
+// consecutive banks, and a warp's loads still cover whole 32-byte sectors (lane n and lane n + N read adjacent halves).
+__device__ __forceinline__ int state_row(int e) { return e % N; }
+__device__ __forceinline__ int state_step(int e) { return (e / N) * V; }
+
 // Loads the chunk starting at t0 of a (batch, N, len) tensor (zeros past the end).
 __device__ __forceinline__ void load_state_rows(const in_t* x, long long b, long long len, long long t0, RawVec (&out)[BC_ITERS])
 {
 #pragma unroll
     for (int r = 0; r < BC_ITERS; ++r) {
         const int e = threadIdx.x + r * THREADS;
-        const long long t = t0 + row_step(e);
-        out[r] = e < BC_VECS && t < len ? load_raw(x + (b * N + row_channel(e)) * len + t) : zero_raw();
+        const long long t = t0 + state_step(e);
+        out[r] = e < BC_VECS && t < len ? load_raw(x + (b * N + state_row(e)) * len + t) : zero_raw();
     }
 }
 
@@ -170,7 +175,7 @@ __device__ __forceinline__ void stage_state_rows(float* dst, const RawVec (&in)[
         float v[V];
         unpack(in[r], v);
 #pragma unroll
-        for (int i = 0; i < V; ++i) dst[(row_step(e) + i) * SB + row_channel(e)] = v[i];
+        for (int i = 0; i < V; ++i) dst[(state_step(e) + i) * SB + state_row(e)] = v[i];
     }
 }
 

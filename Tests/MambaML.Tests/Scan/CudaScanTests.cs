@@ -99,6 +99,14 @@ public sealed class CudaScanTests
         problems.Add(new ScanCase { Batch = 2, Channels = 77, StateSize = 16, Length = 700, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = dtype, Device = device });
         problems.Add(new ScanCase { Batch = 3, Channels = 40, StateSize = 16, Length = 517, VariableB = true, VariableC = false, HasD = true, HasZ = false, HasDeltaBias = true, Softplus = true, HasInitialState = false, DType = dtype, Device = device });
         problems.Add(new ScanCase { Batch = 1, Channels = 9, StateSize = 7, Length = 300, VariableB = false, VariableC = true, HasD = false, HasZ = true, HasDeltaBias = false, Softplus = true, HasInitialState = true, DType = dtype, Device = device });
+        // Each flag combination is its own kernel: compile them side by side first (a fresh machine has no kernel cache).
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        Parallel.ForEach(problems, c =>
+        {
+            using var scope = NewDisposeScope();
+            Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(0), out var reason), $"{c}: {reason}");
+        });
+        Console.WriteLine($"kernels for {problems.Count} cases ready in {watch.Elapsed.TotalSeconds:F1} s");
         for (int i = 0; i < problems.Count; i++)
         {
             using var c = problems[i];
@@ -113,7 +121,6 @@ public sealed class CudaScanTests
         ScanOutputs.Poison = true;
         try
         {
-            Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(seed), out var reason), $"{c}: {reason}");
             var (outNew, stateNew, gradsNew) = ScanParity.RunWithGrads(CudaSelectiveScan.Instance, c, seed);
             AssertRelative(outNew, outRef, tolerance, $"output {c}");
             AssertRelative(stateNew!, stateRef!, tolerance, $"last state {c}");
