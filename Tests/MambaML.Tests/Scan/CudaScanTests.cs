@@ -152,10 +152,12 @@ public sealed class CudaScanTests
         Assert.AreEqual(SelectiveScanBackend.CudaFused, SelectiveScan.Resolve(c.MakeInput(1), SelectiveScanBackend.Auto).Backend);
     }
 
-    /// <summary>One training step of a small backbone on CUDA (fused scan) matches the same step on the CPU (reference scan):
-    /// the loss within 1e-5, all gradients together within 1e-3 (relative L2), every parameter after the step within 1e-4.</summary>
+    /// <summary>One training step of a small backbone on CUDA with the fused scan matches the same step on CUDA with the
+    /// reference scan (loss within 1e-5, all gradients together within 1e-3 relative L2, parameters after the step within
+    /// 1e-4), and the same step on the CPU within 1e-3 / 1e-2 / 1e-3.</summary>
     /// <remarks>Gradients are compared as one vector: a parameter whose gradient nearly cancels over the batch (a norm weight)
-    /// differs relatively more between any two fp32 devices, whatever the scan.</remarks>
+    /// differs relatively more between any two fp32 computations. CPU and CUDA differ more than two CUDA runs because the
+    /// other layers (matmuls, convolution) run different kernels with different rounding, whatever the scan.</remarks>
     [TestMethod, TestCategory("Gpu")]
     public void TrainingStepOnCudaMatchesCpu()
     {
@@ -170,24 +172,33 @@ public sealed class CudaScanTests
             var g = new Generator(7);
             var x = randn(new long[] { 2, 150, 48 }, generator: g);
             var target = randn(new long[] { 2, 150, 48 }, generator: g);
+            var fusedModel = new MambaBackbone(config, seed: 3).to(device);
+            Assert.AreEqual(SelectiveScanBackend.CudaFused, SelectiveScan.Resolve(ProbeInput(device), fusedModel.Config.ScanBackend).Backend);
+            var fused = StepOnce(fusedModel, x.to(device), target.to(device));
+            var reference = StepOnce(new MambaBackbone(config with { ScanBackend = SelectiveScanBackend.Reference }, seed: 3).to(device), x.to(device), target.to(device));
             var cpu = StepOnce(new MambaBackbone(config, seed: 3), x, target);
-            var gpuModel = new MambaBackbone(config, seed: 3).to(device);
-            Assert.AreEqual(SelectiveScanBackend.CudaFused, SelectiveScan.Resolve(ProbeInput(device), gpuModel.Config.ScanBackend).Backend);
-            var gpu = StepOnce(gpuModel, x.to(device), target.to(device));
-            Assert.AreEqual(cpu.Loss, gpu.Loss, 1e-5 * Math.Abs(cpu.Loss), "loss");
-            var names = cpu.Params.Keys.ToList();
-            CollectionAssert.AreEqual(names, gpu.Params.Keys.ToList());
-            var gradCpu = cat(names.Select(n => cpu.Params[n].Grad.flatten()).ToArray());
-            var gradGpu = cat(names.Select(n => gpu.Params[n].Grad.flatten()).ToArray());
-            double gradError = ((gradGpu - gradCpu).norm() / gradCpu.norm()).item<float>();
-            Assert.IsTrue(gradError <= 1e-3, $"gradients differ by {gradError:G3} (relative L2 over all parameters)");
-            foreach (var name in names) AssertRelative(gpu.Params[name].Param, cpu.Params[name].Param, 1e-4, $"{name} after the step");
+            AssertSameStep(fused, reference, 1e-5, 1e-3, 1e-4, "CUDA fused vs CUDA reference");
+            AssertSameStep(fused, cpu, 1e-3, 1e-2, 1e-3, "CUDA fused vs CPU");
         }
         finally
         {
             backends.cudnn.allow_tf32 = tf32;
             backends.cuda.matmul.allow_tf32 = tf32Matmul;
         }
+    }
+
+    private static void AssertSameStep((double Loss, Dictionary<string, (Tensor Grad, Tensor Param)> Params) actual,
+        (double Loss, Dictionary<string, (Tensor Grad, Tensor Param)> Params) expected, double lossTol, double gradTol, double paramTol, string what)
+    {
+        Assert.AreEqual(expected.Loss, actual.Loss, lossTol * Math.Abs(expected.Loss), $"{what}: loss");
+        var names = expected.Params.Keys.ToList();
+        CollectionAssert.AreEqual(names, actual.Params.Keys.ToList(), $"{what}: parameters");
+        using var scope = NewDisposeScope();
+        var gradExpected = cat(names.Select(n => expected.Params[n].Grad.flatten()).ToArray());
+        var gradActual = cat(names.Select(n => actual.Params[n].Grad.flatten()).ToArray());
+        double gradError = ((gradActual - gradExpected).norm() / gradExpected.norm()).item<float>();
+        Assert.IsTrue(gradError <= gradTol, $"{what}: gradients differ by {gradError:G3} (relative L2 over all parameters) > {gradTol}");
+        foreach (var name in names) AssertRelative(actual.Params[name].Param, expected.Params[name].Param, paramTol, $"{what}: {name} after the step");
     }
 
     private static SelectiveScanInput ProbeInput(Device device) => new()
