@@ -72,7 +72,7 @@ case "${1:-}" in
     shift
     results=$(mktemp -d)
     set +e
-    dotnet Tests/MambaML.Tests/bin/Release/net10.0/MambaML.Tests.dll --results-directory "$results" --report-trx --report-trx-filename run.trx "$@"
+    dotnet Tests/MambaML.Tests/bin/Release/net10.0/MambaML.Tests.dll --results-directory "$results" --report-trx --report-trx-filename run.trx --progress off "$@"
     rc=$?
     set -e
     trx="$results/run.trx"

@@ -25,7 +25,7 @@ public sealed class MambaLanguageModel : nn.Module
         VocabularySize = vocabularySize;
         var g = new Generator((ulong)seed);
         embedding = nn.Embedding(vocabularySize, config.DModel);
-        using (no_grad()) nn.init.normal_(embedding.weight!, 0, 0.02, g);
+        using (no_grad()) embedding.weight!.normal_(0, 0.02, g);   // nn.init.normal_ ignores the generator in TorchSharp 0.107
         backbone = new MambaBackbone(config, g);
         RegisterComponents();
     }

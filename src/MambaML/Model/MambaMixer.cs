@@ -58,7 +58,7 @@ public sealed class MambaMixer : nn.Module
         // Mamba: out_proj rescaled by 1/√n_layer (one residual per block), dt_proj weights U(±dt_rank^−½).
         out_proj.weight.div_(Math.Sqrt(_config.NLayer));
         double std = Math.Pow(_config.EffectiveDtRank, -0.5);
-        nn.init.uniform_(dt_proj.weight, -std, std, g);
+        dt_proj.weight.uniform_(-std, std, g);
         // Δ drawn log-uniform in [dt_min, dt_max], floored; bias = softplus⁻¹(Δ) = Δ + log(−expm1(−Δ)).
         double lo = Math.Log(_config.DtMin), hi = Math.Log(_config.DtMax);
         var dt = (rand(new long[] { _config.DInner }, generator: g) * (hi - lo) + lo).exp().clamp_min(_config.DtInitFloor);
@@ -70,8 +70,9 @@ public sealed class MambaMixer : nn.Module
     private static void UniformFanIn(Tensor weight, Tensor? bias, long fanIn, Generator g)
     {
         double bound = 1.0 / Math.Sqrt(fanIn);
-        nn.init.uniform_(weight, -bound, bound, g);
-        if (bias is not null) nn.init.uniform_(bias, -bound, bound, g);
+        // Tensor.uniform_ honours the generator; TorchSharp 0.107's nn.init.uniform_ ignores it (draws from the global RNG).
+        weight.uniform_(-bound, bound, g);
+        bias?.uniform_(-bound, bound, g);
     }
 
     /// <summary>Runs a whole sequence.</summary>

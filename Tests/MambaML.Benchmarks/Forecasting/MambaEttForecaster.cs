@@ -1,0 +1,69 @@
+using MambaML.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+namespace MambaML.Benchmarks.Forecasting;
+
+/// <summary>One ETT window as an ML.NET row: the past as Features, the future as Label (time-major, channels interleaved).</summary>
+internal sealed class EttWindowRow
+{
+    public float[] Features { get; set; } = Array.Empty<float>();
+    public float[] Label { get; set; } = Array.Empty<float>();
+}
+
+/// <summary>The Mamba forecaster trained and applied through the public ML.NET API, as a user would.</summary>
+internal sealed class MambaEttForecaster : IWindowForecaster
+{
+    private readonly MLContext _ml;
+    private readonly ITransformer _model;
+    private readonly int _lookback, _horizon, _channels;
+
+    public string Name { get; }
+
+    public MambaEttForecaster(EttDataset data, int lookback, int horizon, MambaForecastingOptions options, string name)
+    {
+        Name = name;
+        _lookback = lookback; _horizon = horizon; _channels = data.ChannelCount;
+        _ml = new MLContext(options.Seed);
+        // Per-epoch progress (train/validation loss, ETA) comes through ML.NET's log; show it on stderr so stdout stays the table.
+        _ml.Log += (_, e) => { if (e.Source.Contains("Mamba", StringComparison.Ordinal)) Console.Error.WriteLine("  " + e.Message); };
+        options.Lookback = lookback; options.Horizon = horizon; options.Channels = _channels;
+        options.ValidationSet = Load(data, EttSplit.Validation);
+        _model = _ml.Forecasting.ForecastByMamba(options).Fit(Load(data, EttSplit.Train));
+    }
+
+    private IDataView Load(EttDataset data, EttSplit split)
+    {
+        int n = data.WindowCount(split, _lookback, _horizon), c = data.ChannelCount;
+        var rows = new EttWindowRow[n];
+        for (int i = 0; i < n; i++)
+        {
+            rows[i] = new EttWindowRow { Features = new float[_lookback * c], Label = new float[_horizon * c] };
+            data.Window(split, i, _lookback, _horizon, rows[i].Features, rows[i].Label);
+        }
+        return _ml.Data.LoadFromEnumerable(rows, Schema(c));
+    }
+
+    private SchemaDefinition Schema(int channels)
+    {
+        var schema = SchemaDefinition.Create(typeof(EttWindowRow));
+        schema[nameof(EttWindowRow.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, _lookback * channels);
+        schema[nameof(EttWindowRow.Label)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, _horizon * channels);
+        return schema;
+    }
+
+    public Tensor Predict(Tensor pasts)
+    {
+        long n = pasts.shape[0];
+        var flat = pasts.reshape(n, -1).data<float>().ToArray();
+        int w = _lookback * _channels;
+        var rows = Enumerable.Range(0, (int)n).Select(i => new EttWindowRow
+        {
+            Features = flat.AsSpan(i * w, w).ToArray(), Label = new float[_horizon * _channels],
+        });
+        var scored = _model.Transform(_ml.Data.LoadFromEnumerable(rows, Schema(_channels)));
+        var forecasts = scored.GetColumn<VBuffer<float>>("Forecast").SelectMany(v => v.DenseValues()).ToArray();
+        return tensor(forecasts).view(n, _horizon, _channels);
+    }
+}

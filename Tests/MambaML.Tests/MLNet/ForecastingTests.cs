@@ -1,0 +1,118 @@
+using MambaML.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.Tests.MLNet;
+
+[TestClass]
+public sealed class ForecastingTests
+{
+    public sealed class WindowInput
+    {
+        [VectorType(16)] public float[] Features { get; set; } = Array.Empty<float>();
+    }
+
+    public sealed class ForecastOutput
+    {
+        public float[] Forecast { get; set; } = Array.Empty<float>();
+    }
+
+    [TestMethod]
+    public void LearnsSeasonalSeries_LossFalls_BeatsWindowMean()
+    {
+        var ml = new MLContext(seed: 1);
+        var windows = Synthetic.Windows(ml, rows: 300);
+        var losses = new List<double>();
+        var options = Synthetic.ForecastOptions(epochs: 6);
+        options.ProgressCallback = p => losses.Add(p.TrainingLoss);
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+
+        Assert.AreEqual(6, losses.Count);
+        Assert.IsTrue(losses[^1] < 0.5 * losses[0], $"loss did not fall: {string.Join(", ", losses)}");
+        var scored = model.Transform(windows);
+        var forecast = Synthetic.ReadVectors(scored, "Forecast");
+        var label = Synthetic.ReadVectors(scored, "Label");
+        var features = Synthetic.ReadVectors(scored, "Features");
+        double mse = 0, meanBaseline = 0;
+        for (int i = 0; i < forecast.Length; i++)
+            for (int k = 0; k < 4; k++)
+            {
+                mse += Math.Pow(forecast[i][k] - label[i][k], 2);
+                meanBaseline += Math.Pow(features[i].Average() - label[i][k], 2);
+            }
+        Assert.IsTrue(mse < 0.5 * meanBaseline, $"MSE {mse / forecast.Length / 4:G4} vs window-mean baseline {meanBaseline / forecast.Length / 4:G4}");
+    }
+
+    [TestMethod]
+    public void TransformBatches_MatchPredictionEngine()
+    {
+        var ml = new MLContext(seed: 1);
+        var windows = Synthetic.Windows(ml, rows: 120);
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.PredictionBatchSize = 7;   // several batches, the last one partial
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+
+        var batched = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+        var features = Synthetic.ReadVectors(windows, "Features");
+        using var engine = ml.Model.CreatePredictionEngine<WindowInput, ForecastOutput>(model);
+        Assert.AreEqual(features.Length, batched.Length);
+        for (int i = 0; i < features.Length; i++)
+        {
+            var single = engine.Predict(new WindowInput { Features = features[i] }).Forecast;
+            Assert.AreEqual(4, single.Length);
+            for (int k = 0; k < 4; k++) Assert.AreEqual(single[k], batched[i][k], 1e-5f, $"row {i}, step {k}");
+        }
+    }
+
+    [TestMethod]
+    public void SameSeed_SameModel_DifferentSeed_DifferentModel()
+    {
+        float[][] Fit(int seed)
+        {
+            var ml = new MLContext();
+            var windows = Synthetic.Windows(ml, rows: 100);
+            var options = Synthetic.ForecastOptions(epochs: 2);
+            options.Seed = seed;
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+            return Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+        }
+        var a = Fit(3);
+        var b = Fit(3);
+        var c = Fit(4);
+        CollectionAssert.AreEqual(a.SelectMany(x => x).ToArray(), b.SelectMany(x => x).ToArray());
+        CollectionAssert.AreNotEqual(a.SelectMany(x => x).ToArray(), c.SelectMany(x => x).ToArray());
+    }
+
+    [TestMethod]
+    public void NetworkInitialisation_IsAFunctionOfTheSeedAlone()
+    {
+        var arch = new ForecastArchitecture
+        {
+            Lookback = 16, Horizon = 4, Channels = 1, ChannelIndependent = true, InstanceNormalization = true, LinearSkip = true,
+            PatchLength = 4, Mamba = new MambaML.Model.MambaConfig { DModel = 16, NLayer = 2, DState = 8 },
+        };
+        using var a = new ForecastNetwork(arch, 3);
+        using var b = new ForecastNetwork(arch, 3);
+        using var c = new ForecastNetwork(arch, 4);
+        foreach (var ((name, p), (_, q)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.IsTrue(p.allclose(q, 0, 0), name);
+        Assert.IsFalse(a.named_parameters().Zip(c.named_parameters()).All(pair => pair.First.parameter.allclose(pair.Second.parameter, 0, 0)));
+    }
+
+    [TestMethod]
+    public void Multivariate_ChannelMixingAndIndependent_ProduceHorizonTimesChannels()
+    {
+        foreach (bool independent in new[] { true, false })
+        {
+            var ml = new MLContext(seed: 1);
+            var windows = Synthetic.Windows(ml, rows: 100, channels: 2);
+            var options = Synthetic.ForecastOptions(channels: 2, epochs: 1);
+            options.ChannelIndependent = independent;
+            options.InstanceNormalization = !independent;
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+            var scored = model.Transform(windows);
+            Assert.AreEqual(8, ((VectorDataViewType)scored.Schema["Forecast"].Type).Size);
+            Assert.IsTrue(Synthetic.ReadVectors(scored, "Forecast").All(f => f.Length == 8 && f.All(float.IsFinite)));
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using MambaML.MLNet;
+using Microsoft.ML;
+
+namespace MambaML.Tests.MLNet;
+
+/// <summary>CUDA training and inference through ML.NET's device settings; inconclusive on machines without CUDA.</summary>
+[TestClass]
+[TestCategory("Gpu")]
+public sealed class GpuTests
+{
+    [TestMethod]
+    public void GpuDeviceId_TrainsOnCuda_ModelLoadsOnCpuAndCuda_WithMatchingPredictions()
+    {
+        if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
+        var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
+        var windows = Synthetic.Windows(ml, rows: 200);
+        var options = Synthetic.ForecastOptions(epochs: 4);
+        var losses = new List<double>();
+        options.ProgressCallback = p => losses.Add(p.TrainingLoss);
+        var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+        Assert.AreEqual(TorchSharp.DeviceType.CUDA, model.Device.type);
+        Assert.IsTrue(losses[^1] < losses[0], string.Join(", ", losses));
+        var onGpu = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-gpu-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, windows.Schema, path);
+            model.Dispose();
+            var cpuContext = new MLContext().RegisterMambaML();
+            var onCpuModel = (MambaForecastingTransformer)cpuContext.Model.Load(path, out _);
+            Assert.AreEqual(TorchSharp.DeviceType.CPU, onCpuModel.Device.type);
+            var onCpu = Synthetic.ReadVectors(onCpuModel.Transform(windows), "Forecast");
+            var gpuContext = new MLContext { GpuDeviceId = 0 }.RegisterMambaML();
+            var reloadedGpuModel = (MambaForecastingTransformer)gpuContext.Model.Load(path, out _);
+            Assert.AreEqual(TorchSharp.DeviceType.CUDA, reloadedGpuModel.Device.type);
+            var reloadedGpu = Synthetic.ReadVectors(reloadedGpuModel.Transform(windows), "Forecast");
+            for (int i = 0; i < onGpu.Length; i++)
+                for (int k = 0; k < onGpu[i].Length; k++)
+                {
+                    Assert.AreEqual(onGpu[i][k], reloadedGpu[i][k], 1e-5f, $"GPU reload, row {i}");
+                    Assert.AreEqual(onGpu[i][k], onCpu[i][k], 2e-3f, $"CPU vs GPU, row {i}");
+                }
+            onCpuModel.Dispose();
+            reloadedGpuModel.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void TextAndSequenceModels_TrainOnCuda()
+    {
+        if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
+        var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
+        var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(90, 10, 30));
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+        options.PatchLength = 2;
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+        Assert.AreEqual(TorchSharp.DeviceType.CUDA, model.LastTransformer.Device.type);
+        Assert.IsTrue(ml.MulticlassClassification.Evaluate(model.Transform(data)).MicroAccuracy > 0.8);
+        model.LastTransformer.Dispose();
+    }
+}

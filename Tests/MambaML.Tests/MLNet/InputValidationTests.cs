@@ -1,0 +1,172 @@
+using MambaML.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.Tests.MLNet;
+
+[TestClass]
+public sealed class InputValidationTests
+{
+    public sealed class DoubleRow
+    {
+        [VectorType(16)] public double[] Features { get; set; } = new double[16];
+        [VectorType(4)] public float[] Label { get; set; } = new float[4];
+    }
+
+    public sealed class FloatRow
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+        [VectorType(4)] public float[] Label { get; set; } = new float[4];
+    }
+
+    public sealed class FixedRow
+    {
+        [VectorType(12)] public float[] Features { get; set; } = new float[12];
+        [VectorType(4)] public float[] Label { get; set; } = new float[4];
+    }
+
+    public sealed class VariableInput { public float[] Features { get; set; } = Array.Empty<float>(); }
+    public sealed class ForecastOutput { public float[] Forecast { get; set; } = Array.Empty<float>(); }
+
+    private static MambaForecastingEstimator Estimator(MLContext ml) => ml.Forecasting.ForecastByMamba(Synthetic.ForecastOptions(epochs: 1));
+
+    [TestMethod]
+    public void MissingColumn_NamesColumnOptionAndColumnsPresent()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new FixedRow() });
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.FeatureColumnName = "Past";
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options).Fit(data));
+        StringAssert.Contains(e.Message, "'Past'");
+        StringAssert.Contains(e.Message, "FeatureColumnName");
+        StringAssert.Contains(e.Message, "'Features'");
+        // Pipelines check the schema shape before fitting, with the same kind of message.
+        var shapeError = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.CopyColumns("X", "Features").Append(ml.Forecasting.ForecastByMamba(options)).Fit(data));
+        StringAssert.Contains(shapeError.Message, "'Past'");
+    }
+
+    [TestMethod]
+    public void WrongColumnType_SaysWhatIsNeededAndHowToConvert()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new DoubleRow() });
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Estimator(ml).Fit(data));
+        StringAssert.Contains(e.Message, "Features");
+        StringAssert.Contains(e.Message, "Double");
+        StringAssert.Contains(e.Message, "ConvertType");
+    }
+
+    [TestMethod]
+    public void WrongFixedVectorLength_NamesLookbackAndChannels()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new FixedRow() });
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Estimator(ml).Fit(data));
+        StringAssert.Contains(e.Message, "12 values");
+        StringAssert.Contains(e.Message, "Lookback (16)");
+    }
+
+    [TestMethod]
+    public void WrongVariableVectorLength_NamesTheRow()
+    {
+        var ml = new MLContext();
+        var rows = new[] { new FloatRow { Features = new float[16] }, new FloatRow { Features = new float[15] } };
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Estimator(ml).Fit(ml.Data.LoadFromEnumerable(rows)));
+        StringAssert.Contains(e.Message, "Row 1");
+        StringAssert.Contains(e.Message, "15 values");
+    }
+
+    [TestMethod]
+    public void NaNOrInfinity_InFeaturesOrLabel_NamesRowAndPosition()
+    {
+        var ml = new MLContext();
+        var features = new float[16];
+        features[5] = float.NaN;
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            Estimator(ml).Fit(ml.Data.LoadFromEnumerable(new[] { new FloatRow { Features = new float[16] }, new FloatRow { Features = features } })));
+        StringAssert.Contains(e.Message, "Row 1");
+        StringAssert.Contains(e.Message, "NaN");
+        StringAssert.Contains(e.Message, "position 5");
+        var label = new float[4];
+        label[2] = float.PositiveInfinity;
+        e = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            Estimator(ml).Fit(ml.Data.LoadFromEnumerable(new[] { new FloatRow { Features = new float[16], Label = label } })));
+        StringAssert.Contains(e.Message, "'Label'");
+    }
+
+    [TestMethod]
+    public void EmptyTrainingData_IsRejected()
+    {
+        var ml = new MLContext();
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Estimator(ml).Fit(ml.Data.LoadFromEnumerable(Array.Empty<FloatRow>())));
+        StringAssert.Contains(e.Message, "no rows");
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.ValidationSet = ml.Data.LoadFromEnumerable(Array.Empty<FloatRow>());
+        e = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 40)));
+        StringAssert.Contains(e.Message, "validation set has no rows");
+    }
+
+    [TestMethod]
+    public void InvalidOptions_NameTheOption()
+    {
+        var ml = new MLContext();
+        var options = Synthetic.ForecastOptions();
+        options.PatchLength = 17;
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
+        StringAssert.Contains(e.Message, "PatchLength");
+        options = Synthetic.ForecastOptions();
+        options.LearningRate = double.NaN;
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
+        StringAssert.Contains(e.Message, "LearningRate");
+    }
+
+    [TestMethod]
+    public void PredictionInputOfWrongLength_FailsNamingTheLength()
+    {
+        var ml = new MLContext();
+        using var model = Estimator(ml).Fit(Synthetic.Windows(ml, rows: 40));
+        using var engine = ml.Model.CreatePredictionEngine<VariableInput, ForecastOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        Assert.AreEqual(4, engine.Predict(new VariableInput { Features = new float[16] }).Forecast.Length);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => engine.Predict(new VariableInput { Features = new float[10] }));
+        StringAssert.Contains(e.Message, "10 values");
+        StringAssert.Contains(e.Message, "Lookback (16)");
+        var nan = new float[16];
+        nan[0] = float.NaN;
+        Assert.ThrowsExactly<InvalidOperationException>(() => engine.Predict(new VariableInput { Features = nan }));
+    }
+
+    [TestMethod]
+    public void PredictionLoop_DoesNotGrowNativeMemory()
+    {
+        var ml = new MLContext();
+        using var model = Estimator(ml).Fit(Synthetic.Windows(ml, rows: 40));
+        using var engine = ml.Model.CreatePredictionEngine<VariableInput, ForecastOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        var input = new VariableInput { Features = Enumerable.Range(0, 16).Select(i => (float)Math.Sin(i)).ToArray() };
+        engine.Predict(input);
+        var statistics = TorchSharp.DisposeScopeManager.Statistics;
+        long before = statistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 200; i++) { input.Features[0] = i; engine.Predict(input); }
+        var scored = model.Transform(Synthetic.Windows(ml, rows: 100));
+        Synthetic.ReadVectors(scored, "Forecast");
+        Assert.AreEqual(before, statistics.ThreadTotalLiveCount, "live tensors grew during prediction");
+    }
+
+    [TestMethod]
+    public void DevicePolicy_FollowsMLContextSettings()
+    {
+        Assert.AreEqual(TorchSharp.DeviceType.CPU, DevicePolicy.Choose(null, fallbackToCpu: false, cudaAvailable: true).type);
+        Assert.AreEqual(TorchSharp.DeviceType.CUDA, DevicePolicy.Choose(0, fallbackToCpu: false, cudaAvailable: true).type);
+        Assert.AreEqual(TorchSharp.DeviceType.CPU, DevicePolicy.Choose(0, fallbackToCpu: true, cudaAvailable: false).type);
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => DevicePolicy.Choose(0, fallbackToCpu: false, cudaAvailable: false));
+        StringAssert.Contains(e.Message, "FallbackToCpu");
+        if (!TorchSharp.torch.cuda.is_available())
+        {
+            var ml = new MLContext { GpuDeviceId = 0, FallbackToCpu = false };
+            Assert.ThrowsExactly<InvalidOperationException>(() => Estimator(ml).Fit(Synthetic.Windows(ml, rows: 40)));
+            var fallback = new MLContext { GpuDeviceId = 0, FallbackToCpu = true };
+            using var model = Estimator(fallback).Fit(Synthetic.Windows(fallback, rows: 40));
+            Assert.AreEqual(TorchSharp.DeviceType.CPU, model.Device.type);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+using System.IO.Compression;
+using MambaML.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.Tests.MLNet;
+
+[TestClass]
+public sealed class SaveLoadTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    private string NewPath() => Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+
+    /// <summary>A fitted forecasting pipeline with stock transforms before the Mamba step, saved to a zip.</summary>
+    private (string Path, IDataView Data, float[][] Predictions) SavedForecaster()
+    {
+        var ml = new MLContext(seed: 1);
+        var windows = Synthetic.Windows(ml, rows: 80);
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.FeatureColumnName = "Past";
+        var pipeline = ml.Transforms.CopyColumns("Copied", "Features")
+            .Append(ml.Transforms.Concatenate("Past", "Copied"))
+            .Append(ml.Forecasting.ForecastByMamba(options));
+        var model = pipeline.Fit(windows);
+        var predictions = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+        var path = NewPath();
+        ml.Model.Save(model, windows.Schema, path);
+        (model.LastTransformer as IDisposable)?.Dispose();
+        return (path, windows, predictions);
+    }
+
+    [TestMethod]
+    public void Pipeline_SavesAndLoads_InAFreshContext_SamePredictions()
+    {
+        var (path, data, expected) = SavedForecaster();
+        try
+        {
+            var ml = new MLContext().RegisterMambaML();
+            var loaded = ml.Model.Load(path, out var schema);
+            Assert.IsNotNull(schema.GetColumnOrNull("Features"));
+            var actual = Synthetic.ReadVectors(loaded.Transform(data), "Forecast");
+            CollectionAssert.AreEqual(expected.SelectMany(x => x).ToArray(), actual.SelectMany(x => x).ToArray());
+            var chain = (TransformerChain<ITransformer>)loaded;
+            var forecaster = (MambaForecastingTransformer)chain.LastTransformer;
+            Assert.AreEqual(16, forecaster.Lookback);
+            Assert.AreEqual(4, forecaster.Horizon);
+            Assert.AreEqual("Past", forecaster.FeatureColumnName);
+            forecaster.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void RegisterMambaML_IsIdempotent()
+    {
+        var ml = new MLContext();
+        Assert.AreSame(ml, ml.RegisterMambaML());
+        ml.RegisterMambaML();
+    }
+
+    [TestMethod]
+    public void WithoutRegistration_LoadFails_NamingTheCall()
+    {
+        var (path, _, _) = SavedForecaster();
+        try
+        {
+            var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
+            var innermost = e;
+            while (innermost.InnerException is not null) innermost = innermost.InnerException;
+            StringAssert.Contains(innermost.Message, "mlContext.RegisterMambaML()");
+            StringAssert.Contains(e.ToString(), "mlContext.RegisterMambaML()");
+        }
+        finally { File.Delete(path); }
+    }
+
+    private static void RewriteEntry(string path, string entrySuffix, Func<byte[], byte[]?> change)
+    {
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Update);
+        var entry = zip.Entries.Single(e => e.FullName.EndsWith(entrySuffix, StringComparison.Ordinal) && e.FullName.Contains("Transform_002"));
+        byte[] bytes;
+        using (var stream = entry.Open()) { var ms = new MemoryStream(); stream.CopyTo(ms); bytes = ms.ToArray(); }
+        string name = entry.FullName;
+        entry.Delete();
+        var changed = change(bytes);
+        if (changed is null) return;
+        using var output = zip.CreateEntry(name).Open();
+        output.Write(changed);
+    }
+
+    private static Exception LoadError(string path)
+    {
+        var ml = new MLContext().RegisterMambaML();
+        var e = Assert.Throws<Exception>(() => ml.Model.Load(path, out _));
+        while (e is System.Reflection.TargetInvocationException && e.InnerException is not null) e = e.InnerException;
+        return e;
+    }
+
+    [TestMethod]
+    public void ModifiedWeights_GiveCorruptModelError()
+    {
+        var (path, _, _) = SavedForecaster();
+        try
+        {
+            RewriteEntry(path, "MambaWeights.bin", bytes => { bytes[bytes.Length / 2] ^= 0x5A; return bytes; });
+            var e = LoadError(path);
+            Assert.IsInstanceOfType<InvalidDataException>(e);
+            StringAssert.Contains(e.Message, "corrupt");
+            StringAssert.Contains(e.Message, "SHA-256");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void MissingWeights_GiveCorruptModelError()
+    {
+        var (path, _, _) = SavedForecaster();
+        try
+        {
+            RewriteEntry(path, "MambaWeights.bin", _ => null);
+            var e = LoadError(path);
+            Assert.IsInstanceOfType<InvalidDataException>(e);
+            StringAssert.Contains(e.Message, "MambaWeights.bin");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void NewerFormatVersion_IsRefusedWithAClearMessage()
+    {
+        var (path, _, _) = SavedForecaster();
+        try
+        {
+            RewriteEntry(path, "Model.key", bytes =>
+            {
+                var magic = BitConverter.GetBytes(0x4D424D41);
+                int at = bytes.AsSpan().IndexOf(magic);
+                Assert.IsTrue(at > 0);
+                BitConverter.GetBytes(99).CopyTo(bytes, at + 4);
+                return bytes;
+            });
+            var e = LoadError(path);
+            StringAssert.Contains(e.Message, "format 99");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void TruncatedOrForeignZip_FailsClearly()
+    {
+        var (path, _, _) = SavedForecaster();
+        var foreign = NewPath();
+        try
+        {
+            var bytes = File.ReadAllBytes(path);
+            File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+            var truncated = LoadError(path);
+            TestContext.WriteLine("truncated: " + truncated.GetType().Name + ": " + truncated.Message);
+            // ML.NET opens the zip before any MambaML code runs; its message is already clear.
+            StringAssert.Contains(truncated.Message, "zip");
+
+            using (var zip = ZipFile.Open(foreign, ZipArchiveMode.Create))
+            using (var w = new StreamWriter(zip.CreateEntry("readme.txt").Open())) w.Write("not a model");
+            var notModel = LoadError(foreign);
+            TestContext.WriteLine("foreign: " + notModel.GetType().Name + ": " + notModel.Message);
+            StringAssert.Contains(notModel.Message, "model");
+        }
+        finally { File.Delete(path); File.Delete(foreign); }
+    }
+}

@@ -1,0 +1,119 @@
+using MambaML.MLNet;
+using Microsoft.Data.Analysis;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.Tests.MLNet;
+
+[TestClass]
+public sealed class TimeSeriesWindowsTests
+{
+    private sealed class Row
+    {
+        public string Date { get; set; } = "";
+        public double X { get; set; }
+        public int Y { get; set; }
+    }
+
+    private static IDataView Table(MLContext ml, int rows) => ml.Data.LoadFromEnumerable(Enumerable.Range(0, rows).Select(t => new Row
+    {
+        Date = new DateTime(2021, 3, 1).AddHours(t).ToString("yyyy-MM-dd HH:mm:ss"), X = t, Y = 1000 + t,
+    }).ToList());
+
+    private static long CursorCount(IDataView data)
+    {
+        long n = 0;
+        using var cursor = data.GetRowCursor(Array.Empty<DataViewSchema.Column>());
+        while (cursor.MoveNext()) n++;
+        return n;
+    }
+
+    [TestMethod]
+    public void Windows_HoldPastAndFutureValues_TimeMajor()
+    {
+        var ml = new MLContext();
+        var windows = TimeSeriesWindows.Create(Table(ml, 20), new[] { "X", "Y" }, lookback: 3, horizon: 2, stride: 4);
+        var view = windows.GetWindows();
+        var features = Synthetic.ReadVectors(view, "Features");
+        var labels = Synthetic.ReadVectors(view, "Label");
+        // Starts 0, 4, 8, 12 (a window needs 5 rows; 15 is the last possible start, and 16 would need rows up to 20).
+        Assert.AreEqual(4, features.Length);
+        Assert.AreEqual(4L, view.GetRowCount());
+        Assert.AreEqual(4L, CursorCount(view));
+        CollectionAssert.AreEqual(new float[] { 4, 1004, 5, 1005, 6, 1006 }, features[1]);
+        CollectionAssert.AreEqual(new float[] { 7, 1007, 8, 1008 }, labels[1]);
+        Assert.AreEqual(2, windows.Channels);
+    }
+
+    [TestMethod]
+    public void TargetRowRange_LetsInputsStartLookbackRowsEarlier()
+    {
+        var ml = new MLContext();
+        var windows = TimeSeriesWindows.Create(Table(ml, 50), new[] { "X" }, lookback: 5, horizon: 3);
+        var test = windows.GetWindows(firstTargetRow: 40);
+        var features = Synthetic.ReadVectors(test, "Features");
+        var labels = Synthetic.ReadVectors(test, "Label");
+        Assert.AreEqual(35f, features[0][0]);
+        Assert.AreEqual(40f, labels[0][0]);
+        Assert.AreEqual(49f, labels[^1][^1]);   // the last window ends at the table's end
+        Assert.AreEqual(test.GetRowCount(), (long)features.Length);
+        var train = windows.GetWindows(0, endTargetRow: 30);
+        var trainLabels = Synthetic.ReadVectors(train, "Label");
+        Assert.AreEqual(29f, trainLabels[^1][^1]);
+        Assert.AreEqual(train.GetRowCount(), (long)trainLabels.Length);
+        Assert.AreEqual(train.GetRowCount(), CursorCount(train));
+    }
+
+    [TestMethod]
+    public void LatestWindow_AndTimestamps_MapForecastsPastTheEnd()
+    {
+        var ml = new MLContext();
+        var windows = TimeSeriesWindows.Create(Table(ml, 30), new[] { "X" }, lookback: 6, horizon: 2, timestampColumn: "Date");
+        var latest = windows.GetLatestWindow();
+        CollectionAssert.AreEqual(new float[] { 24, 25, 26, 27, 28, 29 }, Synthetic.ReadVectors(latest, "Features").Single());
+
+        var options = Synthetic.ForecastOptions(lookback: 6, horizon: 2, epochs: 1);
+        options.PatchLength = 3;
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows.GetWindows());
+        var points = windows.ToTimeSeries(model.Transform(latest));
+        Assert.AreEqual(2, points.Count);
+        Assert.AreEqual(30L, points[0].Row);
+        Assert.AreEqual(new DateTime(2021, 3, 1).AddHours(30), points[0].Timestamp);
+        Assert.AreEqual(new DateTime(2021, 3, 1).AddHours(31), points[1].Timestamp);
+        Assert.IsNull(points[0].Actual);
+        Assert.AreEqual("X", points[0].Series);
+
+        var backtest = windows.ToTimeSeries(model.Transform(windows.GetWindows(firstTargetRow: 20)));
+        var first = backtest.First();
+        Assert.AreEqual(20L, first.Row);
+        Assert.AreEqual(20f, first.Actual);
+        Assert.AreEqual(new DateTime(2021, 3, 1).AddHours(20), first.Timestamp);
+    }
+
+    [TestMethod]
+    public void DataFrame_WithDateTimeColumn_Works()
+    {
+        var frame = new DataFrame(
+            new PrimitiveDataFrameColumn<DateTime>("Time", Enumerable.Range(0, 12).Select(i => new DateTime(2022, 1, 1).AddDays(i))),
+            new SingleDataFrameColumn("Load", Enumerable.Range(0, 12).Select(i => (float)i * 2)));
+        var windows = TimeSeriesWindows.Create(frame, new[] { "Load" }, lookback: 4, horizon: 1, timestampColumn: "Time");
+        var features = Synthetic.ReadVectors(windows.GetWindows(), "Features");
+        Assert.AreEqual(8, features.Length);
+        CollectionAssert.AreEqual(new float[] { 2, 4, 6, 8 }, features[1]);
+    }
+
+    [TestMethod]
+    public void BadArguments_AreNamed()
+    {
+        var ml = new MLContext();
+        var table = Table(ml, 10);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(table, new[] { "Date" }, 3, 1));
+        StringAssert.Contains(e.Message, "numeric");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(table, new[] { "Z" }, 3, 1));
+        StringAssert.Contains(e.Message, "'Z'");
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(table, new[] { "X" }, 0, 1));
+        var tooShort = TimeSeriesWindows.Create(table, new[] { "X" }, lookback: 20, horizon: 1);
+        Assert.AreEqual(0L, CursorCount(tooShort.GetWindows()));
+        Assert.ThrowsExactly<InvalidOperationException>(() => CursorCount(tooShort.GetLatestWindow()));
+    }
+}

@@ -1,0 +1,126 @@
+using MambaML.MLNet;
+using Microsoft.ML;
+
+namespace MambaML.Tests.MLNet;
+
+[TestClass]
+public sealed class TrainingLoopTests
+{
+    [TestMethod]
+    public void Progress_IsLoggedThroughMLContextLog_AndCallback()
+    {
+        var ml = new MLContext(seed: 1);
+        var messages = new List<string>();
+        ml.Log += (_, e) => { lock (messages) messages.Add(e.Message); };
+        var callbacks = new List<MambaTrainingProgress>();
+        var options = Synthetic.ForecastOptions(epochs: 3);
+        options.ValidationSet = Synthetic.Windows(ml, rows: 60, seed: 2);
+        options.ProgressCallback = callbacks.Add;
+        using var _ = ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 100));
+
+        Assert.AreEqual(3, callbacks.Count);
+        CollectionAssert.AreEqual(new[] { 1, 2, 3 }, callbacks.Select(p => p.Epoch).ToArray());
+        Assert.IsTrue(callbacks.All(p => p.ValidationLoss is > 0 && p.TrainingLoss > 0 && p.Elapsed > TimeSpan.Zero));
+        Assert.AreEqual(TimeSpan.Zero, callbacks[^1].EstimatedRemaining);
+        var epochLines = messages.Where(m => m.Contains("epoch ") && m.Contains("train loss") && m.Contains("validation loss") && m.Contains("ETA")).ToList();
+        Assert.AreEqual(3, epochLines.Count, string.Join("\n", messages));
+    }
+
+    [TestMethod]
+    public void EarlyStopping_KeepsBestValidationWeights()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Synthetic.Windows(ml, rows: 100);
+        var valid = Synthetic.Windows(ml, rows: 60, seed: 5);
+        var callbacks = new List<MambaTrainingProgress>();
+        var options = Synthetic.ForecastOptions(epochs: 12);
+        // A constant, too-high learning rate makes the validation loss wander so that early stopping triggers.
+        options.LearningRate = 0.05;
+        options.LearningRateSchedule = LearningRateSchedule.Constant;
+        options.EarlyStoppingPatience = 1;
+        options.ValidationSet = valid;
+        options.ProgressCallback = callbacks.Add;
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(train);
+
+        double best = callbacks.Min(p => p.ValidationLoss!.Value);
+        if (callbacks.Count < 12) Assert.IsFalse(callbacks[^1].IsBest, "stopped early although the last epoch improved");
+        // The returned model's validation loss (normalised MSE, as reported) equals the best epoch's.
+        var scored = model.Transform(valid);
+        var f = Synthetic.ReadVectors(scored, "Forecast");
+        var y = Synthetic.ReadVectors(scored, "Label");
+        var x = Synthetic.ReadVectors(scored, "Features");
+        double sum = 0;
+        for (int i = 0; i < f.Length; i++)
+        {
+            double mean = x[i].Average(), std = Math.Sqrt(x[i].Select(v => (v - mean) * (v - mean)).Average() + 1e-5);
+            for (int k = 0; k < f[i].Length; k++) sum += Math.Pow((f[i][k] - y[i][k]) / std, 2);
+        }
+        double restored = sum / (f.Length * f[0].Length);
+        Assert.AreEqual(best, restored, 1e-3 * best, $"reported: {string.Join(", ", callbacks.Select(p => p.ValidationLoss))}");
+    }
+
+    [TestMethod]
+    public void Cancellation_StopsTraining()
+    {
+        var ml = new MLContext(seed: 1);
+        using var cts = new CancellationTokenSource();
+        var options = Synthetic.ForecastOptions(epochs: 50);
+        options.CancellationToken = cts.Token;
+        int epochs = 0;
+        options.ProgressCallback = _ => { if (++epochs == 2) cts.Cancel(); };
+        Assert.ThrowsExactly<OperationCanceledException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 80)));
+        Assert.AreEqual(2, epochs);
+    }
+
+    [TestMethod]
+    public void DivergingLoss_StopsWithClearError()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Synthetic.ForecastOptions(epochs: 20);
+        options.LearningRate = 1e12;
+        options.GradientClipNorm = 0;
+        options.LearningRateSchedule = LearningRateSchedule.Constant;
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 80)));
+        StringAssert.Contains(e.Message, "diverged");
+        StringAssert.Contains(e.Message, "LearningRate");
+    }
+
+    [TestMethod]
+    public void LearningRate_WarmsUpThenDecaysToZero()
+    {
+        var loop = new TrainingLoop(new MLContext(), new MambaForecastingOptions { LearningRate = 1.0, WarmupFraction = 0.1 }, "test");
+        Assert.AreEqual(0.1, loop.LearningRateAt(0, 100), 1e-12);
+        Assert.AreEqual(1.0, loop.LearningRateAt(9, 100), 1e-12);
+        Assert.IsTrue(loop.LearningRateAt(50, 100) is > 0.4 and < 0.7);
+        Assert.IsTrue(loop.LearningRateAt(99, 100) < 0.001);
+        var constant = new TrainingLoop(new MLContext(), new MambaForecastingOptions { LearningRate = 0.5, LearningRateSchedule = LearningRateSchedule.Constant }, "test");
+        Assert.AreEqual(0.5, constant.LearningRateAt(77, 100));
+    }
+
+    [TestMethod]
+    public void ShuffleBuffer_IsBounded_KeepsEveryExample_AndIsSeeded()
+    {
+        int produced = 0, maxAhead = 0, consumed = 0;
+        IEnumerable<SequenceExample> Source()
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                produced++;
+                maxAhead = Math.Max(maxAhead, produced - consumed);
+                yield return new SequenceExample { Values = new float[] { i }, Steps = 1 };
+            }
+        }
+        var seen = new List<float>();
+        foreach (var batch in TrainingLoop.ShuffledBatches(Source(), batchSize: 10, bufferSize: 50, new Random(1)))
+        {
+            consumed += batch.Count;
+            seen.AddRange(batch.Select(e => e.Values[0]));
+        }
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 1000).Select(i => (float)i).ToArray(), seen);
+        CollectionAssert.AreNotEqual(Enumerable.Range(0, 1000).Select(i => (float)i).ToArray(), seen);
+        Assert.IsTrue(maxAhead <= 50 + 10, $"held {maxAhead} examples");
+        var again = TrainingLoop.ShuffledBatches(Enumerable.Range(0, 1000).Select(i => new SequenceExample { Values = new float[] { i } }), 10, 50, new Random(1))
+            .SelectMany(b => b.Select(e => e.Values[0])).ToList();
+        CollectionAssert.AreEqual(seen, again);
+    }
+}

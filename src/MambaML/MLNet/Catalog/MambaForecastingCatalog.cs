@@ -1,0 +1,41 @@
+using MambaML.MLNet;
+
+namespace Microsoft.ML;
+
+/// <summary>Mamba forecasting on <c>mlContext.Forecasting</c>.</summary>
+public static class MambaForecastingCatalog
+{
+    /// <summary>
+    /// Forecasts the next <paramref name="horizon"/> values of one or more series from their past <paramref name="lookback"/>
+    /// values with a Mamba selective state-space model. The feature column holds lookback × channels values per row and the
+    /// label column horizon × channels (both time-major); <see cref="TimeSeriesWindows"/> builds them from a time-ordered table.
+    /// </summary>
+    /// <param name="catalog">The forecasting catalog (<c>mlContext.Forecasting</c>).</param>
+    /// <param name="lookback">Past time steps per window.</param>
+    /// <param name="horizon">Future time steps to predict.</param>
+    /// <param name="channels">Series per time step (1 for univariate).</param>
+    /// <param name="outputColumnName">Output column: horizon × channels forecast values.</param>
+    /// <param name="featureColumnName">Input column: lookback × channels past values.</param>
+    /// <param name="labelColumnName">Training target column: horizon × channels future values.</param>
+    /// <param name="numberOfEpochs">Passes over the training data.</param>
+    /// <example><code>
+    /// var windows = TimeSeriesWindows.Create(table, new[] { "OT" }, lookback: 96, horizon: 24);
+    /// var model = mlContext.Forecasting.ForecastByMamba(lookback: 96, horizon: 24).Fit(windows.GetWindows());
+    /// </code></example>
+    public static MambaForecastingEstimator ForecastByMamba(this ForecastingCatalog catalog, int lookback, int horizon, int channels = 1,
+        string outputColumnName = "Forecast", string featureColumnName = "Features", string labelColumnName = "Label", int numberOfEpochs = 10)
+        => ForecastByMamba(catalog, new MambaForecastingOptions
+        {
+            Lookback = lookback, Horizon = horizon, Channels = channels, OutputColumnName = outputColumnName,
+            FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName, NumberOfEpochs = numberOfEpochs,
+        });
+
+    /// <summary>Forecasts with a Mamba model configured by <paramref name="options"/> (model size, training, validation, seed...).</summary>
+    /// <param name="catalog">The forecasting catalog (<c>mlContext.Forecasting</c>).</param>
+    /// <param name="options">All settings.</param>
+    public static MambaForecastingEstimator ForecastByMamba(this ForecastingCatalog catalog, MambaForecastingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new MambaForecastingEstimator(MLNetInternals.EnvironmentOf(catalog), options);
+    }
+}

@@ -1,0 +1,71 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// Trains a Mamba forecaster: from windows of past values (feature column) and the values that followed (label column) it learns
+/// to predict the next <see cref="MambaForecastingOptions.Horizon"/> steps. Create it with
+/// <c>mlContext.Forecasting.ForecastByMamba(...)</c>; build windows with <see cref="TimeSeriesWindows"/>.
+/// </summary>
+public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTransformer>
+{
+    private readonly IHostEnvironment _env;
+    private readonly MambaForecastingOptions _options;
+
+    internal MambaForecastingEstimator(IHostEnvironment env, MambaForecastingOptions options)
+    {
+        _env = env ?? throw new ArgumentNullException(nameof(env));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _options.Validate();
+    }
+
+    /// <summary>Trains on <paramref name="input"/> and returns the fitted transformer.</summary>
+    public MambaForecastingTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        MambaRegistration.Register(_env);
+        var o = _options;
+        var arch = new ForecastArchitecture
+        {
+            Lookback = o.Lookback, Horizon = o.Horizon, Channels = o.Channels, ChannelIndependent = o.ChannelIndependent,
+            InstanceNormalization = o.InstanceNormalization, LinearSkip = o.LinearSkip, PatchLength = o.PatchLength,
+            Mamba = o.BuildConfig(), FeatureColumnName = o.FeatureColumnName, OutputColumnName = o.OutputColumnName,
+            PredictionBatchSize = o.PredictionBatchSize,
+        };
+        var train = CreateReader(input.Schema);
+        var valid = o.ValidationSet is { } v ? (v, CreateReader(v.Schema)) : ((IDataView, ExampleReader)?)null;
+        var device = DevicePolicy.Choose(_env);
+        int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
+
+        var network = new ForecastNetwork(arch, seed);
+        try
+        {
+            network.to(device);
+            new TrainingLoop(_env, o, nameof(MambaForecastingEstimator)).Run(network, input, train, valid,
+                batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed);
+            return new MambaForecastingTransformer(arch, network, device);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks the input columns and declares the <see cref="MambaForecastingOptions.OutputColumnName"/> vector.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        EstimatorSchema.RequireSingleVector(inputSchema, _options.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName));
+        EstimatorSchema.RequireSingleVector(inputSchema, _options.LabelColumnName, nameof(MambaForecastingOptions.LabelColumnName));
+        return EstimatorSchema.Append(inputSchema, b =>
+            b.AddColumn(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, _options.Horizon * _options.Channels)));
+    }
+
+    private ExampleReader CreateReader(DataViewSchema schema) => new(
+        new NumericSequenceReader(schema, _options.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _options.Channels, _options.Lookback),
+        new VectorTargetReader(schema, _options.LabelColumnName, nameof(MambaForecastingOptions.LabelColumnName), _options.Horizon * _options.Channels,
+            $"Horizon ({_options.Horizon}) × Channels ({_options.Channels})"));
+}

@@ -1,0 +1,40 @@
+namespace MambaML.MLNet;
+
+/// <summary>Options of <see cref="MambaForecastingEstimator"/> (<c>mlContext.Forecasting.ForecastByMamba</c>).</summary>
+public sealed class MambaForecastingOptions : MambaTrainerOptions
+{
+    /// <summary>Input column: the past <see cref="Lookback"/> × <see cref="Channels"/> values, time-major (float[]).</summary>
+    public string FeatureColumnName { get; set; } = "Features";
+    /// <summary>Training target column: the next <see cref="Horizon"/> × <see cref="Channels"/> values, time-major (float[]).</summary>
+    public string LabelColumnName { get; set; } = "Label";
+    /// <summary>Output column: <see cref="Horizon"/> × <see cref="Channels"/> forecast values, time-major (float[]).</summary>
+    public string OutputColumnName { get; set; } = "Forecast";
+
+    /// <summary>Past time steps the model sees.</summary>
+    public int Lookback { get; set; } = 96;
+    /// <summary>Future time steps the model predicts.</summary>
+    public int Horizon { get; set; } = 24;
+    /// <summary>Series per time step (1 for univariate).</summary>
+    public int Channels { get; set; } = 1;
+    /// <summary>
+    /// True: every channel is forecast as its own univariate series with shared weights (robust, the default of the best
+    /// long-horizon forecasters). False: all channels of a step are embedded together, so the model can use cross-channel effects.
+    /// </summary>
+    public bool ChannelIndependent { get; set; } = true;
+    /// <summary>Normalise each window by its own mean and standard deviation per channel and undo it on the output (RevIN).</summary>
+    public bool InstanceNormalization { get; set; } = true;
+    /// <summary>Add a linear map from the window to the horizon beside the Mamba path (as DLinear).</summary>
+    public bool LinearSkip { get; set; } = true;
+    /// <summary>Time steps per token: the window is cut into patches of this length (1 = one token per step). Shorter sequences scan faster.</summary>
+    public int PatchLength { get; set; } = 8;
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Check(Lookback >= 1, nameof(Lookback), Lookback, ">= 1");
+        Check(Horizon >= 1, nameof(Horizon), Horizon, ">= 1");
+        Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
+        Check(PatchLength >= 1 && PatchLength <= Lookback, nameof(PatchLength), PatchLength, $"in [1, Lookback = {Lookback}]");
+        if (string.IsNullOrEmpty(OutputColumnName)) throw new ArgumentException("OutputColumnName must not be empty.", nameof(OutputColumnName));
+    }
+}

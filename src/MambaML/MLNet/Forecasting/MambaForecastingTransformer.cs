@@ -1,0 +1,95 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// A fitted Mamba forecaster: adds <see cref="OutputColumnName"/>, the next <see cref="Horizon"/> × <see cref="Channels"/> values
+/// (time-major) predicted from the feature column's past <see cref="Lookback"/> × <see cref="Channels"/> values.
+/// Save with <c>mlContext.Model.Save</c>; load with <c>mlContext.RegisterMambaML()</c> then <c>mlContext.Model.Load</c>.
+/// </summary>
+public sealed class MambaForecastingTransformer : MambaTransformerBase
+{
+    internal const string LoaderSignature = "MambaMLForecaster";
+    private readonly ForecastArchitecture _arch;
+    private readonly ForecastNetwork _network;
+    private readonly Device _device;
+
+    internal MambaForecastingTransformer(ForecastArchitecture arch, ForecastNetwork network, Device device)
+    {
+        _arch = arch;
+        _network = network;
+        _device = device;
+        _network.eval();
+        OutputColumns = new OutputColumn[]
+        {
+            new OutputColumn<VBuffer<float>>(arch.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, arch.Horizon * arch.Channels),
+                (float[] output, ref VBuffer<float> value) =>
+                {
+                    var editor = VBufferEditor.Create(ref value, output.Length);
+                    output.CopyTo(editor.Values);
+                    value = editor.Commit();
+                }),
+        };
+    }
+
+    /// <summary>Past time steps the model reads.</summary>
+    public int Lookback => _arch.Lookback;
+    /// <summary>Future time steps it predicts.</summary>
+    public int Horizon => _arch.Horizon;
+    /// <summary>Series per time step.</summary>
+    public int Channels => _arch.Channels;
+    /// <summary>Input column name.</summary>
+    public string FeatureColumnName => _arch.FeatureColumnName;
+    /// <summary>Output column name.</summary>
+    public string OutputColumnName => _arch.OutputColumnName;
+    /// <inheritdoc/>
+    public override Device Device => _device;
+
+    private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
+    private protected override int PredictionBatchSize => _arch.PredictionBatchSize;
+
+    private protected override ExampleReader CreateReader(DataViewSchema inputSchema) =>
+        new(new NumericSequenceReader(inputSchema, _arch.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _arch.Channels, _arch.Lookback));
+
+    private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
+    {
+        return SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device)), batch.Count);
+    }
+
+    private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
+
+    private protected override void DisposeNetwork() => _network.Dispose();
+
+    // Called by ML.NET (through the loader registered by RegisterMambaML) with its ModelLoadContext.
+    private static MambaForecastingTransformer Create(IHostEnvironment env, object ctx)
+    {
+        var (arch, network, device) = LoadNetwork<ForecastArchitecture, ForecastNetwork>(env, ctx, LoaderSignature, a => new ForecastNetwork(a, seed: 0));
+        return new MambaForecastingTransformer(arch, network, device);
+    }
+}
+
+/// <summary>Turns examples into the forecaster's tensors.</summary>
+internal static class ForecastBatches
+{
+    /// <summary>(batch, lookback, channels) input windows on <paramref name="device"/>.</summary>
+    public static Tensor Windows(IReadOnlyList<SequenceExample> batch, ForecastArchitecture arch, Device device)
+    {
+        int width = arch.Lookback * arch.Channels;
+        var flat = new float[batch.Count * width];
+        for (int i = 0; i < batch.Count; i++) batch[i].Values.CopyTo(flat, i * width);
+        return tensor(flat, new long[] { batch.Count, arch.Lookback, arch.Channels }).to(device);
+    }
+
+    /// <summary>(batch, horizon, channels) targets on <paramref name="device"/>.</summary>
+    public static Tensor Targets(IReadOnlyList<SequenceExample> batch, ForecastArchitecture arch, Device device)
+    {
+        int width = arch.Horizon * arch.Channels;
+        var flat = new float[batch.Count * width];
+        for (int i = 0; i < batch.Count; i++) batch[i].Target.CopyTo(flat, i * width);
+        return tensor(flat, new long[] { batch.Count, arch.Horizon, arch.Channels }).to(device);
+    }
+}

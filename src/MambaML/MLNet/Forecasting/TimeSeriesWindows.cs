@@ -1,0 +1,366 @@
+using System.Globalization;
+using Microsoft.Data.Analysis;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.MLNet;
+
+/// <summary>One forecast value placed back on the time axis.</summary>
+/// <param name="WindowStart">Row index of the first input step of the window that produced it.</param>
+/// <param name="Step">Steps ahead, from 1 to the horizon.</param>
+/// <param name="Row">Row index in the table the value is for (may lie past the table's end).</param>
+/// <param name="Timestamp">That row's timestamp; past the end, extrapolated with the last interval. Null without a timestamp column.</param>
+/// <param name="Series">Name of the target column.</param>
+/// <param name="Forecast">The predicted value.</param>
+/// <param name="Actual">The true value, when the predictions carry a label column.</param>
+public sealed record ForecastPoint(long WindowStart, int Step, long Row, DateTime? Timestamp, string Series, float Forecast, float? Actual);
+
+/// <summary>
+/// Turns a time-ordered table (an <see cref="IDataView"/> or a <see cref="DataFrame"/>) into sliding windows for
+/// <c>ForecastByMamba</c>, and maps forecasts back to rows and timestamps. Windows are produced lazily by a cursor over the
+/// table holding only lookback + horizon rows, so the table is never loaded whole.
+/// </summary>
+/// <remarks>
+/// Window columns: <see cref="FeaturesColumnName"/> (lookback × channels past values, time-major), <see cref="LabelColumnName"/>
+/// (horizon × channels following values) and <see cref="WindowStartColumnName"/> (row index of the first past value).
+/// </remarks>
+public sealed class TimeSeriesWindows
+{
+    /// <summary>Column of past values in the window views.</summary>
+    public const string FeaturesColumnName = "Features";
+    /// <summary>Column of following (true future) values in labelled window views.</summary>
+    public const string LabelColumnName = "Label";
+    /// <summary>Column holding each window's first row index.</summary>
+    public const string WindowStartColumnName = "WindowStart";
+
+    private readonly IDataView _table;
+    private readonly DataViewSchema.Column[] _targets;
+    private readonly DataViewSchema.Column? _timestamp;
+    private List<DateTime>? _timestamps;
+
+    private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, int lookback, int horizon, int stride)
+    {
+        _table = table;
+        _targets = targets;
+        _timestamp = timestamp;
+        Lookback = lookback;
+        Horizon = horizon;
+        Stride = stride;
+    }
+
+    /// <summary>Past steps per window.</summary>
+    public int Lookback { get; }
+    /// <summary>Future steps per window.</summary>
+    public int Horizon { get; }
+    /// <summary>Rows between the starts of consecutive windows.</summary>
+    public int Stride { get; }
+    /// <summary>Number of target series (channels), in the order of <see cref="TargetColumns"/>.</summary>
+    public int Channels => _targets.Length;
+    /// <summary>The target columns, one channel each.</summary>
+    public IReadOnlyList<string> TargetColumns => _targets.Select(c => c.Name).ToArray();
+
+    /// <summary>Windows over a time-ordered <see cref="IDataView"/>.</summary>
+    /// <param name="table">Rows in time order, one per time step.</param>
+    /// <param name="targetColumns">Numeric columns to forecast (one channel each).</param>
+    /// <param name="lookback">Past steps per window.</param>
+    /// <param name="horizon">Future steps per window.</param>
+    /// <param name="stride">Rows between window starts.</param>
+    /// <param name="timestampColumn">Optional DateTime or text column used by <see cref="ToTimeSeries"/>.</param>
+    public static TimeSeriesWindows Create(IDataView table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(targetColumns);
+        if (lookback < 1) throw new ArgumentOutOfRangeException(nameof(lookback), lookback, "lookback must be >= 1.");
+        if (horizon < 1) throw new ArgumentOutOfRangeException(nameof(horizon), horizon, "horizon must be >= 1.");
+        if (stride < 1) throw new ArgumentOutOfRangeException(nameof(stride), stride, "stride must be >= 1.");
+        var targets = targetColumns.Select(name => ColumnChecks.Find(table.Schema, name, nameof(targetColumns))).ToArray();
+        if (targets.Length == 0) throw new ArgumentException("Name at least one target column.", nameof(targetColumns));
+        foreach (var column in targets)
+            if (!Numeric.IsSupported(column.Type))
+                throw new ArgumentOutOfRangeException(nameof(targetColumns), column.Name,
+                    $"Target column '{column.Name}' has type {column.Type}; it must be a numeric scalar (Single, Double, or an integer type).");
+        DataViewSchema.Column? timestamp = null;
+        if (timestampColumn is not null)
+        {
+            timestamp = ColumnChecks.Find(table.Schema, timestampColumn, nameof(timestampColumn));
+            if (timestamp.Value.Type is not (DateTimeDataViewType or TextDataViewType))
+                throw new ArgumentOutOfRangeException(nameof(timestampColumn), timestampColumn,
+                    $"Timestamp column '{timestampColumn}' has type {timestamp.Value.Type}; it must be DateTime or text.");
+        }
+        return new TimeSeriesWindows(table, targets, timestamp, lookback, horizon, stride);
+    }
+
+    /// <summary>Windows over a time-ordered <see cref="DataFrame"/>; see <see cref="Create(IDataView, IEnumerable{string}, int, int, int, string?)"/>.</summary>
+    public static TimeSeriesWindows Create(DataFrame table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null) =>
+        Create((IDataView)table, targetColumns, lookback, horizon, stride, timestampColumn);
+
+    /// <summary>
+    /// Labelled windows (features, label, window start) whose forecast rows lie in [<paramref name="firstTargetRow"/>,
+    /// <paramref name="endTargetRow"/>): their inputs may start up to lookback rows earlier, as in the standard train/validation/test
+    /// protocol. Without arguments: every window of the table.
+    /// </summary>
+    /// <param name="firstTargetRow">First row a window may forecast.</param>
+    /// <param name="endTargetRow">Row after the last one a window may forecast (null: the table's end).</param>
+    public IDataView GetWindows(long firstTargetRow = 0, long? endTargetRow = null)
+    {
+        if (firstTargetRow < 0) throw new ArgumentOutOfRangeException(nameof(firstTargetRow), firstTargetRow, "firstTargetRow must be >= 0.");
+        if (endTargetRow < firstTargetRow) throw new ArgumentOutOfRangeException(nameof(endTargetRow), endTargetRow, "endTargetRow must be >= firstTargetRow.");
+        return new WindowView(this, latestOnly: false, firstTargetRow, endTargetRow);
+    }
+
+    /// <summary>The newest window (features and window start, no label): the input for forecasting past the table's end.</summary>
+    public IDataView GetLatestWindow() => new WindowView(this, latestOnly: true, 0, null);
+
+    /// <summary>
+    /// Places each forecast of <paramref name="predictions"/> (the transformed output of a window view) on its row and timestamp.
+    /// </summary>
+    /// <param name="predictions">Rows with <see cref="WindowStartColumnName"/> and the forecast column.</param>
+    /// <param name="forecastColumnName">The forecaster's output column.</param>
+    public IReadOnlyList<ForecastPoint> ToTimeSeries(IDataView predictions, string forecastColumnName = "Forecast")
+    {
+        ArgumentNullException.ThrowIfNull(predictions);
+        var start = ColumnChecks.Find(predictions.Schema, WindowStartColumnName, "predictions");
+        var forecast = ColumnChecks.Find(predictions.Schema, forecastColumnName, nameof(forecastColumnName));
+        var label = predictions.Schema.GetColumnOrNull(LabelColumnName);
+        var columns = label is { } l ? new[] { start, forecast, l } : new[] { start, forecast };
+        var result = new List<ForecastPoint>();
+        using var cursor = predictions.GetRowCursor(columns);
+        var getStart = cursor.GetGetter<long>(start);
+        var getForecast = cursor.GetGetter<VBuffer<float>>(forecast);
+        var getLabel = label is { } lc ? cursor.GetGetter<VBuffer<float>>(lc) : null;
+        long s = 0;
+        VBuffer<float> f = default, a = default;
+        while (cursor.MoveNext())
+        {
+            getStart(ref s);
+            getForecast(ref f);
+            getLabel?.Invoke(ref a);
+            var fv = f.DenseValues().ToArray();
+            var av = getLabel is null ? null : a.DenseValues().ToArray();
+            if (fv.Length != Horizon * Channels)
+                throw new ArgumentException($"Column '{forecastColumnName}' has {fv.Length} values; Horizon ({Horizon}) × Channels ({Channels}) = {Horizon * Channels} expected.", nameof(forecastColumnName));
+            for (int step = 0; step < Horizon; step++)
+                for (int c = 0; c < Channels; c++)
+                {
+                    long row = s + Lookback + step;
+                    result.Add(new ForecastPoint(s, step + 1, row, TimestampOf(row), _targets[c].Name, fv[step * Channels + c], av?[step * Channels + c]));
+                }
+        }
+        return result;
+    }
+
+    private DateTime? TimestampOf(long row)
+    {
+        if (_timestamp is null) return null;
+        _timestamps ??= ReadTimestamps();
+        if (row < _timestamps.Count) return _timestamps[(int)row];
+        if (_timestamps.Count < 2)
+            throw new InvalidOperationException($"Row {row} lies past the table's end and the table has fewer than 2 timestamps to extrapolate from.");
+        var last = _timestamps[^1];
+        var interval = last - _timestamps[^2];
+        return last + interval * (row - (_timestamps.Count - 1));
+    }
+
+    private List<DateTime> ReadTimestamps()
+    {
+        var column = _timestamp!.Value;
+        var list = new List<DateTime>();
+        using var cursor = _table.GetRowCursor(new[] { column });
+        if (column.Type is DateTimeDataViewType)
+        {
+            var get = cursor.GetGetter<DateTime>(column);
+            DateTime value = default;
+            while (cursor.MoveNext()) { get(ref value); list.Add(value); }
+        }
+        else
+        {
+            var get = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+            ReadOnlyMemory<char> text = default;
+            while (cursor.MoveNext())
+            {
+                get(ref text);
+                if (!DateTime.TryParse(text.Span, CultureInfo.InvariantCulture, DateTimeStyles.None, out var value))
+                    throw new FormatException($"Row {cursor.Position} of timestamp column '{column.Name}' holds '{text}', which is not a date and time.");
+                list.Add(value);
+            }
+        }
+        return list;
+    }
+
+    /// <summary>Windows as an <see cref="IDataView"/>, computed by a cursor with a ring buffer of lookback + horizon rows.</summary>
+    private sealed class WindowView : IDataView
+    {
+        private readonly TimeSeriesWindows _owner;
+        private readonly bool _latestOnly;
+        private readonly long _firstTargetRow;
+        private readonly long? _endTargetRow;
+
+        public WindowView(TimeSeriesWindows owner, bool latestOnly, long firstTargetRow, long? endTargetRow)
+        {
+            _owner = owner;
+            _latestOnly = latestOnly;
+            _firstTargetRow = firstTargetRow;
+            _endTargetRow = endTargetRow;
+            var builder = new DataViewSchema.Builder();
+            builder.AddColumn(FeaturesColumnName, new VectorDataViewType(NumberDataViewType.Single, owner.Lookback * owner.Channels));
+            if (!latestOnly) builder.AddColumn(LabelColumnName, new VectorDataViewType(NumberDataViewType.Single, owner.Horizon * owner.Channels));
+            builder.AddColumn(WindowStartColumnName, NumberDataViewType.Int64);
+            Schema = builder.ToSchema();
+        }
+
+        public bool CanShuffle => false;
+        public DataViewSchema Schema { get; }
+        private int Span => _owner.Lookback + (_latestOnly ? 0 : _owner.Horizon);
+        private long FirstStart => Math.Max(0, _firstTargetRow - _owner.Lookback);
+
+        public long? GetRowCount()
+        {
+            if (_owner._table.GetRowCount() is not { } rows) return null;
+            if (_latestOnly) return rows >= _owner.Lookback ? 1 : 0;
+            long lastStart = Math.Min(rows, _endTargetRow ?? long.MaxValue) - Span;
+            return lastStart < FirstStart ? 0 : (lastStart - FirstStart) / _owner.Stride + 1;
+        }
+
+        /// <summary>Whether a window may start at table row <paramref name="start"/> (given the rows exist).</summary>
+        public bool Accepts(long start) =>
+            start >= FirstStart && (start - FirstStart) % _owner.Stride == 0 &&
+            (_endTargetRow is not { } end || start + Span <= end);
+
+        public bool PastEnd(long start) => _endTargetRow is { } end && start + Span > end;
+
+        public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
+            new WindowCursor(this, _owner, _latestOnly);
+
+        public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+            new[] { GetRowCursor(columnsNeeded, rand) };
+
+        private sealed class WindowCursor : DataViewRowCursor
+        {
+            private readonly WindowView _view;
+            private readonly TimeSeriesWindows _owner;
+            private readonly bool _latestOnly;
+            private readonly DataViewRowCursor _source;
+            private readonly Func<float>[] _read;
+            private readonly float[][] _ring;
+            private long _rowsRead;
+            private long _position = -1;
+            private long _start;
+            private bool _done;
+
+            public WindowCursor(WindowView view, TimeSeriesWindows owner, bool latestOnly)
+            {
+                _view = view;
+                _owner = owner;
+                _latestOnly = latestOnly;
+                _source = owner._table.GetRowCursor(owner._targets);
+                _read = owner._targets.Select(c => Numeric.Getter(_source, c)).ToArray();
+                _ring = Enumerable.Range(0, view.Span).Select(_ => new float[owner.Channels]).ToArray();
+            }
+
+            public override DataViewSchema Schema => _view.Schema;
+            public override long Position => _position;
+            public override long Batch => 0;
+            public override bool IsColumnActive(DataViewSchema.Column column) => true;
+
+            public override ValueGetter<DataViewRowId> GetIdGetter() =>
+                (ref DataViewRowId id) => id = new DataViewRowId((ulong)_start, 0);
+
+            public override bool MoveNext()
+            {
+                if (_done) return false;
+                if (_latestOnly)
+                {
+                    while (ReadRow()) { }
+                    _done = true;
+                    if (_rowsRead < _owner.Lookback)
+                        throw new InvalidOperationException($"The table has {_rowsRead} rows; a window needs Lookback = {_owner.Lookback}.");
+                    _start = _rowsRead - _owner.Lookback;
+                    _position++;
+                    return true;
+                }
+                while (ReadRow())
+                {
+                    if (_rowsRead < _ring.Length) continue;
+                    long start = _rowsRead - _ring.Length;
+                    if (_view.PastEnd(start)) break;
+                    if (!_view.Accepts(start)) continue;
+                    _start = start;
+                    _position++;
+                    return true;
+                }
+                _done = true;
+                return false;
+            }
+
+            private bool ReadRow()
+            {
+                if (!_source.MoveNext()) return false;
+                var slot = _ring[_rowsRead % _ring.Length];
+                for (int c = 0; c < _read.Length; c++) slot[c] = _read[c]();
+                _rowsRead++;
+                return true;
+            }
+
+            // Values of rows [_start + from, _start + from + count) into a time-major vector.
+            private void Fill(ref VBuffer<float> value, int from, int count)
+            {
+                int channels = _owner.Channels;
+                var editor = VBufferEditor.Create(ref value, count * channels);
+                for (int k = 0; k < count; k++)
+                    _ring[(_start + from + k) % _ring.Length].CopyTo(editor.Values.Slice(k * channels, channels));
+                value = editor.Commit();
+            }
+
+            public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+            {
+                Delegate getter = column.Name switch
+                {
+                    FeaturesColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, 0, _owner.Lookback)),
+                    LabelColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, _owner.Lookback, _owner.Horizon)),
+                    _ => (ValueGetter<long>)((ref long v) => v = _start),
+                };
+                return getter as ValueGetter<TValue>
+                       ?? throw new InvalidOperationException($"Column '{column.Name}' has type {column.Type}; it cannot be read as {typeof(TValue).Name}.");
+            }
+
+            protected override void Dispose(bool disposing)
+            {
+                if (disposing) _source.Dispose();
+                base.Dispose(disposing);
+            }
+        }
+    }
+}
+
+/// <summary>Reads numeric scalar columns of any ML.NET numeric type as float.</summary>
+internal static class Numeric
+{
+    /// <summary>Whether <paramref name="type"/> is a numeric scalar this reader handles.</summary>
+    public static bool IsSupported(DataViewType type) =>
+        type is NumberDataViewType && type.RawType != typeof(ulong) || type is BooleanDataViewType;
+
+    /// <summary>A function returning the column's current value as float.</summary>
+    public static Func<float> Getter(DataViewRow row, DataViewSchema.Column column)
+    {
+        Func<float> Make<T>(Func<T, float> convert)
+        {
+            var get = row.GetGetter<T>(column);
+            T value = default!;
+            return () => { get(ref value); return convert(value); };
+        }
+        return column.Type.RawType switch
+        {
+            var t when t == typeof(float) => Make<float>(v => v),
+            var t when t == typeof(double) => Make<double>(v => (float)v),
+            var t when t == typeof(int) => Make<int>(v => v),
+            var t when t == typeof(long) => Make<long>(v => v),
+            var t when t == typeof(short) => Make<short>(v => v),
+            var t when t == typeof(sbyte) => Make<sbyte>(v => v),
+            var t when t == typeof(byte) => Make<byte>(v => v),
+            var t when t == typeof(ushort) => Make<ushort>(v => v),
+            var t when t == typeof(uint) => Make<uint>(v => v),
+            var t when t == typeof(bool) => Make<bool>(v => v ? 1f : 0f),
+            _ => throw new ArgumentOutOfRangeException(nameof(column), column.Name, $"Column '{column.Name}' has type {column.Type}, which is not numeric."),
+        };
+    }
+}

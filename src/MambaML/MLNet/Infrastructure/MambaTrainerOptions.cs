@@ -1,0 +1,118 @@
+using MambaML.Model;
+using MambaML.Scan;
+using Microsoft.ML;
+
+namespace MambaML.MLNet;
+
+/// <summary>How the learning rate moves during training.</summary>
+public enum LearningRateSchedule
+{
+    /// <summary>The same learning rate for every step.</summary>
+    Constant,
+    /// <summary>Linear warm-up over <see cref="MambaTrainerOptions.WarmupFraction"/> of the steps, then cosine decay to zero.</summary>
+    WarmupCosine,
+}
+
+/// <summary>Model size and training settings shared by every MambaML trainer.</summary>
+public abstract class MambaTrainerOptions
+{
+    /// <summary>Width of the Mamba residual stream (d_model).</summary>
+    public int ModelDimension { get; set; } = 32;
+    /// <summary>Number of Mamba blocks.</summary>
+    public int NumberOfLayers { get; set; } = 2;
+    /// <summary>SSM state size per channel (d_state).</summary>
+    public int StateSize { get; set; } = 16;
+    /// <summary>Width of the causal convolution (d_conv).</summary>
+    public int ConvolutionWidth { get; set; } = 4;
+    /// <summary>Inner width = <see cref="ExpansionFactor"/> × <see cref="ModelDimension"/>.</summary>
+    public int ExpansionFactor { get; set; } = 2;
+    /// <summary>Selective-scan implementation; <see cref="SelectiveScanBackend.Auto"/> picks the fastest available for the device.</summary>
+    public SelectiveScanBackend ScanBackend { get; set; } = SelectiveScanBackend.Auto;
+
+    /// <summary>Passes over the training data.</summary>
+    public int NumberOfEpochs { get; set; } = 10;
+    /// <summary>Examples per optimisation step.</summary>
+    public int BatchSize { get; set; } = 32;
+    /// <summary>Peak learning rate of AdamW.</summary>
+    public double LearningRate { get; set; } = 1e-3;
+    /// <summary>How the learning rate changes over the steps.</summary>
+    public LearningRateSchedule LearningRateSchedule { get; set; } = LearningRateSchedule.WarmupCosine;
+    /// <summary>Fraction of all steps spent warming up (for <see cref="LearningRateSchedule.WarmupCosine"/>).</summary>
+    public double WarmupFraction { get; set; } = 0.05;
+    /// <summary>AdamW weight decay; not applied to A_log, D, norms and biases.</summary>
+    public double WeightDecay { get; set; } = 0.01;
+    /// <summary>Gradients are rescaled so that their global norm is at most this; 0 disables clipping.</summary>
+    public double GradientClipNorm { get; set; } = 1.0;
+    /// <summary>Examples held in the shuffle buffer: training reads the data through cursors and never holds more than this.</summary>
+    public int ShuffleBufferSize { get; set; } = 10_000;
+
+    /// <summary>Optional validation data (same columns as the training data); its loss is reported each epoch and drives early stopping.</summary>
+    public IDataView? ValidationSet { get; set; }
+    /// <summary>Stop after this many epochs without a better validation loss and keep the best weights; 0 disables early stopping.</summary>
+    public int EarlyStoppingPatience { get; set; } = 5;
+
+    /// <summary>Seed for initialisation and shuffling; null takes the MLContext's seed, or 0 when it has none. Same seed, same model on CPU.</summary>
+    public int? Seed { get; set; }
+    /// <summary>
+    /// CPU threads TorchSharp uses while fitting (restored afterwards); null keeps the process setting. Small models train
+    /// faster on one thread, and on a busy machine more threads than free cores slow training down sharply.
+    /// </summary>
+    public int? NumberOfThreads { get; set; }
+    /// <summary>Rows per model call when transforming an <see cref="IDataView"/>.</summary>
+    public int PredictionBatchSize { get; set; } = 256;
+    /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>
+    public Action<MambaTrainingProgress>? ProgressCallback { get; set; }
+    /// <summary>Cancels training between batches (the fit throws <see cref="OperationCanceledException"/>).</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    internal MambaConfig BuildConfig() => new MambaConfig
+    {
+        DModel = ModelDimension, NLayer = NumberOfLayers, DState = StateSize, DConv = ConvolutionWidth, Expand = ExpansionFactor,
+        ScanBackend = ScanBackend,
+    }.Validate();
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid setting.</summary>
+    internal virtual void Validate()
+    {
+        Check(ModelDimension >= 1, nameof(ModelDimension), ModelDimension, ">= 1");
+        Check(NumberOfLayers >= 1, nameof(NumberOfLayers), NumberOfLayers, ">= 1");
+        Check(StateSize is >= 1 and <= 256, nameof(StateSize), StateSize, "in [1, 256]");
+        Check(ConvolutionWidth is >= 1 and <= 16, nameof(ConvolutionWidth), ConvolutionWidth, "in [1, 16]");
+        Check(ExpansionFactor >= 1, nameof(ExpansionFactor), ExpansionFactor, ">= 1");
+        Check(NumberOfEpochs >= 1, nameof(NumberOfEpochs), NumberOfEpochs, ">= 1");
+        Check(BatchSize >= 1, nameof(BatchSize), BatchSize, ">= 1");
+        Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "> 0");
+        Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), WarmupFraction, "in [0, 1)");
+        Check(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, ">= 0");
+        Check(GradientClipNorm >= 0 && double.IsFinite(GradientClipNorm), nameof(GradientClipNorm), GradientClipNorm, ">= 0");
+        Check(ShuffleBufferSize >= 1, nameof(ShuffleBufferSize), ShuffleBufferSize, ">= 1");
+        Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
+        Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
+        Check(NumberOfThreads is null or >= 1, nameof(NumberOfThreads), NumberOfThreads ?? 0, ">= 1 (or null)");
+    }
+
+    /// <summary>Throws if <paramref name="ok"/> is false, naming the option, its value and the rule.</summary>
+    private protected void Check(bool ok, string name, object value, string rule)
+    {
+        if (!ok) throw new ArgumentOutOfRangeException(name, value, $"{GetType().Name}.{name} must be {rule}; got {value}.");
+    }
+}
+
+/// <summary>One epoch's report from a MambaML trainer.</summary>
+/// <param name="Epoch">The epoch just finished, from 1.</param>
+/// <param name="NumberOfEpochs">The most epochs this fit will run.</param>
+/// <param name="TrainingLoss">Mean training loss over the epoch.</param>
+/// <param name="ValidationLoss">Mean loss on the validation set, when one was given.</param>
+/// <param name="IsBest">Whether this epoch has the best validation loss so far (always true without a validation set).</param>
+/// <param name="LearningRate">Learning rate at the end of the epoch.</param>
+/// <param name="Elapsed">Time since training started.</param>
+/// <param name="EstimatedRemaining">Estimated time for the remaining epochs.</param>
+public sealed record MambaTrainingProgress(int Epoch, int NumberOfEpochs, double TrainingLoss, double? ValidationLoss, bool IsBest,
+                                           double LearningRate, TimeSpan Elapsed, TimeSpan EstimatedRemaining)
+{
+    /// <summary>One line: epoch, losses, learning rate, elapsed time and ETA.</summary>
+    public override string ToString() =>
+        $"epoch {Epoch}/{NumberOfEpochs}: train loss {TrainingLoss:G5}" +
+        (ValidationLoss is { } v ? $", validation loss {v:G5}{(IsBest ? " (best)" : "")}" : "") +
+        $", lr {LearningRate:G3}, elapsed {Elapsed:hh\\:mm\\:ss\\.f}, ETA {EstimatedRemaining:hh\\:mm\\:ss}";
+}

@@ -1,0 +1,109 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Transforms;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// The stored form of a MambaML transformer inside an ML.NET model zip.
+/// </summary>
+/// <remarks>
+/// Main entry (<c>Model.key</c>): ML.NET's header, then two strings that let ML.NET's custom-mapping loader explain a missing
+/// <see cref="MambaRegistration.RegisterMambaML"/> (see <see cref="RegistrationRequiredFactory"/>), then our own part: a magic
+/// number, the format version, the task's description as JSON (hyperparameters, column names, vocabularies) and the length and
+/// SHA-256 of the weights. Weights entry: the TorchSharp state dictionary (tensors only; nothing in a model file can run code).
+/// </remarks>
+internal static class ModelFile
+{
+    /// <summary>The format this build writes and the newest it reads.</summary>
+    public const int FormatVersion = 1;
+    private const int Magic = 0x4D424D41;   // "AMBM" little-endian
+    private const string WeightsEntry = "MambaWeights.bin";
+    // ML.NET's custom-mapping loader: registered by every ML.NET process that can load Microsoft.ML.Transforms.
+    private const string FallbackLoaderSignature = "CustomTransformer";
+    private const string FallbackModelSignature = "CUSTOMXF";
+    private const uint FallbackHeaderVersion = 0x00010002;
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false, IncludeFields = false };
+
+    /// <summary>The ML.NET header a transformer with this loader signature is saved under.</summary>
+    public static MLNetInternals.HeaderInfo Header(string loaderSignature) =>
+        new(FallbackModelSignature, FallbackHeaderVersion, loaderSignature, FallbackLoaderSignature,
+            typeof(CustomMappingFactoryAttributeAttribute).Assembly.FullName!);
+
+    /// <summary>Writes <paramref name="description"/> and the weights of <paramref name="network"/>.</summary>
+    public static void Save<TDescription>(ModelSaveContext ctx, string loaderSignature, TDescription description, nn.Module network)
+    {
+        byte[] weights = SerializeWeights(network);
+        var writer = MLNetInternals.BeginSave(ctx, Header(loaderSignature));
+        MLNetInternals.WriteString(ctx, RegistrationRequiredFactory.ContractName);
+        MLNetInternals.WriteString(ctx, typeof(ModelFile).Assembly.FullName!);
+        writer.Write(Magic);
+        writer.Write(FormatVersion);
+        writer.Write(JsonSerializer.Serialize(description, Json));
+        writer.Write((long)weights.Length);
+        writer.Write(SHA256.HashData(weights));
+        MLNetInternals.WriteBinaryEntry(ctx, WeightsEntry, w => w.Write(weights));
+    }
+
+    /// <summary>Reads what <see cref="Save{TDescription}"/> wrote; throws <see cref="InvalidDataException"/> naming the problem.</summary>
+    public static (TDescription Description, byte[] Weights) Load<TDescription>(object ctx, string loaderSignature)
+    {
+        var reader = MLNetInternals.BeginLoad(ctx, Header(loaderSignature));
+        try
+        {
+            MLNetInternals.ReadString(ctx);
+            MLNetInternals.ReadString(ctx);
+            if (reader.ReadInt32() != Magic)
+                throw Corrupt(loaderSignature, "the entry does not start with MambaML's marker");
+            int version = reader.ReadInt32();
+            if (version > FormatVersion || version < 1)
+                throw new InvalidDataException($"The {loaderSignature} model was written in MambaML model format {version}; this build reads formats 1 to {FormatVersion}. Use the MambaML version that saved it (or newer).");
+            var description = JsonSerializer.Deserialize<TDescription>(reader.ReadString(), Json)
+                              ?? throw Corrupt(loaderSignature, "the model description is empty");
+            long length = reader.ReadInt64();
+            byte[] expectedHash = reader.ReadBytes(32);
+            byte[]? weights = null;
+            if (!MLNetInternals.TryReadBinaryEntry(ctx, WeightsEntry, r => weights = r.ReadBytes(checked((int)length))))
+                throw Corrupt(loaderSignature, $"the weights entry '{WeightsEntry}' is missing");
+            if (weights!.Length != length || !SHA256.HashData(weights).AsSpan().SequenceEqual(expectedHash))
+                throw Corrupt(loaderSignature, $"the weights entry '{WeightsEntry}' is truncated or was modified (length or SHA-256 mismatch)");
+            return (description, weights);
+        }
+        catch (Exception e) when (e is EndOfStreamException or JsonException or OverflowException or ArgumentException)
+        {
+            throw Corrupt(loaderSignature, e.Message, e);
+        }
+    }
+
+    /// <summary>Copies stored weights into a freshly built network of the saved architecture.</summary>
+    public static void LoadWeights(nn.Module network, byte[] weights, string loaderSignature)
+    {
+        try
+        {
+            using var stream = new MemoryStream(weights, writable: false);
+            using var reader = new BinaryReader(stream);
+            network.load(reader, strict: true);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw Corrupt(loaderSignature, "the weights do not match the architecture in the model description: " + e.Message, e);
+        }
+    }
+
+    private static byte[] SerializeWeights(nn.Module network)
+    {
+        using var scope = NewDisposeScope();
+        var cpuState = network.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+            nn.Module.save_state_dict(writer, cpuState);
+        return stream.ToArray();
+    }
+
+    private static InvalidDataException Corrupt(string loaderSignature, string detail, Exception? inner = null) =>
+        new($"The MambaML model entry ({loaderSignature}) is corrupt: {detail}. Save the model again with mlContext.Model.Save.", inner);
+}

@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// The training loop every MambaML trainer shares: streams the data through cursors in shuffled batches (bounded buffer),
+/// AdamW with decoupled weight decay (none on A_log, D, norms, biases), warm-up + cosine learning rate, gradient clipping,
+/// per-epoch progress to the ML.NET log and a callback, early stopping on a validation set keeping the best weights,
+/// cancellation between batches, and a clear stop when the loss stops being finite.
+/// </summary>
+internal sealed class TrainingLoop
+{
+    private readonly IHostEnvironment _env;
+    private readonly MambaTrainerOptions _options;
+    private readonly string _trainerName;
+
+    /// <param name="env">ML.NET environment: its log receives the progress lines.</param>
+    /// <param name="options">Training settings.</param>
+    /// <param name="trainerName">Names the trainer in log lines and errors.</param>
+    public TrainingLoop(IHostEnvironment env, MambaTrainerOptions options, string trainerName)
+    {
+        _env = env;
+        _options = options;
+        _trainerName = trainerName;
+    }
+
+    /// <summary>Trains <paramref name="network"/> in place; on return it holds the final (or best-validation) weights, in eval mode.</summary>
+    /// <param name="network">The network, already on its device.</param>
+    /// <param name="train">Training data.</param>
+    /// <param name="trainReader">Reads training examples (with targets).</param>
+    /// <param name="valid">Optional validation data and its reader.</param>
+    /// <param name="batchLoss">Mean loss of a batch (builds the tensors, runs the network).</param>
+    /// <param name="seed">Shuffling seed.</param>
+    public void Run(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
+                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed)
+    {
+        long rows = CountRows(train, trainReader);
+        if (rows == 0)
+            throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit.", "input");
+
+        int threadsBefore = get_num_threads();
+        if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
+        try
+        {
+            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows);
+        }
+        finally
+        {
+            set_num_threads(threadsBefore);
+        }
+    }
+
+    private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
+                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows)
+    {
+        int batchSize = _options.BatchSize;
+        long stepsPerEpoch = (rows + batchSize - 1) / batchSize;
+        long totalSteps = stepsPerEpoch * _options.NumberOfEpochs;
+        using var optimizer = CreateOptimizer(network);
+        var rng = new Random(seed);
+        var host = _env.Register("MambaML");
+        using var channel = host.Start(_trainerName);
+        channel.Info(MessageSensitivity.None,
+            $"{_trainerName}: {rows} training rows, {stepsPerEpoch} batches of {batchSize} per epoch, up to {_options.NumberOfEpochs} epochs, " +
+            $"{network.parameters().Sum(p => p.numel())} parameters on {network.parameters().First().device}.");
+
+        var clock = Stopwatch.StartNew();
+        Dictionary<string, Tensor>? best = null;
+        double bestValidation = double.PositiveInfinity;
+        int epochsWithoutImprovement = 0;
+        long step = 0;
+        double learningRate = _options.LearningRate;
+        try
+        {
+            for (int epoch = 1; epoch <= _options.NumberOfEpochs; epoch++)
+            {
+                network.train();
+                double lossSum = 0;
+                long seen = 0, batchIndex = 0;
+                foreach (var batch in ShuffledBatches(trainReader.ReadAll(train), batchSize, _options.ShuffleBufferSize, rng))
+                {
+                    _options.CancellationToken.ThrowIfCancellationRequested();
+                    learningRate = LearningRateAt(step++, totalSteps);
+                    foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+
+                    using var scope = NewDisposeScope();
+                    optimizer.zero_grad();
+                    var loss = batchLoss(batch);
+                    double value = loss.item<float>();
+                    if (!double.IsFinite(value))
+                        throw new InvalidOperationException(
+                            $"{_trainerName}: training diverged at epoch {epoch}, batch {batchIndex + 1}: the loss became {value}. " +
+                            $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0, and check the data for extreme values " +
+                            "(instance normalisation or mlContext.Transforms.NormalizeMeanVariance help).");
+                    loss.backward();
+                    if (_options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(network.parameters(), _options.GradientClipNorm);
+                    optimizer.step();
+                    lossSum += value * batch.Count;
+                    seen += batch.Count;
+                    batchIndex++;
+                }
+
+                double trainLoss = lossSum / Math.Max(1, seen);
+                double? validLoss = valid is { } v ? Evaluate(network, v.Data, v.Reader, batchLoss) : null;
+                bool isBest = validLoss is null || validLoss < bestValidation;
+                if (validLoss is { } vl && isBest)
+                {
+                    bestValidation = vl;
+                    epochsWithoutImprovement = 0;
+                    DisposeAll(best);
+                    best = Snapshot(network);
+                }
+                else if (validLoss is not null) epochsWithoutImprovement++;
+
+                bool stopEarly = validLoss is not null && _options.EarlyStoppingPatience > 0 && epochsWithoutImprovement >= _options.EarlyStoppingPatience;
+                var elapsed = clock.Elapsed;
+                int remainingEpochs = stopEarly ? 0 : _options.NumberOfEpochs - epoch;
+                var progress = new MambaTrainingProgress(epoch, _options.NumberOfEpochs, trainLoss, validLoss, isBest, learningRate,
+                                                         elapsed, TimeSpan.FromTicks(elapsed.Ticks / epoch * remainingEpochs));
+                channel.Info(MessageSensitivity.None, $"{_trainerName}: {progress}");
+                _options.ProgressCallback?.Invoke(progress);
+                if (stopEarly)
+                {
+                    channel.Info(MessageSensitivity.None,
+                        $"{_trainerName}: early stopping after epoch {epoch}: no better validation loss for {_options.EarlyStoppingPatience} epochs; keeping the best (validation loss {bestValidation:G5}).");
+                    break;
+                }
+            }
+            if (best is not null)
+                using (no_grad()) network.load_state_dict(best);
+        }
+        finally
+        {
+            DisposeAll(best);
+            network.eval();
+        }
+    }
+
+    /// <summary>Mean loss over all examples of <paramref name="data"/>, in eval mode without gradients.</summary>
+    private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
+    {
+        network.eval();
+        double sum = 0;
+        long count = 0;
+        using (no_grad())
+            foreach (var batch in ShuffledBatches(reader.ReadAll(data), _options.BatchSize, bufferSize: 1, rng: null))
+            {
+                _options.CancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                double value = batchLoss(batch).item<float>();
+                if (!double.IsFinite(value))
+                    throw new InvalidOperationException($"{_trainerName}: the validation loss became {value}; the model diverged. Lower LearningRate (now {_options.LearningRate:G3}).");
+                sum += value * batch.Count;
+                count += batch.Count;
+            }
+        network.train();
+        if (count == 0)
+            throw new ArgumentException($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
+        return sum / count;
+    }
+
+    /// <summary>AdamW with two groups: decay for matrices (weights of projections, convolutions, embeddings), none for A_log, D, norms and biases.</summary>
+    private AdamW CreateOptimizer(nn.Module network)
+    {
+        var decay = new List<Parameter>();
+        var noDecay = new List<Parameter>();
+        foreach (var (name, parameter) in network.named_parameters())
+        {
+            if (!parameter.requires_grad) continue;
+            bool exempt = parameter.dim() < 2 || name.EndsWith("A_log", StringComparison.Ordinal);
+            (exempt ? noDecay : decay).Add(parameter);
+        }
+        var groups = new List<AdamW.ParamGroup>
+        {
+            new(decay, lr: _options.LearningRate, weight_decay: _options.WeightDecay),
+            new(noDecay, lr: _options.LearningRate, weight_decay: 0),
+        };
+        return optim.AdamW(groups.Where(g => g.Parameters.Any()), lr: _options.LearningRate);
+    }
+
+    /// <summary>The learning rate at optimisation step <paramref name="step"/> of <paramref name="totalSteps"/>.</summary>
+    internal double LearningRateAt(long step, long totalSteps)
+    {
+        double peak = _options.LearningRate;
+        if (_options.LearningRateSchedule == LearningRateSchedule.Constant) return peak;
+        long warmup = (long)Math.Ceiling(_options.WarmupFraction * totalSteps);
+        if (step < warmup) return peak * (step + 1) / warmup;
+        double progress = totalSteps <= warmup ? 1 : (double)(step - warmup) / (totalSteps - warmup);
+        return peak * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
+    }
+
+    /// <summary>
+    /// Groups <paramref name="source"/> into batches in a shuffled order using a buffer of at most <paramref name="bufferSize"/>
+    /// examples (as ML.NET's own trainers do): a dataset larger than memory streams through. A null <paramref name="rng"/> keeps the order.
+    /// </summary>
+    internal static IEnumerable<IReadOnlyList<SequenceExample>> ShuffledBatches(IEnumerable<SequenceExample> source, int batchSize, int bufferSize, Random? rng)
+    {
+        var batch = new List<SequenceExample>(batchSize);
+        foreach (var example in Shuffle(source, bufferSize, rng))
+        {
+            batch.Add(example);
+            if (batch.Count == batchSize)
+            {
+                yield return batch;
+                batch = new List<SequenceExample>(batchSize);
+            }
+        }
+        if (batch.Count > 0) yield return batch;
+    }
+
+    private static IEnumerable<T> Shuffle<T>(IEnumerable<T> source, int bufferSize, Random? rng)
+    {
+        if (rng is null)
+        {
+            foreach (var item in source) yield return item;
+            yield break;
+        }
+        var buffer = new List<T>(Math.Min(bufferSize, 1 << 16));
+        foreach (var item in source)
+        {
+            if (buffer.Count < bufferSize) { buffer.Add(item); continue; }
+            int j = rng.Next(bufferSize);
+            yield return buffer[j];
+            buffer[j] = item;
+        }
+        // Drain in random order (Fisher–Yates).
+        for (int i = buffer.Count - 1; i >= 0; i--)
+        {
+            int j = rng.Next(i + 1);
+            yield return buffer[j];
+            buffer[j] = buffer[i];
+        }
+    }
+
+    private static long CountRows(IDataView data, ExampleReader reader)
+    {
+        if (data.GetRowCount() is { } known) return known;
+        long count = 0;
+        using var cursor = data.GetRowCursor(reader.Columns.Take(0));
+        while (cursor.MoveNext()) count++;
+        return count;
+    }
+
+    private static Dictionary<string, Tensor> Snapshot(nn.Module network)
+    {
+        using var _ = no_grad();
+        return network.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? state)
+    {
+        if (state is null) return;
+        foreach (var t in state.Values) t.Dispose();
+        state.Clear();
+    }
+}

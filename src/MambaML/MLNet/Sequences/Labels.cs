@@ -1,0 +1,138 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MambaML.MLNet;
+
+/// <summary>Multiclass label: a key column (as ML.NET's multiclass trainers); the example's target is the class index.</summary>
+internal sealed class KeyLabelReader : TargetReader
+{
+    /// <summary>Number of classes: the key's count.</summary>
+    public int ClassCount { get; }
+
+    public KeyLabelReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
+    {
+        if (Column.Type is not KeyDataViewType key || key.RawType != typeof(uint) || key.Count < 1 || key.Count > int.MaxValue)
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key-typed label. " +
+                $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") before the trainer (and MapKeyToValue(\"PredictedLabel\") after it).");
+        ClassCount = (int)key.Count;
+    }
+
+    public override Action<SequenceExample> Bind(DataViewRow row)
+    {
+        var get = row.GetGetter<uint>(Column);
+        uint key = 0;
+        return example =>
+        {
+            get(ref key);
+            if (key == 0 || key > ClassCount)
+                throw new InvalidOperationException($"Row {row.Position} of label column '{Column.Name}' has a missing or out-of-range key ({key}); remove rows without a label.");
+            example.Target = new float[] { key - 1 };
+        };
+    }
+
+    /// <summary>The label's key values as text (its KeyValues annotation), or the class numbers 1..K when it has none.</summary>
+    public string[] ClassNames()
+    {
+        var kind = Column.Annotations.Schema.GetColumnOrNull("KeyValues");
+        if (kind is { Type: VectorDataViewType { ItemType: var itemType } })
+        {
+            var read = typeof(KeyLabelReader).GetMethod(nameof(KeyValuesAsText), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+                .MakeGenericMethod(itemType.RawType);
+            var names = (string[])read.Invoke(null, new object[] { Column })!;
+            if (names.Length == ClassCount) return names;
+        }
+        return Enumerable.Range(1, ClassCount).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    private static string[] KeyValuesAsText<T>(DataViewSchema.Column column)
+    {
+        VBuffer<T> values = default;
+        column.Annotations.GetValue("KeyValues", ref values);
+        return values.DenseValues().Select(v => v?.ToString() ?? "").ToArray();
+    }
+}
+
+/// <summary>Binary label: a Boolean column (as ML.NET's binary classifiers); target 1 for true.</summary>
+internal sealed class BooleanLabelReader : TargetReader
+{
+    public BooleanLabelReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
+    {
+        if (Column.Type is not BooleanDataViewType)
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Label column '{name}' ({option}) has type {Column.Type}; binary classification needs a Boolean label. " +
+                "Convert it (e.g. mlContext.Transforms.Conversion.ConvertType or a CustomMapping), or use multiclass classification with MapValueToKey.");
+    }
+
+    public override Action<SequenceExample> Bind(DataViewRow row)
+    {
+        var get = row.GetGetter<bool>(Column);
+        bool value = false;
+        return example =>
+        {
+            get(ref value);
+            example.Target = new float[] { value ? 1 : 0 };
+        };
+    }
+}
+
+/// <summary>Regression label: a Single column; target is its value.</summary>
+internal sealed class SingleLabelReader : TargetReader
+{
+    public SingleLabelReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
+    {
+        if (Column.Type != NumberDataViewType.Single)
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Label column '{name}' ({option}) has type {Column.Type}; regression needs a Single label. Convert it with mlContext.Transforms.Conversion.ConvertType.");
+    }
+
+    public override Action<SequenceExample> Bind(DataViewRow row)
+    {
+        var get = row.GetGetter<float>(Column);
+        float value = 0;
+        return example =>
+        {
+            get(ref value);
+            if (!float.IsFinite(value))
+                throw new InvalidOperationException($"Row {row.Position} of label column '{Column.Name}' is {value}; remove rows without a finite label.");
+            example.Target = new float[] { value };
+        };
+    }
+}
+
+/// <summary>Label statistics from one streaming pass: distinct values (classification) and mean/standard deviation (regression).</summary>
+internal sealed record LabelStatistics(long Rows, int DistinctValues, double Mean, double StandardDeviation)
+{
+    /// <summary>Reads only the label column of <paramref name="data"/>.</summary>
+    public static LabelStatistics Compute(IDataView data, TargetReader label)
+    {
+        using var cursor = data.GetRowCursor(new[] { label.Column });
+        var read = label.Bind(cursor);
+        var example = new SequenceExample();
+        var distinct = new HashSet<float>();
+        long rows = 0;
+        double mean = 0, m2 = 0;
+        while (cursor.MoveNext())
+        {
+            read(example);
+            double y = example.Target[0];
+            if (distinct.Count < 1024) distinct.Add((float)y);
+            rows++;
+            double delta = y - mean;   // Welford's running mean and variance
+            mean += delta / rows;
+            m2 += delta * (y - mean);
+        }
+        return new LabelStatistics(rows, distinct.Count, mean, rows > 1 ? Math.Sqrt(m2 / rows) : 0);
+    }
+
+    /// <summary>Throws unless there are rows and, for a classifier, at least two classes.</summary>
+    public void CheckTrainable(string trainer, string labelColumn, bool classification)
+    {
+        if (Rows == 0)
+            throw new ArgumentException($"{trainer}: the training data has no rows. Pass a non-empty IDataView to Fit.", "input");
+        if (classification && DistinctValues < 2)
+            throw new ArgumentException(
+                $"{trainer}: every training row has the same label in column '{labelColumn}'; a classifier needs at least two classes. Check the data or the label column.",
+                "input");
+    }
+}

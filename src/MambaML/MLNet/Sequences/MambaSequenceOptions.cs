@@ -1,0 +1,46 @@
+namespace MambaML.MLNet;
+
+/// <summary>Settings shared by MambaML's sequence classifiers and regressors.</summary>
+public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
+{
+    /// <summary>Label column: Boolean (binary), key (multiclass) or Single (regression).</summary>
+    public string LabelColumnName { get; set; } = "Label";
+    /// <summary>Score output column.</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+    /// <summary>How hidden states are pooled over the sequence.</summary>
+    public SequencePooling Pooling { get; set; } = SequencePooling.Mean;
+}
+
+/// <summary>Settings for numeric sequences: one vector column of steps × channels values (time-major), fixed or variable length.</summary>
+public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
+{
+    /// <summary>Input column: a vector of Single, steps × <see cref="Channels"/> values, time-major; rows may differ in length.</summary>
+    public string FeatureColumnName { get; set; } = "Features";
+    /// <summary>Values per time step (1 for a univariate series).</summary>
+    public int Channels { get; set; } = 1;
+    /// <summary>Time steps per token: sequences are cut into patches of this length (1 = one token per step). Longer patches scan faster.</summary>
+    public int PatchLength { get; set; } = 1;
+    /// <summary>z-normalise each sequence (per channel, over its real steps) before the model, as is usual for UCR-style data.</summary>
+    public bool NormalizeEachSequence { get; set; }
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
+        Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
+    }
+}
+
+/// <summary>Options of <c>mlContext.BinaryClassification.Trainers.MambaSequence</c> and <c>mlContext.MulticlassClassification.Trainers.MambaSequence</c>.</summary>
+public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOptions
+{
+    /// <summary>Predicted label output column (Boolean for binary, key for multiclass).</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+    /// <summary>Probability output column (binary only).</summary>
+    public string ProbabilityColumnName { get; set; } = "Probability";
+}
+
+/// <summary>Options of <c>mlContext.Regression.Trainers.MambaSequence</c>.</summary>
+public sealed class MambaSequenceRegressionOptions : MambaNumericSequenceOptions
+{
+}

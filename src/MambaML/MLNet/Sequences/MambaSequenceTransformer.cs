@@ -1,0 +1,143 @@
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// A fitted Mamba sequence model (numeric sequences or text) for binary classification, multiclass classification or regression.
+/// Its output columns follow ML.NET's conventions for <see cref="Task"/>, so <c>mlContext.*.Evaluate</c> and
+/// <c>MapKeyToValue</c> work unchanged. Save with <c>mlContext.Model.Save</c>; load with <c>mlContext.RegisterMambaML()</c> then
+/// <c>mlContext.Model.Load</c>.
+/// </summary>
+public sealed class MambaSequenceTransformer : MambaTransformerBase
+{
+    internal const string LoaderSignature = "MambaMLSequence";
+    private readonly SequenceArchitecture _arch;
+    private readonly SequenceNetwork _network;
+    private readonly Device _device;
+    private readonly TextTokens? _text;
+
+    internal MambaSequenceTransformer(SequenceArchitecture arch, SequenceNetwork network, Device device)
+    {
+        _arch = arch;
+        _network = network;
+        _device = device;
+        _text = arch.Vocabulary is { } vocabulary ? new TextTokens(vocabulary) : null;
+        _network.eval();
+        OutputColumns = SequenceOutputs.Create(arch);
+    }
+
+    /// <summary>What the model predicts.</summary>
+    public MambaSequenceTask Task => _arch.Task;
+    /// <summary>The input column: a numeric sequence (float[]) or, for text models, a text column.</summary>
+    public string FeatureColumnName => _arch.FeatureColumnName;
+    /// <summary>Whether the model reads text (tokenised with <see cref="Tokenizer"/>) rather than numbers.</summary>
+    public bool IsTextModel => _arch.Input == SequenceInputKind.Tokens;
+    /// <summary>The tokenizer of a text model (null for numeric models).</summary>
+    public MambaTokenizer? Tokenizer => _arch.Vocabulary?.Tokenizer;
+    /// <summary>Class names in class order (the training label's key values); null unless multiclass.</summary>
+    public IReadOnlyList<string>? ClassNames => _arch.ClassNames;
+    /// <inheritdoc/>
+    public override Device Device => _device;
+
+    private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
+    private protected override int PredictionBatchSize => _arch.PredictionBatchSize;
+
+    private protected override ExampleReader CreateReader(DataViewSchema inputSchema) => new(SequenceReaders.Create(inputSchema, _arch, _text));
+
+    private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
+    {
+        var (input, lengths) = SequenceBatches.Inputs(batch, _arch, _device);
+        var raw = _network.Forward(input, lengths);
+        var output = _arch.Task switch
+        {
+            MambaSequenceTask.MulticlassClassification => nn.functional.softmax(raw, 1),
+            MambaSequenceTask.Regression => raw * _arch.LabelScale + _arch.LabelMean,
+            _ => raw,
+        };
+        return SplitRows(output, batch.Count);
+    }
+
+    private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
+
+    private protected override void DisposeNetwork() => _network.Dispose();
+
+    // Called by ML.NET (through the loader registered by RegisterMambaML) with its ModelLoadContext.
+    private static MambaSequenceTransformer Create(IHostEnvironment env, object ctx)
+    {
+        var (arch, network, device) = LoadNetwork<SequenceArchitecture, SequenceNetwork>(env, ctx, LoaderSignature, a => new SequenceNetwork(a, seed: 0));
+        return new MambaSequenceTransformer(arch, network, device);
+    }
+}
+
+/// <summary>The sequence reader for an architecture's input column.</summary>
+internal static class SequenceReaders
+{
+    public static SequenceReader Create(DataViewSchema schema, SequenceArchitecture arch, TextTokens? text) =>
+        arch.Input == SequenceInputKind.Numeric
+            ? new NumericSequenceReader(schema, arch.FeatureColumnName, "FeatureColumnName", arch.Channels, steps: null)
+            : new TextSequenceReader(schema, arch.FeatureColumnName, "TextColumnName", text!);
+}
+
+/// <summary>Pads examples into the sequence network's tensors.</summary>
+internal static class SequenceBatches
+{
+    /// <summary>Numeric: (batch, steps, channels) float zero-padded; text: (batch, tokens) int64; and (batch) int64 lengths.</summary>
+    public static (Tensor Input, Tensor Lengths) Inputs(IReadOnlyList<SequenceExample> batch, SequenceArchitecture arch, Device device)
+    {
+        int longest = batch.Max(e => e.Steps);
+        var lengths = tensor(batch.Select(e => (long)e.Steps).ToArray()).to(device);
+        if (arch.Input == SequenceInputKind.Tokens)
+        {
+            var ids = new long[batch.Count * longest];
+            for (int i = 0; i < batch.Count; i++) batch[i].Tokens!.CopyTo(ids, i * longest);
+            return (tensor(ids, new long[] { batch.Count, longest }).to(device), lengths);
+        }
+        int c = arch.Channels;
+        var values = new float[batch.Count * longest * c];
+        for (int i = 0; i < batch.Count; i++) batch[i].Values.CopyTo(values, i * longest * c);
+        return (tensor(values, new long[] { batch.Count, longest, c }).to(device), lengths);
+    }
+
+    /// <summary>Mean loss of a batch for the architecture's task.</summary>
+    public static Tensor Loss(SequenceNetwork network, SequenceArchitecture arch, IReadOnlyList<SequenceExample> batch, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (input, lengths) = Inputs(batch, arch, device);
+        var raw = network.Forward(input, lengths);
+        var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
+        var loss = arch.Task switch
+        {
+            MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),
+            MambaSequenceTask.BinaryClassification => nn.functional.binary_cross_entropy_with_logits(raw.squeeze(1), target),
+            _ => nn.functional.mse_loss(raw.squeeze(1), (target - arch.LabelMean) / arch.LabelScale),
+        };
+        return loss.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Trains a <see cref="SequenceNetwork"/> for an architecture (shared by the numeric and text estimators).</summary>
+internal static class SequenceFitting
+{
+    public static MambaSequenceTransformer Fit(IHostEnvironment env, MambaTrainerOptions options, SequenceArchitecture arch, IDataView train,
+        ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName)
+    {
+        var device = DevicePolicy.Choose(env);
+        int seed = options.Seed ?? MLNetInternals.Seed(env) ?? 0;
+        var network = new SequenceNetwork(arch, seed);
+        try
+        {
+            network.to(device);
+            new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
+                batch => SequenceBatches.Loss(network, arch, batch, device), seed);
+            return new MambaSequenceTransformer(arch, network, device);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using MambaML.Model;
+
+namespace MambaML.MLNet;
+
+/// <summary>What a <see cref="MambaSequenceTransformer"/> predicts.</summary>
+public enum MambaSequenceTask
+{
+    /// <summary>Boolean label; outputs Score (logit), Probability and PredictedLabel (Boolean), as ML.NET's binary classifiers.</summary>
+    BinaryClassification,
+    /// <summary>Key-typed label; outputs Score (one probability per class) and PredictedLabel (key with the label's KeyValues).</summary>
+    MulticlassClassification,
+    /// <summary>Single label; outputs Score.</summary>
+    Regression,
+}
+
+/// <summary>How the hidden states of a sequence become one vector for the output head.</summary>
+public enum SequencePooling
+{
+    /// <summary>Mean over the real (unpadded) steps.</summary>
+    Mean,
+    /// <summary>The hidden state at the last real step (Mamba's state has seen the whole sequence).</summary>
+    Last,
+}
+
+/// <summary>Whether the model reads numbers (values per time step) or token ids (text).</summary>
+internal enum SequenceInputKind { Numeric, Tokens }
+
+/// <summary>The saved description of a sequence model: task, input, model design and size, labels, columns.</summary>
+internal sealed record SequenceArchitecture
+{
+    public MambaSequenceTask Task { get; init; }
+    public SequenceInputKind Input { get; init; }
+    public required MambaConfig Mamba { get; init; }
+    public SequencePooling Pooling { get; init; }
+    /// <summary>Numeric: values per step.</summary>
+    public int Channels { get; init; } = 1;
+    /// <summary>Numeric: steps per token.</summary>
+    public int PatchLength { get; init; } = 1;
+    /// <summary>Numeric: z-normalise each sequence by its own statistics.</summary>
+    public bool NormalizeEachSequence { get; init; }
+    /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
+    public TextVocabulary? Vocabulary { get; init; }
+    /// <summary>Multiclass: class count and names (the label's key values); binary and regression: 1 output.</summary>
+    public int Outputs { get; init; } = 1;
+    public string[]? ClassNames { get; init; }
+    /// <summary>Regression: the network predicts (label − LabelMean) / LabelScale.</summary>
+    public float LabelMean { get; init; }
+    public float LabelScale { get; init; } = 1;
+
+    public string FeatureColumnName { get; init; } = "Features";
+    public string ScoreColumnName { get; init; } = "Score";
+    public string ProbabilityColumnName { get; init; } = "Probability";
+    public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
+    public int PredictionBatchSize { get; init; } = 256;
+}
+
+/// <summary>
+/// Text input of a sequence model: which tokenizer, and the compact vocabulary: token ids seen in training (most frequent first,
+/// at most the configured size) are renumbered from 2; 0 pads, 1 stands for every other token.
+/// </summary>
+internal sealed record TextVocabulary
+{
+    public const long Padding = 0, Unknown = 1;
+    public MambaTokenizer Tokenizer { get; init; }
+    public int MaxTokens { get; init; }
+    /// <summary>Original token id of compact id 2 + i.</summary>
+    public int[] TokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>Embedding rows: padding, unknown, then the kept ids.</summary>
+    public int Size => TokenIds.Length + 2;
+}

@@ -1,0 +1,81 @@
+using MambaML.Model;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MambaML.MLNet;
+
+/// <summary>
+/// Sequence classifier/regressor: numeric steps (cut into patches and embedded linearly) or token ids (embedded) → a
+/// <see cref="MambaBackbone"/> over right-padded sequences with their true lengths → mask-aware mean (or last-step) pooling →
+/// a linear head with one output per class (multiclass) or one output (binary logit, regression value).
+/// </summary>
+internal sealed class SequenceNetwork : nn.Module
+{
+    private const double NormEpsilon = 1e-5;
+    private readonly SequenceArchitecture _arch;
+
+    public Linear? embed;
+    public Embedding? tokens;
+    public MambaBackbone backbone;
+    public Linear head;
+
+    public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
+    {
+        _arch = arch;
+        var g = new Generator((ulong)seed);
+        int d = arch.Mamba.DModel;
+        if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * arch.Channels, d);
+        else tokens = nn.Embedding(arch.Vocabulary!.Size, d);
+        backbone = new MambaBackbone(arch.Mamba, g);
+        head = nn.Linear(d, arch.Outputs);
+        RegisterComponents();
+        using var _ = no_grad();
+        if (embed is not null) Init.UniformFanIn(embed, g);
+        if (tokens is not null) tokens.weight!.normal_(0, 0.02, g);
+        Init.UniformFanIn(head, g);
+    }
+
+    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs).</summary>
+    /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
+    /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
+    public Tensor Forward(Tensor input, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
+        Tensor x, tokenLengths;
+        if (_arch.Input == SequenceInputKind.Numeric)
+        {
+            var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            int p = _arch.PatchLength;
+            long b = values.shape[0], steps = values.shape[1], c = values.shape[2];
+            long pad = (p - steps % p) % p;
+            if (pad > 0) values = nn.functional.pad(values, new long[] { 0, 0, 0, pad });
+            x = embed!.forward(values.reshape(b, (steps + pad) / p, p * c));
+            tokenLengths = (lengths + (p - 1)).div(p, rounding_mode: RoundingMode.floor);
+        }
+        else
+        {
+            x = tokens!.forward(input);
+            tokenLengths = lengths;
+        }
+
+        long length = x.shape[1];
+        bool padded = tokenLengths.min().item<long>() < length;
+        var (hidden, _) = backbone.Forward(x, lengths: padded ? tokenLengths : null);   // padded steps come out as zeros
+        Tensor pooled = _arch.Pooling == SequencePooling.Mean
+            ? hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype)
+            : hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
+        return head.forward(pooled).MoveToOuterDisposeScope();
+    }
+
+    // z-normalise each sequence and channel over its real steps; padded steps stay zero.
+    private static Tensor Normalize(Tensor values, Tensor lengths)
+    {
+        var mask = (arange(values.shape[1], device: values.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1).to(values.dtype);
+        var count = lengths.view(-1, 1, 1).to(values.dtype);
+        var mean = (values * mask).sum(1, keepdim: true) / count;
+        var centered = (values - mean) * mask;
+        var std = (centered.square().sum(1, keepdim: true) / count + NormEpsilon).sqrt();
+        return centered / std;
+    }
+}

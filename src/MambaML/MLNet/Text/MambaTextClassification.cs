@@ -1,0 +1,99 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+
+namespace MambaML.MLNet;
+
+/// <summary>Options of <c>mlContext.MulticlassClassification.Trainers.MambaTextClassification</c>.</summary>
+public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
+{
+    /// <summary>Input text column.</summary>
+    public string TextColumnName { get; set; } = "Text";
+    /// <summary>Predicted label output column (a key with the label's key values).</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+    /// <summary>How text is split into tokens.</summary>
+    public MambaTokenizer Tokenizer { get; set; } = MambaTokenizer.Cl100kBase;
+    /// <summary>Tokens read per text; longer texts are cut.</summary>
+    public int MaxTokens { get; set; } = 128;
+    /// <summary>Most token ids kept in the compact vocabulary (the most frequent in training); the rest map to one unknown id.</summary>
+    public int MaxVocabularySize { get; set; } = 20_000;
+    /// <summary>Token ids seen fewer times than this in training map to the unknown id.</summary>
+    public int MinTokenCount { get; set; } = 1;
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Check(MaxTokens >= 1, nameof(MaxTokens), MaxTokens, ">= 1");
+        Check(MaxVocabularySize >= 1, nameof(MaxVocabularySize), MaxVocabularySize, ">= 1");
+        Check(MinTokenCount >= 1, nameof(MinTokenCount), MinTokenCount, ">= 1");
+    }
+}
+
+/// <summary>
+/// Trains a Mamba text classifier: the text column is tokenised (<see cref="MambaTextClassificationOptions.Tokenizer"/>), token
+/// ids seen in training are remapped to a compact vocabulary, and a Mamba model with mask-aware pooling classifies the key-typed
+/// label. The tokenizer choice and the vocabulary are saved with the model.
+/// </summary>
+public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceTransformer>
+{
+    private const string TrainerName = "MambaTextClassification";
+    private readonly IHostEnvironment _env;
+    private readonly MambaTextClassificationOptions _options;
+
+    internal MambaTextClassificationEstimator(IHostEnvironment env, MambaTextClassificationOptions options)
+    {
+        _env = env ?? throw new ArgumentNullException(nameof(env));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _options.Validate();
+    }
+
+    /// <summary>Builds the vocabulary, trains on <paramref name="input"/> and returns the fitted transformer.</summary>
+    public MambaSequenceTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        MambaRegistration.Register(_env);
+        var o = _options;
+        var label = new KeyLabelReader(input.Schema, o.LabelColumnName, nameof(o.LabelColumnName));
+        var textColumn = ColumnChecks.Find(input.Schema, o.TextColumnName, nameof(o.TextColumnName));
+        TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
+        LabelStatistics.Compute(input, label).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
+        var vocabulary = TextTokens.Build(input, textColumn, o.Tokenizer, o.MaxTokens, o.MaxVocabularySize, o.MinTokenCount);
+        var arch = Architecture(vocabulary, label.ClassCount, label.ClassNames());
+        var tokens = new TextTokens(vocabulary);
+        var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, tokens), label);
+        var valid = o.ValidationSet is { } v
+            ? (v, new ExampleReader(SequenceReaders.Create(v.Schema, arch, tokens), new KeyLabelReader(v.Schema, o.LabelColumnName, nameof(o.LabelColumnName))))
+            : ((IDataView, ExampleReader)?)null;
+        return SequenceFitting.Fit(_env, o, arch, input, train, valid, TrainerName);
+    }
+
+    /// <summary>Checks the text and label columns and declares Score and PredictedLabel.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        var text = EstimatorSchema.Find(inputSchema, _options.TextColumnName, nameof(_options.TextColumnName));
+        if (text.ItemType != TextDataViewType.Instance || text.Kind != SchemaShape.Column.VectorKind.Scalar)
+            throw new ArgumentOutOfRangeException(nameof(_options.TextColumnName), _options.TextColumnName,
+                $"Column '{_options.TextColumnName}' is {EstimatorSchema.Describe(text)}; text classification needs a scalar text column.");
+        var label = EstimatorSchema.Find(inputSchema, _options.LabelColumnName, nameof(_options.LabelColumnName));
+        if (!label.IsKey)
+            throw new ArgumentOutOfRangeException(nameof(_options.LabelColumnName), _options.LabelColumnName,
+                $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; text classification needs a key (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).");
+        var placeholder = Architecture(new TextVocabulary(), 2, new[] { "", "" });
+        return EstimatorSchema.Append(inputSchema, b => { foreach (var column in SequenceOutputs.Create(placeholder)) column.AddTo(b); });
+    }
+
+    private SequenceArchitecture Architecture(TextVocabulary vocabulary, int classes, string[] classNames) => new()
+    {
+        Task = MambaSequenceTask.MulticlassClassification,
+        Input = SequenceInputKind.Tokens,
+        Mamba = _options.BuildConfig(),
+        Pooling = _options.Pooling,
+        Vocabulary = vocabulary,
+        Outputs = classes,
+        ClassNames = classNames,
+        FeatureColumnName = _options.TextColumnName,
+        ScoreColumnName = _options.ScoreColumnName,
+        PredictedLabelColumnName = _options.PredictedLabelColumnName,
+        PredictionBatchSize = _options.PredictionBatchSize,
+    };
+}
