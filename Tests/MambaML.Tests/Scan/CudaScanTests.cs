@@ -98,6 +98,8 @@ public sealed class CudaScanTests
         // Several chunks, several blocks, aligned and unaligned lengths.
         problems.Add(new ScanCase { Batch = 2, Channels = 77, StateSize = 16, Length = 700, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = dtype, Device = device });
         problems.Add(new ScanCase { Batch = 3, Channels = 40, StateSize = 16, Length = 517, VariableB = true, VariableC = false, HasD = true, HasZ = false, HasDeltaBias = true, Softplus = true, HasInitialState = false, DType = dtype, Device = device });
+        // The sequence classifier's padded batches: delta already softplus-ed and masked, no bias, N = 8.
+        problems.Add(new ScanCase { Batch = 16, Channels = 32, StateSize = 8, Length = 15, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = false, Softplus = false, HasInitialState = false, DType = dtype, Device = device });
         problems.Add(new ScanCase { Batch = 1, Channels = 9, StateSize = 7, Length = 300, VariableB = false, VariableC = true, HasD = false, HasZ = true, HasDeltaBias = false, Softplus = true, HasInitialState = true, DType = dtype, Device = device });
         // Each flag combination is its own kernel: compile them side by side first (a fresh machine has no kernel cache).
         var watch = System.Diagnostics.Stopwatch.StartNew();
