@@ -221,6 +221,33 @@ public sealed class CudaScanTests
         return (loss.item<float>(), model.named_parameters().ToDictionary(p => p.name, p => (grads[p.name], p.parameter.detach().cpu().clone())));
     }
 
+    /// <summary>Training and inference passes with the fused kernel leave no tensor wrappers behind (counted over all
+    /// threads: CUDA backward runs on autograd's device thread), so loops do not grow memory.</summary>
+    [TestMethod, TestCategory("Gpu")]
+    public void RepeatedPassesOnCudaDoNotLeakTensors()
+    {
+        var device = Cuda();
+        using var model = new MambaBackbone(new MambaConfig { DModel = 16, NLayer = 2 }, seed: 2);
+        model.to(device);
+        using var x = randn(2, 20, 16).to(device);
+        void Pass()
+        {
+            using var scope = NewDisposeScope();
+            // Training without state, training through a carried state, and inference with state.
+            model.Forward(x).Output.sum().backward();
+            var (y, s) = model.Forward(x, returnState: true);
+            (y.sum() + model.Step(x[.., 0], s!).Output.sum()).backward();
+            using (no_grad()) model.Step(x[.., 1], model.Forward(x, returnState: true).State!);
+        }
+        for (int i = 0; i < 3; i++) Pass();
+        cuda.synchronize();
+        long before = Tensor.TotalCount;
+        for (int i = 0; i < 30; i++) Pass();
+        cuda.synchronize();
+        long after = Tensor.TotalCount;
+        Assert.AreEqual(before, after, $"live tensors grew by {after - before} over 30 passes");
+    }
+
     /// <summary>On CUDA, running a sequence through the model at once (fused scan, its last state) and continuing one token
     /// at a time (MambaLanguageModel.Step) gives the logits of running the whole sequence at once.</summary>
     [TestMethod, TestCategory("Gpu")]
