@@ -14,6 +14,10 @@ namespace MambaML.Scan;
 /// (<see cref="CanRun"/> says so): they are for gradient checks, which <see cref="ReferenceSelectiveScan"/> serves in fp64.</para>
 /// <para>Backward memory: the forward pass keeps the state at every 64th step, B·D·N·L/64 floats, and backward recomputes
 /// the states in between, chunk by chunk in reverse.</para>
+/// <para>Threads: the kernel runs on .NET's thread pool, one worker per core, beside libtorch's OpenMP threads. After each
+/// TorchSharp op those threads spin for a while before sleeping, taking cores from the kernel; on machines with few cores,
+/// especially shared ones, setting the environment variable <c>OMP_WAIT_POLICY=PASSIVE</c> before the process starts makes
+/// training markedly steadier (see BENCHMARKS.md, scan-cpu).</para>
 /// <para>Results do not depend on thread timing: every partial sum has a fixed owner and the partial sums are added in a
 /// fixed order. They can differ in the last bits between machines with different core counts (the partition follows
 /// the core count).</para>
