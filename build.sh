@@ -9,6 +9,20 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 say() { echo "build.sh: $*" >&2; }
 
+# Debian 13 (trixie) main + non-free as an extra apt source. On Debian 12 it is a foreign release, pinned to priority 100 so
+# that only the packages asked for with -t trixie come from it.
+add_trixie_source() {
+  cat > /etc/apt/sources.list.d/mambaml-trixie.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  [ "${VERSION_ID:-}" != 12 ] || printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > /etc/apt/preferences.d/mambaml-trixie
+  apt-get update -qq >/dev/null
+}
+
 # TorchSharp 0.107's native glue needs GLIBCXX_3.4.32 (GCC 13's libstdc++). Debian 12 ships GCC 12's.
 # The verified fix: take libstdc++6 from Debian 13 (trixie), pinned low so nothing else moves unasked.
 ensure_libstdcxx() {
@@ -23,15 +37,7 @@ ensure_libstdcxx() {
     exit 1
   fi
   say "installing libstdc++6 from Debian 13 (trixie), pinned to priority 100: TorchSharp's native library needs GLIBCXX_3.4.32, which Debian 12 lacks."
-  cat > /etc/apt/sources.list.d/mambaml-trixie.sources <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > /etc/apt/preferences.d/mambaml-trixie
-  apt-get update -qq >/dev/null
+  add_trixie_source
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libstdc++6 >/dev/null
 }
 
@@ -46,16 +52,7 @@ ensure_nvrtc() {
     return 0
   fi
   say "installing libnvrtc12 from Debian 13 (trixie) non-free, pinned to priority 100: the tests compile the CUDA kernels with NVRTC."
-  cat > /etc/apt/sources.list.d/mambaml-trixie-nonfree.sources <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie
-Components: non-free
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  # On Debian 12 trixie is a foreign release: pin it low as ensure_libstdcxx does (on Debian 13 it is the system's own).
-  [ "$ver" != 12 ] || printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > /etc/apt/preferences.d/mambaml-trixie
-  apt-get update -qq >/dev/null
+  add_trixie_source
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libnvrtc12 >/dev/null
 }
 
