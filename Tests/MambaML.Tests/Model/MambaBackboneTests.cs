@@ -163,15 +163,7 @@ public class MambaBackboneTests
         var cfg = new MambaConfig { DModel = 16, NLayer = 2, ScanBackend = backend };
         using var model = new MambaBackbone(cfg, seed: 2);
         using var x = randn(2, 20, 16);
-        void Pass()
-        {
-            using var scope = NewDisposeScope();
-            // Training without state, training through a carried state, and inference with state.
-            model.Forward(x).Output.sum().backward();
-            var (y, s) = model.Forward(x, returnState: true);
-            (y.sum() + model.Step(x[.., 0], s!).Output.sum()).backward();
-            using (no_grad()) model.Step(x[.., 1], model.Forward(x, returnState: true).State!);
-        }
+        void Pass() => ModelTestUtil.TrainAndInferOnce(model, x);
         Pass();
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (int i = 0; i < 50; i++) Pass();

@@ -18,6 +18,16 @@ internal static class ModelTestUtil
         ScanBackend = backend,
     };
 
+    /// <summary>One training pass without state, one through a carried state, and one inference with state: the leak tests' loop body.</summary>
+    public static void TrainAndInferOnce(MambaBackbone model, Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        model.Forward(x).Output.sum().backward();
+        var (y, s) = model.Forward(x, returnState: true);
+        (y.sum() + model.Step(x[.., 0], s!).Output.sum()).backward();
+        using (no_grad()) model.Step(x[.., 1], model.Forward(x, returnState: true).State!);
+    }
+
     /// <summary>Same shape and bit-identical values.</summary>
     public static bool Identical(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 

@@ -1,3 +1,4 @@
+using MambaML.Tests.Model;
 using MambaML.Model;
 using MambaML.Scan;
 using MambaML.Scan.Cuda;
@@ -230,15 +231,7 @@ public sealed class CudaScanTests
         using var model = new MambaBackbone(new MambaConfig { DModel = 16, NLayer = 2 }, seed: 2);
         model.to(device);
         using var x = randn(2, 20, 16).to(device);
-        void Pass()
-        {
-            using var scope = NewDisposeScope();
-            // Training without state, training through a carried state, and inference with state.
-            model.Forward(x).Output.sum().backward();
-            var (y, s) = model.Forward(x, returnState: true);
-            (y.sum() + model.Step(x[.., 0], s!).Output.sum()).backward();
-            using (no_grad()) model.Step(x[.., 1], model.Forward(x, returnState: true).State!);
-        }
+        void Pass() => ModelTestUtil.TrainAndInferOnce(model, x);
         for (int i = 0; i < 3; i++) Pass();
         cuda.synchronize();
         long before = Tensor.TotalCount;
