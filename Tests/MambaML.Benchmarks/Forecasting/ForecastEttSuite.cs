@@ -90,6 +90,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 8),
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
+            FitLinearSkip = args.Int("--fit-skip", 1) != 0,
         };
     }
 
