@@ -61,7 +61,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 4),
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 20 : 100), BatchSize = args.Int("--batch", 16),
             LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05), NormalizeEachSequence = true,
-            EarlyStoppingPatience = 1000,
+            EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
         };
     }
 

@@ -58,7 +58,7 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
             MinTokenCount = args.Int("--min-count", 1), EarlyStoppingPatience = 1000,
             Tokenizer = Enum.Parse<MambaTokenizer>(args.String("--tokenizer", nameof(MambaTokenizer.Cl100kBase))),
             MaxTokens = args.Int("--max-tokens", 128), StateSize = args.Int("--d-state", 16),
-            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", nameof(SequencePooling.Mean))),
+            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", nameof(SequencePooling.Mean))), Dropout = args.Double("--dropout", 0),
         };
     }
 
