@@ -35,6 +35,30 @@ SRC
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libstdc++6 >/dev/null
 }
 
+# The CUDA scan kernels are compiled at run time by NVRTC. CI has no GPU, but with NVRTC alone the kernels still compile to PTX,
+# so the tests check that every variant builds. Debian ships NVRTC 12 in trixie's non-free component: add it, pinned low.
+ensure_nvrtc() {
+  if ldconfig -p 2>/dev/null | grep -qE 'libnvrtc\.so(\.[0-9]+)? '; then return 0; fi
+  local id="" ver=""
+  if [ -r /etc/os-release ]; then . /etc/os-release; id=${ID:-}; ver=${VERSION_ID:-}; fi
+  if [ "$id" != debian ] || [ "$(id -u)" != 0 ]; then
+    say "NVRTC (libnvrtc) not found: the CUDA kernel compile test will be skipped. Install CUDA's NVRTC (e.g. Debian's libnvrtc12 from non-free) to run it."
+    return 0
+  fi
+  say "installing libnvrtc12 from Debian 13 (trixie) non-free, pinned to priority 100: the tests compile the CUDA kernels with NVRTC."
+  cat > /etc/apt/sources.list.d/mambaml-trixie-nonfree.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  # On Debian 12 trixie is a foreign release: pin it low as ensure_libstdcxx does (on Debian 13 it is the system's own).
+  [ "$ver" != 12 ] || printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > /etc/apt/preferences.d/mambaml-trixie
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libnvrtc12 >/dev/null
+}
+
 case "${1:-}" in
   demo)
     ensure_libstdcxx
@@ -43,6 +67,7 @@ case "${1:-}" in
     ;;
   test)
     ensure_libstdcxx
+    ensure_nvrtc
     dotnet build Tests/MambaML.Tests/MambaML.Tests.csproj -c Release -v q -nologo -clp:NoSummary
     shift
     results=$(mktemp -d)

@@ -53,7 +53,8 @@ internal sealed class ScanCpuSuite : IBenchmarkSuite
         }
         Console.WriteLine();
         Console.WriteLine("Scan: input-dependent B and C, z, D, delta_bias, softplus; fp32. fwd runs without autograd; fwd+bwd is forward, then");
-        Console.WriteLine("backward of sum(y·dy) + sum(h_L·dh) into every input. Times are medians (warm-up + repetitions in brackets).");
+        Console.WriteLine("backward of sum(y·dy) + sum(h_L·dh) into every input. Times: median of the repetitions; in brackets the fastest one and");
+        Console.WriteLine("warm-up + repetitions (for the reference, its first run is the warm-up). Speedups are ratios of medians.");
         Console.WriteLine();
 
         Console.WriteLine("| training (d_model 64, 2 layers, L 96, batch 32, Adam) | steps/s | ms/step |");
@@ -69,10 +70,13 @@ internal sealed class ScanCpuSuite : IBenchmarkSuite
         return headline;
     }
 
-    private sealed record Measurement(double Ms, int Warmup, int Repetitions)
+    /// <summary>A median time, the fastest repetition (what the machine can do when nothing else interferes), and the counts.</summary>
+    private sealed record Measurement(double Ms, double MinMs, int Warmup, int Repetitions)
     {
         public override string ToString() =>
-            Ms.ToString(Ms >= 100 ? "F0" : "F2", CultureInfo.InvariantCulture) + $" ({Warmup}+{Repetitions}{(Warmup == 0 ? ", single cold run" : "")})";
+            $"{Format(Ms)} (min {Format(MinMs)}; {Warmup}+{Repetitions}{(Warmup == 0 ? ", single cold run" : "")})";
+
+        private static string Format(double ms) => ms.ToString(ms >= 100 ? "F0" : "F2", CultureInfo.InvariantCulture);
     }
 
     private static Measurement MeasureScan(ISelectiveScan scan, SelectiveScanInput input, bool backward, bool quick, bool mayBeSlow)
@@ -100,12 +104,12 @@ internal sealed class ScanCpuSuite : IBenchmarkSuite
             long start = Stopwatch.GetTimestamp();
             Once();
             double first = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            if (first > SingleRunThresholdMs) return new Measurement(first, 0, 1);
+            if (first > SingleRunThresholdMs) return new Measurement(first, first, 0, 1);
             warmup = 0;
             repetitions = (int)Math.Clamp(120_000 / first, 1, quick ? 2 : 5);
         }
-        var (median, _) = Timing.Measure(Once, warmup, repetitions);
-        return new Measurement(median, warmup + (mayBeSlow ? 1 : 0), repetitions);
+        var (median, samples) = Timing.Measure(Once, warmup, repetitions);
+        return new Measurement(median, samples.Min(), warmup + (mayBeSlow ? 1 : 0), repetitions);
     }
 
     private static SelectiveScanInput MakeInputs((int B, int D, int N, int L) s, long seed)

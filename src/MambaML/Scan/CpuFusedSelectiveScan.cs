@@ -12,8 +12,14 @@ namespace MambaML.Scan;
 /// <para>Computes in fp32. fp32 inputs run directly; bf16 and fp16 inputs are converted to fp32 (the output comes back in
 /// u's dtype, the last state in fp32, gradients flow back through the conversions). fp64 inputs are not run here
 /// (<see cref="CanRun"/> says so): they are for gradient checks, which <see cref="ReferenceSelectiveScan"/> serves in fp64.</para>
+/// <para>Vectors: written with <see cref="System.Runtime.Intrinsics.Vector512{T}"/>; on CPUs without AVX-512, .NET runs
+/// those as pairs of 256-bit operations (measured here with AVX-512 disabled: forward about 2.7× slower, backward 2×).</para>
 /// <para>Backward memory: the forward pass keeps the state at every 64th step, B·D·N·L/64 floats, and backward recomputes
 /// the states in between, chunk by chunk in reverse.</para>
+/// <para>Threads: the kernel runs on .NET's thread pool, one worker per core, beside libtorch's OpenMP threads. After each
+/// TorchSharp op those threads spin for a while before sleeping, taking cores from the kernel; on machines with few cores,
+/// especially shared ones, setting the environment variable <c>OMP_WAIT_POLICY=PASSIVE</c> before the process starts makes
+/// training markedly steadier (see BENCHMARKS.md, scan-cpu).</para>
 /// <para>Results do not depend on thread timing: every partial sum has a fixed owner and the partial sums are added in a
 /// fixed order. They can differ in the last bits between machines with different core counts (the partition follows
 /// the core count).</para>

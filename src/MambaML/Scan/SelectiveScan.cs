@@ -35,9 +35,10 @@ public static class SelectiveScan
     {
         SelectiveScanBackend.Reference => ReferenceSelectiveScan.Instance,
         SelectiveScanBackend.CpuFused => CpuFusedSelectiveScan.Instance,
+        SelectiveScanBackend.CudaFused => CudaSelectiveScan.Instance,
         _ => throw new NotSupportedException($"Selective scan backend {backend} is not available in this build."),
     };
 
     // Fused kernels in order of preference; Auto takes the first that can run the input.
-    private static IEnumerable<ISelectiveScan> FusedCandidates() => new ISelectiveScan[] { CpuFusedSelectiveScan.Instance };
+    private static IEnumerable<ISelectiveScan> FusedCandidates() => new ISelectiveScan[] { CudaSelectiveScan.Instance, CpuFusedSelectiveScan.Instance };
 }

@@ -12,6 +12,8 @@ namespace MambaML.Scan.Cpu;
 /// TorchSharp treats every argument that is not a live tensor (null tensors, the bool) as a constant, and expects
 /// <see cref="backward"/> to return one entry per argument, null exactly at those positions. Forward saves the operands and
 /// the chunk-start states (B·D·Np·L/64 floats); backward recomputes everything else from them.
+/// <see cref="backward"/> is called from libtorch's autograd engine through a native callback, where a managed exception
+/// cannot travel back and ends the process: it validates nothing that forward has not already established.
 /// </remarks>
 internal sealed class CpuScanFunction : autograd.MultiTensorFunction<CpuScanFunction>
 {

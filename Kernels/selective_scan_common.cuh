@@ -1,0 +1,287 @@
+// Shared pieces of the selective-scan kernels (selective_scan_fwd.cu, selective_scan_bwd.cu).
+//
+// The kernels are compiled at run time by NVRTC, one binary per configuration: every shape parameter and feature flag
+// below is a compile-time constant set with -D by the host (src/MambaML/Scan/Cuda/CudaScanKernels.cs), so loops over
+// states and time steps unroll and absent features cost nothing. No CUDA headers are needed (NVRTC has no toolkit here).
+//
+// Work layout, both kernels: one thread block per (batch b, CB consecutive channels); each channel is owned by K
+// consecutive lanes, each lane holding NP of the NPAD = K*NP (>= N) state entries in registers and walking time
+// sequentially. The sequence is processed in chunks of T steps staged in shared memory. The sum over states (y = C.h)
+// and other per-(channel, step) sums are reduced across the K lanes by a transposing butterfly, so each shuffle carries
+// useful data. Padded states (n >= N) have A = B = C = 0 and stay exactly zero.
+#pragma once
+
+#if !defined(SS_BF16) || !defined(SS_N) || !defined(SS_NP) || !defined(SS_K) || !defined(SS_CB) || !defined(SS_T) || \
+    !defined(SS_VEC) || !defined(SS_VAR_B) || !defined(SS_VAR_C) || !defined(SS_HAS_D) || !defined(SS_HAS_Z) ||        \
+    !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS)
+#error "The selective-scan kernels are configured by the host with -D definitions (see CudaScanKernels.cs)."
+#endif
+
+namespace ss {
+
+#if SS_BF16
+typedef unsigned short in_t;   // bfloat16 bits; converted by hand (NVRTC has no cuda_bf16.h without the toolkit)
+#else
+typedef float in_t;
+#endif
+
+constexpr int N = SS_N;             // state size
+constexpr int NP = SS_NP;           // states per lane
+constexpr int K = SS_K;             // lanes per channel
+constexpr int NPAD = NP * K;        // padded state size
+constexpr int CB = SS_CB;           // channels per block
+constexpr int T = SS_T;             // time steps per chunk
+constexpr int THREADS = CB * K;
+constexpr int G = 4;                // time steps per lane-reduction group
+constexpr int TP = T + 4;           // row stride of [channel][step] arrays: neighbouring channels start on different banks
+constexpr int SB = NPAD < 4 ? 4 : NPAD + 4;   // row stride of [step][state] arrays
+constexpr int V = SS_VEC ? 16 / (int)sizeof(in_t) : 1;   // elements per global access (16 bytes when aligned)
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr unsigned FULL_MASK = 0xffffffffu;
+
+static_assert(NPAD >= N, "NP*K must cover the N states");
+static_assert(K >= 1 && K <= 32 && (K & (K - 1)) == 0, "K must be a power of two <= 32");
+static_assert(NP == 1 || NP == 2 || NP % 4 == 0, "NP must be 1, 2 or a multiple of 4");
+static_assert(THREADS % 32 == 0 && THREADS <= 1024, "a block must be whole warps");
+static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of 4 and of V");
+
+// ---- element conversion
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(unsigned short x) { return __uint_as_float(((unsigned)x) << 16); }
+
+__device__ __forceinline__ void from_f(float v, float& out) { out = v; }
+__device__ __forceinline__ void from_f(float v, unsigned short& out)
+{
+    unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { out = (unsigned short)((u >> 16) | 0x40u); return; }   // NaN stays a (quiet) NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                                                            // round to nearest even
+    out = (unsigned short)(u >> 16);
+}
+
+// ---- global memory: V consecutive elements, as one 16-byte access when SS_VEC
+
+// The raw bits of V elements, held in registers between a load and its use (bf16 stays packed: 4 registers for 8).
+struct RawVec {
+#if SS_VEC
+    uint4 bits;
+#else
+    in_t bits;
+#endif
+};
+
+__device__ __forceinline__ RawVec load_raw(const in_t* p)
+{
+#if SS_VEC
+    return RawVec{*reinterpret_cast<const uint4*>(p)};
+#else
+    return RawVec{*p};
+#endif
+}
+
+__device__ __forceinline__ RawVec zero_raw()
+{
+#if SS_VEC
+    return RawVec{make_uint4(0u, 0u, 0u, 0u)};
+#else
+    return RawVec{in_t(0)};
+#endif
+}
+
+__device__ __forceinline__ void unpack(const RawVec& r, float (&v)[V])
+{
+#if SS_VEC
+    const unsigned w[4] = {r.bits.x, r.bits.y, r.bits.z, r.bits.w};
+#if SS_BF16
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { v[2 * i] = __uint_as_float(w[i] << 16); v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+#else
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = __uint_as_float(w[i]);
+#endif
+#else
+    v[0] = to_f(r.bits);
+#endif
+}
+
+__device__ __forceinline__ void store_vec(in_t* p, const float (&v)[V])
+{
+#if SS_VEC
+    unsigned w[4];
+#if SS_BF16
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        unsigned short lo, hi;
+        from_f(v[2 * i], lo); from_f(v[2 * i + 1], hi);
+        w[i] = (unsigned)lo | ((unsigned)hi << 16);
+    }
+#else
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = __float_as_uint(v[i]);
+#endif
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+#else
+    from_f(v[0], *p);
+#endif
+}
+
+// ---- one chunk's rows in registers
+//
+// Per-(channel, step) data of a chunk is CB rows of T steps: ROW_VECS vectors, vector e = tid + r*THREADS going to
+// thread tid, so a thread always handles the same channels. Per-(state, step) data (input-dependent B, C) is N rows.
+constexpr int ROW_VECS = CB * (T / V);
+constexpr int ROW_ITERS = (ROW_VECS + THREADS - 1) / THREADS;
+constexpr int BC_VECS = N * (T / V);
+constexpr int BC_ITERS = (BC_VECS + THREADS - 1) / THREADS;
+
+__device__ __forceinline__ int row_channel(int e) { return e / (T / V); }
+__device__ __forceinline__ int row_step(int e) { return (e % (T / V)) * V; }
+
+// Loads the chunk starting at t0 of a (batch, dim, len) tensor for channels d0.. (zeros outside the tensor).
+__device__ __forceinline__ void load_rows(const in_t* x, long long b, long long dim, long long len, long long d0, long long t0,
+                                          RawVec (&out)[ROW_ITERS])
+{
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        const long long dd = d0 + row_channel(e), t = t0 + row_step(e);
+        out[r] = e < ROW_VECS && dd < dim && t < len ? load_raw(x + (b * dim + dd) * len + t) : zero_raw();
+    }
+}
+
+// Per-(state, step) vectors go state-fastest across threads: the transposed shared-memory stores below then hit
+// consecutive banks, and a warp's loads still cover whole 32-byte sectors (lane n and lane n + N read adjacent halves).
+__device__ __forceinline__ int state_row(int e) { return e % N; }
+__device__ __forceinline__ int state_step(int e) { return (e / N) * V; }
+
+// Loads the chunk starting at t0 of a (batch, N, len) tensor (zeros past the end).
+__device__ __forceinline__ void load_state_rows(const in_t* x, long long b, long long len, long long t0, RawVec (&out)[BC_ITERS])
+{
+#pragma unroll
+    for (int r = 0; r < BC_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        const long long t = t0 + state_step(e);
+        out[r] = e < BC_VECS && t < len ? load_raw(x + (b * N + state_row(e)) * len + t) : zero_raw();
+    }
+}
+
+// Stores loaded (state, step) rows transposed into a [T][SB] shared array.
+__device__ __forceinline__ void stage_state_rows(float* dst, const RawVec (&in)[BC_ITERS])
+{
+#pragma unroll
+    for (int r = 0; r < BC_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        if (e >= BC_VECS) break;
+        float v[V];
+        unpack(in[r], v);
+#pragma unroll
+        for (int i = 0; i < V; ++i) dst[(state_step(e) + i) * SB + state_row(e)] = v[i];
+    }
+}
+
+// ---- shared memory: small float vectors at aligned addresses
+
+template <int M>
+__device__ __forceinline__ void lds(const float* p, float (&v)[M])
+{
+    if constexpr (M % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < M; i += 4) {
+            const float4 q = *reinterpret_cast<const float4*>(p + i);
+            v[i] = q.x; v[i + 1] = q.y; v[i + 2] = q.z; v[i + 3] = q.w;
+        }
+    } else if constexpr (M == 2) {
+        const float2 q = *reinterpret_cast<const float2*>(p);
+        v[0] = q.x; v[1] = q.y;
+    } else {
+#pragma unroll
+        for (int i = 0; i < M; ++i) v[i] = p[i];
+    }
+}
+
+template <int M>
+__device__ __forceinline__ void sts(float* p, const float (&v)[M])
+{
+    if constexpr (M % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < M; i += 4) *reinterpret_cast<float4*>(p + i) = make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+    } else if constexpr (M == 2) {
+        *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < M; ++i) p[i] = v[i];
+    }
+}
+
+// ---- arithmetic
+
+// 2^x on the special-function unit (one instruction; relative error ~2^-22). Arguments are delta*A*log2(e) <= 0.
+__device__ __forceinline__ float fast_exp2(float x)
+{
+#ifdef SS_EMULATE
+    return exp2f(x);
+#else
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#endif
+}
+
+// PyTorch's softplus (beta 1, threshold 20), as log(1 + e^x): the special-function log where 1 + e^x is well away from 1,
+// the log1p series to e^5 where it is not (relative error about 2e-6 at most, against ~20 instructions for log1pf).
+__device__ __forceinline__ float softplus(float x)
+{
+    const float e = __expf(x);
+    const float series = e * fmaf(e, fmaf(e, fmaf(e, fmaf(e, 0.2f, -0.25f), 1.f / 3.f), -0.5f), 1.f);
+    return x > 20.f ? x : e < 0.1f ? series : __logf(1.f + e);
+}
+
+// 1 / (1 + e^-x) with the special-function reciprocal; 0 for x below about -88.
+__device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
+
+// Compile-time booleans for code shared between full chunks (no bounds checks) and the last, partial one.
+template <bool B>
+struct Flag {
+    static constexpr bool value = B;
+};
+
+// ---- reductions across the K lanes of a channel
+
+// On entry each lane holds G partial sums v[0..G) (one per time step of a group). On exit the lanes hold the full sums,
+// transposed: with K <= G lane j holds steps j*(G/K) .. j*(G/K)+G/K-1 in v[0..G/K); with K > G lane j holds step
+// j / (K/G) in v[0]. Each butterfly step halves the values a lane carries, so the shuffles move no duplicates.
+template <int M, int HALF>
+__device__ __forceinline__ void lane_transpose_sum(float (&v)[G], int j)
+{
+    if constexpr (M >= 1 && HALF >= 1) {
+        const bool upper = (j & M) != 0;
+#pragma unroll
+        for (int i = 0; i < HALF; ++i) {
+            const float send = upper ? v[i] : v[i + HALF];
+            const float keep = upper ? v[i + HALF] : v[i];
+            v[i] = keep + __shfl_xor_sync(FULL_MASK, send, M);
+        }
+        lane_transpose_sum<M / 2, HALF / 2>(v, j);
+    } else if constexpr (M >= 1) {
+        v[0] += __shfl_xor_sync(FULL_MASK, v[0], M);
+        lane_transpose_sum<M / 2, 0>(v, j);
+    }
+}
+
+__device__ __forceinline__ void lane_reduce(float (&v)[G], int j) { lane_transpose_sum<K / 2, G / 2>(v, j); }
+
+// After lane_reduce: how many sums a lane holds, the step of its first, and whether it is the lane that stores them.
+constexpr int SUMS_PER_LANE = K <= G ? G / K : 1;
+__device__ __forceinline__ int lane_sum_step(int j) { return K <= G ? j * (G / K) : j / (K / G); }
+__device__ __forceinline__ bool lane_stores_sum(int j) { return K <= G || (j & (K / G - 1)) == 0; }
+
+// Sum over groups of GRP consecutive lanes (GRP a power of two <= 32); every lane gets the group's sum.
+template <int GRP>
+__device__ __forceinline__ float group_sum(float v)
+{
+#pragma unroll
+    for (int m = GRP / 2; m >= 1; m /= 2) v += __shfl_xor_sync(FULL_MASK, v, m);
+    return v;
+}
+
+}  // namespace ss

@@ -1,0 +1,130 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace MambaML.Scan.Cuda;
+
+/// <summary>A loaded kernel: its function handle on one device and what a launch needs.</summary>
+internal sealed record LoadedScanKernel(ScanKernelConfig Config, IntPtr Context, IntPtr Function, int SharedBytes, int Registers, int LocalBytes, int BlocksPerMultiprocessor);
+
+/// <summary>
+/// Compiles the embedded kernel sources (Kernels/*.cu) with NVRTC for the GPU at hand, caches the binaries on disk, and
+/// loads them through the CUDA driver. One binary per <see cref="ScanKernelConfig"/>: every size and flag is a compile-time constant.
+/// </summary>
+internal static class CudaScanKernels
+{
+    private const string HeaderName = "selective_scan_common.cuh";
+    private static readonly Lazy<(CudaDriver? Driver, string? Error)> s_driver = new(() => Try(CudaDriver.Load));
+    private static readonly Lazy<(Nvrtc? Compiler, string? Error)> s_nvrtc = new(() => Try(Nvrtc.Load));
+    private static readonly ConcurrentDictionary<(int Device, ScanKernelConfig Config), Lazy<LoadedScanKernel>> s_loaded = new();
+    private static readonly ConcurrentDictionary<int, (IntPtr Context, int Arch, int SharedOptin)> s_devices = new();
+
+    /// <summary>The CUDA driver, or null with the reason it could not be loaded.</summary>
+    public static (CudaDriver? Driver, string? Error) Driver => s_driver.Value;
+    /// <summary>NVRTC, or null with the reason it could not be loaded.</summary>
+    public static (Nvrtc? Compiler, string? Error) Compiler => s_nvrtc.Value;
+
+    /// <summary>The source of a kernel file embedded from Kernels/.</summary>
+    public static string Source(string file)
+    {
+        var asm = typeof(CudaScanKernels).Assembly;
+        using var stream = asm.GetManifestResourceStream("MambaML.Kernels." + file)
+            ?? throw new InvalidOperationException($"Kernel source {file} is not embedded in {asm.GetName().Name}.");
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>NVRTC options for a configuration and target (compute_XX: PTX; sm_XX: CUBIN).</summary>
+    public static IReadOnlyList<string> Options(ScanKernelConfig config, string target) =>
+        new[] { $"--gpu-architecture={target}", "--std=c++17", "-default-device", "-lineinfo" }.Concat(config.Defines()).ToArray();
+
+    /// <summary>Compiles a configuration; any NVRTC diagnostic fails when <paramref name="warningsAreErrors"/>.</summary>
+    public static byte[] Compile(Nvrtc nvrtc, ScanKernelConfig config, string target, bool warningsAreErrors)
+    {
+        var headers = new Dictionary<string, string> { [HeaderName] = Source(HeaderName) };
+        return nvrtc.Compile(config.SourceFile, Source(config.SourceFile), headers, Options(config, target), warningsAreErrors).Image;
+    }
+
+    /// <summary>The kernel for <paramref name="config"/> on CUDA device <paramref name="ordinal"/>, compiled and loaded on first use.</summary>
+    /// <exception cref="CudaException">The driver could not load it.</exception>
+    /// <exception cref="NvrtcException">NVRTC could not compile it.</exception>
+    /// <remarks>A failure is remembered: the same configuration fails the same way without compiling again.</remarks>
+    public static LoadedScanKernel Get(int ordinal, ScanKernelConfig config) =>
+        s_loaded.GetOrAdd((ordinal, config), key => new Lazy<LoadedScanKernel>(() => Load(key.Device, key.Config))).Value;
+
+    /// <summary>The kernels loaded so far (for reports).</summary>
+    public static IEnumerable<LoadedScanKernel> Loaded() => s_loaded.Values.Where(l => l.IsValueCreated).Select(l => l.Value);
+
+    private static LoadedScanKernel Load(int ordinal, ScanKernelConfig config)
+    {
+        var driver = Driver.Driver ?? throw new CudaException(Driver.Error!);
+        var nvrtc = Compiler.Compiler ?? throw new NvrtcException(Compiler.Error!);
+        var (context, arch, sharedOptin) = s_devices.GetOrAdd(ordinal, o =>
+        {
+            int dev = driver.Device(o);
+            int cc = driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMajor) * 10 + driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMinor);
+            return (driver.PrimaryContext(dev), cc, driver.DeviceAttribute(dev, CudaDriver.AttrMaxSharedPerBlockOptin));
+        });
+        driver.MakeCurrent(context);
+        // Exact machine code when this NVRTC knows the GPU; otherwise PTX for the newest architecture it knows, which the driver compiles.
+        string target = nvrtc.SupportedArchitectures.Contains(arch) ? $"sm_{arch}"
+            : nvrtc.SupportedArchitectures.Where(a => a <= arch).DefaultIfEmpty(0).Max() is var best and > 0 ? $"compute_{best}"
+            : throw new NvrtcException($"NVRTC {nvrtc.Version.Major}.{nvrtc.Version.Minor} at {nvrtc.LibraryPath} cannot compile for compute capability {arch / 10}.{arch % 10}");
+        byte[] image = CachedCompile(nvrtc, config, target);
+        IntPtr module = driver.LoadModule(image);
+        IntPtr function = driver.Function(module, config.EntryPoint);
+        int shared = (int)driver.ReadConstant(module, config.SharedMemorySymbol);
+        if (shared > sharedOptin)
+            throw new CudaException($"{config} needs {shared} bytes of shared memory per block; the GPU allows {sharedOptin}");
+        driver.SetFunctionAttribute(function, CudaDriver.FuncAttrMaxDynamicSharedSizeBytes, shared);
+        return new LoadedScanKernel(config, context, function, shared,
+            driver.FunctionAttribute(function, CudaDriver.FuncAttrNumRegs), driver.FunctionAttribute(function, CudaDriver.FuncAttrLocalSizeBytes),
+            driver.ActiveBlocksPerMultiprocessor(function, config.Threads, shared));
+    }
+
+    // Binaries are cached under the user's cache folder, keyed by the sources, the options, the target and NVRTC's version.
+    private static byte[] CachedCompile(Nvrtc nvrtc, ScanKernelConfig config, string target)
+    {
+        var options = Options(config, target);
+        string key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\n",
+            new[] { Source(HeaderName), Source(config.SourceFile), $"nvrtc {nvrtc.Version.Major}.{nvrtc.Version.Minor}" }.Concat(options)))))[..32];
+        string? dir = CacheDirectory();
+        string? file = dir is null ? null : Path.Combine(dir, $"{config.EntryPoint}-{key}.{(target.StartsWith("sm_", StringComparison.Ordinal) ? "cubin" : "ptx")}");
+        if (file is not null && File.Exists(file))
+        {
+            try { return File.ReadAllBytes(file); } catch (IOException) { }
+        }
+        byte[] image = nvrtc.Compile(config.SourceFile, Source(config.SourceFile), new Dictionary<string, string> { [HeaderName] = Source(HeaderName) }, options, warningsAreErrors: false).Image;
+        if (file is not null)
+        {
+            try
+            {
+                Directory.CreateDirectory(dir!);
+                string temp = file + "." + Environment.ProcessId + ".tmp";
+                File.WriteAllBytes(temp, image);
+                File.Move(temp, file, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }   // an unwritable cache only costs a recompile
+        }
+        return image;
+    }
+
+    /// <summary>$MAMBAML_CACHE_DIR, else $XDG_CACHE_HOME/mambaml/cuda, else ~/.cache/mambaml/cuda (LocalApplicationData on Windows).</summary>
+    public static string? CacheDirectory()
+    {
+        var explicitDir = Environment.GetEnvironmentVariable("MAMBAML_CACHE_DIR");
+        if (!string.IsNullOrEmpty(explicitDir)) return explicitDir;
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (!string.IsNullOrEmpty(xdg)) return Path.Combine(xdg, "mambaml", "cuda");
+        var home = OperatingSystem.IsWindows() ? Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData)
+                                               : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        return string.IsNullOrEmpty(home) ? null : Path.Combine(home, OperatingSystem.IsWindows() ? "MambaML" : ".cache/mambaml", "cuda");
+    }
+
+    private static (T?, string?) Try<T>(Func<T> load) where T : class
+    {
+        try { return (load(), null); }
+        catch (Exception e) when (e is CudaException or NvrtcException or DllNotFoundException or EntryPointNotFoundException) { return (null, e.Message); }
+    }
+}
