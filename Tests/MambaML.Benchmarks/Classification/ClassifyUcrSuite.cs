@@ -39,11 +39,13 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             var train = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
             var test = TsFile.Read(Path.Combine(root, name, name + "_TEST.ts"));
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(s => UcrModels.Mamba(train, test, s, MambaOptions(options, args))).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(s => UcrModels.Mamba(train, test, s, MambaOptions(options))).ToArray();
             Report(name, "Mamba (MambaSequence)", mamba, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             clock.Restart();
             var lightGbm = Enumerable.Range(0, seeds).Select(s => UcrModels.LightGbm(train, test, s)).ToArray();
             Report(name, "LightGbm on raw series (ML.NET)", lightGbm, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
+            var majority = UcrModels.MajorityClass(train, test);
+            Report(name, "Majority class", new[] { majority }, target, rocket, miniRocket, 0);
             headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             headline[$"{name}_lightgbm"] = Math.Round(lightGbm.Average(), 4);
         }
@@ -51,13 +53,17 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
     }
 
     /// <summary>The Mamba settings of this suite (one setting for every dataset; see BENCHMARKS.md for how it was chosen).</summary>
-    private static MambaSequenceClassificationOptions MambaOptions(BenchmarkOptions options, ArgParser args) => new()
+    internal static MambaSequenceClassificationOptions MambaOptions(BenchmarkOptions options)
     {
-        ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 4),
-        NumberOfEpochs = args.Int("--epochs", options.Quick ? 20 : 100), BatchSize = args.Int("--batch", 16),
-        LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05), NormalizeEachSequence = true,
-        EarlyStoppingPatience = 1000,
-    };
+        var args = new ArgParser(options.Args);
+        return new()
+        {
+            ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 4),
+            NumberOfEpochs = args.Int("--epochs", options.Quick ? 20 : 100), BatchSize = args.Int("--batch", 16),
+            LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05), NormalizeEachSequence = true,
+            EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
+        };
+    }
 
     private static void Report(string dataset, string model, double[] acc, double target, double? rocket, double? miniRocket, double seconds)
     {

@@ -30,6 +30,13 @@ internal static class UcrModels
         finally { (model as IDisposable)?.Dispose(); }
     }
 
+    /// <summary>The trivial baseline: always predicts the most frequent training label (ties: the first in label order).</summary>
+    public static double MajorityClass(IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test)
+    {
+        var majority = train.GroupBy(c => c.Label).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).First().Key;
+        return test.Count(c => c.Label == majority) / (double)test.Count;
+    }
+
     /// <summary>The ML.NET baseline on raw series: LightGBM multiclass on the flattened values.</summary>
     public static double LightGbm(IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test, int seed)
     {

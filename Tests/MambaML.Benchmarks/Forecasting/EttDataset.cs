@@ -38,6 +38,17 @@ internal sealed class EttDataset
             if (cells.Length != header.Length) throw new FormatException($"{path}, line {r + 1}: expected {header.Length} fields, found {cells.Length}.");
             for (int c = 0; c < channels.Length; c++) raw[r - 1, c] = float.Parse(cells[c + 1], CultureInfo.InvariantCulture);
         }
+        return FromValues(name, channels, raw, rowsPerMonth);
+    }
+
+    /// <summary>
+    /// A data set from raw values (rows, channels) with the ETT split geometry scaled to <paramref name="rowsPerMonth"/>
+    /// (at least 20 months of rows), z-scored in place with train statistics; used for embedded synthetic data.
+    /// </summary>
+    public static EttDataset FromValues(string name, string[] channels, float[,] raw, int rowsPerMonth)
+    {
+        if (raw.GetLength(1) != channels.Length) throw new ArgumentException($"{name}: {raw.GetLength(1)} value columns but {channels.Length} channel names.", nameof(channels));
+        if (raw.GetLength(0) < 20 * rowsPerMonth) throw new ArgumentException($"{name}: {raw.GetLength(0)} rows; the 12/4/4-month split needs {20 * rowsPerMonth}.", nameof(raw));
         int trainRows = 12 * rowsPerMonth;
         for (int c = 0; c < channels.Length; c++)
         {

@@ -13,7 +13,8 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
     public string Name => "forecast-ett";
     public string Description => "ETTh1/ETTm1 long-horizon forecasting vs baselines (needs ../shared/data/ett)";
 
-    private const int Lookback = 96;
+    /// <summary>The input length of the standard protocol.</summary>
+    internal const int Lookback = 96;
 
     public IReadOnlyDictionary<string, object> Run(BenchmarkOptions options)
     {
@@ -26,47 +27,62 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
         }
         var args = new ArgParser(options.Args);
         int[] horizons = args.String("--horizons", options.Quick ? "96" : "96,192,336,720").Split(',').Select(int.Parse).ToArray();
+        int trainStride = args.Int("--train-stride", 1);
         foreach (var file in args.String("--datasets", "ETTh1,ETTm1").Split(','))
         {
             var data = EttDataset.Load(Path.Combine(options.DataDirectory, "ett", file + ".csv"));
-            Console.WriteLine($"## {file} (input {Lookback}, {data.ChannelCount} channels, z-scored with train statistics)");
+            Console.WriteLine($"## {file} (input {Lookback}, {data.ChannelCount} channels, z-scored with train statistics"
+                + (trainStride > 1 ? $"; Mamba trained and validated on every {trainStride}th window)" : ")"));
             Console.WriteLine();
-            Console.WriteLine("| horizon | model | MSE | MAE | test windows | fit s |");
-            Console.WriteLine("|---|---|---|---|---|---|");
-            var sums = new Dictionary<string, (double Mse, double Mae)>();
-            foreach (int h in horizons)
+            foreach (var row in Evaluate(data, Lookback, horizons, () => MambaOptions(options), trainStride))
             {
-                using var scope = NewDisposeScope();
-                var (pasts, futures) = EttWindows.All(data, EttSplit.Test, Lookback, h);
-                var clock = Stopwatch.StartNew();
-                var models = new List<(IWindowForecaster Model, double FitSeconds)> { (new RepeatLastValue(h), 0) };
-                clock.Restart();
-                var linear = new LinearWindowForecaster(data, Lookback, h);
-                models.Add((linear, clock.Elapsed.TotalSeconds));
-                clock.Restart();
-                var mamba = new MambaEttForecaster(data, Lookback, h, MambaOptions(options), "Mamba (ForecastByMamba)");
-                models.Add((mamba, clock.Elapsed.TotalSeconds));
-                foreach (var (model, fit) in models)
-                {
-                    var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
-                    Console.WriteLine($"| {h} | {model.Name} | {mse:F3} | {mae:F3} | {pasts.shape[0]} | {fit:F1} |");
-                    var prev = sums.GetValueOrDefault(model.Name);
-                    sums[model.Name] = (prev.Mse + mse, prev.Mae + mae);
-                    if (h == 96) headline[$"{file}_96_{Key(model.Name)}_mse"] = Math.Round(mse, 4);
-                }
-            }
-            foreach (var (name, (mse, mae)) in sums)
-            {
-                Console.WriteLine($"| avg | {name} | {mse / horizons.Length:F3} | {mae / horizons.Length:F3} | | |");
-                headline[$"{file}_avg_{Key(name)}_mse"] = Math.Round(mse / horizons.Length, 4);
+                if (row.Horizon == 96) headline[$"{file}_96_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
+                if (row.Horizon is null) headline[$"{file}_avg_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
             }
             Console.WriteLine();
         }
         return headline;
     }
 
+    /// <summary>One row of the table: a model at one horizon, or its average over the horizons (Horizon null).</summary>
+    internal sealed record Result(int? Horizon, string Model, double Mse, double Mae);
+
+    /// <summary>
+    /// Fits repeat-last-value, the linear baseline and Mamba (fresh options from <paramref name="mambaOptions"/> per horizon) on
+    /// the train split, scores each on every test window, prints the Markdown table and returns its rows, averages last.
+    /// </summary>
+    internal static List<Result> Evaluate(EttDataset data, int lookback, int[] horizons, Func<MambaForecastingOptions> mambaOptions, int trainStride = 1)
+    {
+        Console.WriteLine("| horizon | model | MSE | MAE | test windows | fit s |");
+        Console.WriteLine("|---|---|---|---|---|---|");
+        var results = new List<Result>();
+        foreach (int h in horizons)
+        {
+            using var scope = NewDisposeScope();
+            var (pasts, futures) = EttWindows.All(data, EttSplit.Test, lookback, h);
+            var models = new List<(IWindowForecaster Model, double FitSeconds)> { (new RepeatLastValue(h), 0) };
+            var clock = Stopwatch.StartNew();
+            models.Add((new LinearWindowForecaster(data, lookback, h), clock.Elapsed.TotalSeconds));
+            clock.Restart();
+            models.Add((new MambaEttForecaster(data, lookback, h, mambaOptions(), "Mamba (ForecastByMamba)", trainStride), clock.Elapsed.TotalSeconds));
+            foreach (var (model, fit) in models)
+            {
+                var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
+                Console.WriteLine($"| {h} | {model.Name} | {mse:F3} | {mae:F3} | {pasts.shape[0]} | {fit:F1} |");
+                results.Add(new Result(h, model.Name, mse, mae));
+            }
+        }
+        foreach (var group in results.GroupBy(r => r.Model).ToList())
+        {
+            double mse = group.Average(r => r.Mse), mae = group.Average(r => r.Mae);
+            Console.WriteLine($"| avg | {group.Key} | {mse:F3} | {mae:F3} | | |");
+            results.Add(new Result(null, group.Key, mse, mae));
+        }
+        return results;
+    }
+
     /// <summary>The Mamba settings of this suite (chosen on the validation split; see BENCHMARKS.md).</summary>
-    private static MambaForecastingOptions MambaOptions(BenchmarkOptions options)
+    internal static MambaForecastingOptions MambaOptions(BenchmarkOptions options)
     {
         var args = new ArgParser(options.Args);
         return new MambaForecastingOptions
@@ -74,6 +90,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 8),
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
+            FitLinearSkip = args.Int("--fit-skip", 1) != 0,
         };
     }
 

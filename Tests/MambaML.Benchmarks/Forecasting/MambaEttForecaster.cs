@@ -21,7 +21,8 @@ internal sealed class MambaEttForecaster : IWindowForecaster
 
     public string Name { get; }
 
-    public MambaEttForecaster(EttDataset data, int lookback, int horizon, MambaForecastingOptions options, string name)
+    /// <param name="trainStride">Train (and validate) on every k-th window only, to fit a CPU time budget; 1 uses them all.</param>
+    public MambaEttForecaster(EttDataset data, int lookback, int horizon, MambaForecastingOptions options, string name, int trainStride = 1)
     {
         Name = name;
         _lookback = lookback; _horizon = horizon; _channels = data.ChannelCount;
@@ -29,18 +30,19 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         // Per-epoch progress (train/validation loss, ETA) comes through ML.NET's log; show it on stderr so stdout stays the table.
         _ml.Log += (_, e) => { if (e.Source.Contains("Mamba", StringComparison.Ordinal)) Console.Error.WriteLine("  " + e.Message); };
         options.Lookback = lookback; options.Horizon = horizon; options.Channels = _channels;
-        options.ValidationSet = Load(data, EttSplit.Validation);
-        _model = _ml.Forecasting.ForecastByMamba(options).Fit(Load(data, EttSplit.Train));
+        options.ValidationSet = Load(data, EttSplit.Validation, trainStride);
+        _model = _ml.Forecasting.ForecastByMamba(options).Fit(Load(data, EttSplit.Train, trainStride));
     }
 
-    private IDataView Load(EttDataset data, EttSplit split)
+    private IDataView Load(EttDataset data, EttSplit split, int stride)
     {
-        int n = data.WindowCount(split, _lookback, _horizon), c = data.ChannelCount;
+        if (stride < 1) throw new ArgumentOutOfRangeException(nameof(stride), stride, "The window stride must be at least 1.");
+        int n = (data.WindowCount(split, _lookback, _horizon) + stride - 1) / stride, c = data.ChannelCount;
         var rows = new EttWindowRow[n];
         for (int i = 0; i < n; i++)
         {
             rows[i] = new EttWindowRow { Features = new float[_lookback * c], Label = new float[_horizon * c] };
-            data.Window(split, i, _lookback, _horizon, rows[i].Features, rows[i].Label);
+            data.Window(split, i * stride, _lookback, _horizon, rows[i].Features, rows[i].Label);
         }
         return _ml.Data.LoadFromEnumerable(rows, Schema(c));
     }

@@ -24,7 +24,10 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
             return headline;
         }
         int seeds = options.Quick ? 2 : 5;
-        Console.WriteLine($"## text-sentiment (stratified 80/20, {seeds} seeds)");
+        var args = new ArgParser(options.Args);
+        // --validate 1: score on a stratified 20% of each seed's training rows instead of the test rows (for tuning; test untouched).
+        bool validate = args.Int("--validate", 0) != 0;
+        Console.WriteLine($"## text-sentiment (stratified 80/20, {seeds} seeds{(validate ? "; VALIDATION accuracy on 20% of the training rows, test rows unused" : "")})");
         Console.WriteLine();
         Console.WriteLine("| dataset | model | accuracy mean ± std | s |");
         Console.WriteLine("|---|---|---|---|");
@@ -32,11 +35,12 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
         {
             var rows = SentimentData.Read(Path.Combine(root, $"{(name == "amazon" ? "amazon_cells" : name)}_labelled.txt"));
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(seed => MambaAccuracy(rows, seed, MambaOptions(options))).ToArray();
+            var splits = Enumerable.Range(0, seeds).Select(seed => Splits(rows, seed, validate)).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(seed => MambaAccuracy(splits[seed].Train, splits[seed].Eval, seed, MambaOptions(options))).ToArray();
             Report(name, "Mamba (MambaTextClassification)", mamba, clock.Elapsed.TotalSeconds);
             headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             clock.Restart();
-            var acc = Enumerable.Range(0, seeds).Select(seed => BaselineAccuracy(rows, seed)).ToArray();
+            var acc = Enumerable.Range(0, seeds).Select(seed => BaselineAccuracy(splits[seed].Train, splits[seed].Eval, seed)).ToArray();
             Report(name, "FeaturizeText + SdcaMaximumEntropy (ML.NET)", acc, clock.Elapsed.TotalSeconds);
             headline[$"{name}_baseline"] = Math.Round(acc.Average(), 4);
         }
@@ -52,13 +56,22 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), NumberOfEpochs = args.Int("--epochs", options.Quick ? 5 : 15),
             BatchSize = args.Int("--batch", 32), LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05),
             MinTokenCount = args.Int("--min-count", 1), EarlyStoppingPatience = 1000,
+            Tokenizer = Enum.Parse<MambaTokenizer>(args.String("--tokenizer", nameof(MambaTokenizer.Cl100kBase))),
+            MaxTokens = args.Int("--max-tokens", 128), StateSize = args.Int("--d-state", 16),
+            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", nameof(SequencePooling.Mean))), Dropout = args.Double("--dropout", 0),
         };
     }
 
-    private static double MambaAccuracy(SentenceRow[] rows, int seed, MambaTextClassificationOptions options)
+    /// <summary>The seed's fixed 80/20 split; with <paramref name="validate"/>, its training part split 80/20 again.</summary>
+    private static (SentenceRow[] Train, SentenceRow[] Eval) Splits(SentenceRow[] rows, int seed, bool validate)
+    {
+        var (train, test) = SentimentData.Split(rows, seed);
+        return validate ? SentimentData.Split(train, seed) : (train, test);
+    }
+
+    private static double MambaAccuracy(SentenceRow[] train, SentenceRow[] test, int seed, MambaTextClassificationOptions options)
     {
         var ml = new MLContext(seed);
-        var (train, test) = SentimentData.Split(rows, seed);
         options.Seed = seed;
         options.TextColumnName = nameof(SentenceRow.Text);
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.MulticlassClassification.Trainers.MambaTextClassification(options));
@@ -67,10 +80,9 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
         finally { (model as IDisposable)?.Dispose(); }
     }
 
-    private static double BaselineAccuracy(SentenceRow[] rows, int seed)
+    private static double BaselineAccuracy(SentenceRow[] train, SentenceRow[] test, int seed)
     {
         var ml = new MLContext(seed);
-        var (train, test) = SentimentData.Split(rows, seed);
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Transforms.Text.FeaturizeText("Features", nameof(SentenceRow.Text)))
             .Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy());

@@ -128,6 +128,42 @@ public sealed class SequenceTests
         }
     }
 
+    [TestMethod]
+    public void Dropout_SameSeedSameModel_ChangesTraining_PredictsWithoutDropping()
+    {
+        float[] Scores(double dropout, int seed)
+        {
+            var ml = new MLContext(seed: 1);
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+            options.Dropout = dropout;
+            options.Seed = seed;
+            var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90)).Transform(Shapes(ml, 90));
+            using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(data);
+            var test = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90)).Transform(Shapes(ml, 60, seed: 2));
+            var first = ScoreValues(model.Transform(test));
+            // Prediction is deterministic (no dropout outside training) and the model still learns the shapes.
+            CollectionAssert.AreEqual(first, ScoreValues(model.Transform(test)));
+            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
+            Assert.IsTrue(accuracy > 0.6, $"dropout {dropout}: accuracy {accuracy:F3} (chance 0.33)");
+            return first;
+        }
+        var withDropout = Scores(0.3, seed: 5);
+        CollectionAssert.AreEqual(withDropout, Scores(0.3, seed: 5), "same seed, same model");
+        CollectionAssert.AreNotEqual(withDropout, Scores(0.0, seed: 5), "dropout had no effect on training");
+    }
+
+    [TestMethod]
+    public void Dropout_OutOfRange_NamesTheOption()
+    {
+        foreach (double dropout in new[] { -0.1, 1.0 })
+        {
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+            options.Dropout = dropout;
+            var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
+            StringAssert.Contains(e.Message, "Dropout");
+        }
+    }
+
     private static float[] ScoreValues(IDataView scored) => scored.Schema["Score"].Type is VectorDataViewType
         ? Synthetic.ReadVectors(scored, "Score").SelectMany(v => v).ToArray()
         : scored.GetColumn<float>("Score").ToArray();

@@ -67,19 +67,7 @@ internal sealed class ForecastNetwork : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = window.shape[0], l = _arch.Lookback, c = _arch.Channels, h = _arch.Horizon;
-        Tensor mean, std, x;
-        if (_arch.InstanceNormalization)
-        {
-            mean = window.mean(new long[] { 1 }, keepdim: true);
-            std = (window.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
-            x = (window - mean) / std;
-        }
-        else
-        {
-            mean = zeros(b, 1, c, device: window.device);
-            std = ones(b, 1, c, device: window.device);
-            x = window;
-        }
+        var (x, mean, std) = Normalize(window);
 
         var series = _arch.ChannelIndependent ? x.permute(0, 2, 1).reshape(b * c, l, 1) : x;   // (n, L, width)
         var (hidden, _) = backbone.Forward(embed.forward(Patches(series)));
@@ -89,6 +77,56 @@ internal sealed class ForecastNetwork : nn.Module
             : head.forward(last).reshape(b, h, c);
         if (skip is not null) y = y + skip.forward(x.permute(0, 2, 1)).permute(0, 2, 1);
         return (y.MoveToOuterDisposeScope(), mean.MoveToOuterDisposeScope(), std.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Sets the linear skip path to the least-squares linear forecaster of the training windows and zeroes the head, so that
+    /// gradient training starts from the best linear forecast and the Mamba path learns what it misses. The fit minimises the
+    /// training loss itself (squared error in data units after RevIN is undone): per (window, channel) row, with the window's
+    /// std s and normalised input x, the error is s·(W·x + b − y_normalised), a least-squares problem with rows scaled by s.
+    /// </summary>
+    /// <param name="windows">Batches of (batch, lookback, channels) windows and their (batch, horizon, channels) targets.</param>
+    public void FitLinearSkip(IEnumerable<(Tensor Window, Tensor Target)> windows)
+    {
+        if (skip is null) throw new InvalidOperationException("FitLinearSkip needs LinearSkip = true.");
+        long l = _arch.Lookback, h = _arch.Horizon;
+        var device = skip.weight!.device;
+        using var scope = NewDisposeScope();
+        var gram = zeros(l + 1, l + 1, ScalarType.Float64, device);     // Σ s²·[x,1]ᵀ[x,1]
+        var cross = zeros(l + 1, h, ScalarType.Float64, device);        // Σ s²·[x,1]ᵀ y_normalised
+        using (no_grad())
+        {
+            foreach (var (window, target) in windows)
+            {
+                using var batchScope = NewDisposeScope();
+                using var windowOwned = window;   // made by the caller's enumerator: free each batch as it is used
+                using var targetOwned = target;
+                var (x, mean, std) = Normalize(window.to(ScalarType.Float64));
+                var rows = x.permute(0, 2, 1).reshape(-1, l);                                   // (batch·channels, lookback)
+                var scale = std.permute(0, 2, 1).reshape(-1, 1);
+                var inputs = cat(new[] { rows, ones_like(scale) }, 1) * scale;
+                var outputs = (target.to(ScalarType.Float64) - mean).permute(0, 2, 1).reshape(-1, h);   // s·y_normalised
+                gram.add_(inputs.T.matmul(inputs));
+                cross.add_(inputs.T.matmul(outputs));
+            }
+            // A small ridge (relative to the data's scale) keeps the solve well posed for short or degenerate data.
+            var ridge = gram.diagonal().mean() * 1e-4 + 1e-12;
+            var solution = linalg.solve(gram + eye(l + 1, dtype: ScalarType.Float64, device: device) * ridge, cross);   // (lookback + 1, horizon)
+            skip.weight!.copy_(solution.narrow(0, 0, l).T);
+            skip.bias!.copy_(solution[l]);
+            head.weight!.zero_();
+            head.bias!.zero_();
+        }
+    }
+
+    // RevIN statistics of (batch, lookback, channels) windows: normalised window, mean and std (batch, 1, channels).
+    private (Tensor X, Tensor Mean, Tensor Std) Normalize(Tensor window)
+    {
+        if (!_arch.InstanceNormalization)
+            return (window, zeros_like(window.narrow(1, 0, 1)), ones_like(window.narrow(1, 0, 1)));
+        var mean = window.mean(new long[] { 1 }, keepdim: true);
+        var std = (window.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        return ((window - mean) / std, mean, std);
     }
 
     /// <summary>Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels).</summary>

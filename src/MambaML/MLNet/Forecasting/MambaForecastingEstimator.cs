@@ -44,6 +44,9 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         try
         {
             network.to(device);
+            if (o.FitLinearSkip)
+                network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                    (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device))));
             new TrainingLoop(_env, o, nameof(MambaForecastingEstimator)).Run(network, input, train, valid,
                 batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed);
             return new MambaForecastingTransformer(arch, network, device);

@@ -25,6 +25,12 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     public bool InstanceNormalization { get; set; } = true;
     /// <summary>Add a linear map from the window to the horizon beside the Mamba path (as DLinear).</summary>
     public bool LinearSkip { get; set; } = true;
+    /// <summary>
+    /// Before gradient training, fit the linear skip path by least squares on the training windows (one pass, closed form) and
+    /// start the Mamba path's head at zero: training then starts from the best linear forecaster and refines it. Needs
+    /// <see cref="LinearSkip"/>.
+    /// </summary>
+    public bool FitLinearSkip { get; set; }
     /// <summary>Time steps per token: the window is cut into patches of this length (1 = one token per step). Shorter sequences scan faster.</summary>
     public int PatchLength { get; set; } = 8;
 
@@ -35,6 +41,7 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
         Check(Horizon >= 1, nameof(Horizon), Horizon, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1 && PatchLength <= Lookback, nameof(PatchLength), PatchLength, $"in [1, Lookback = {Lookback}]");
+        if (FitLinearSkip && !LinearSkip) throw new ArgumentException("FitLinearSkip needs LinearSkip = true; set LinearSkip or clear FitLinearSkip.", nameof(FitLinearSkip));
         if (string.IsNullOrEmpty(OutputColumnName)) throw new ArgumentException("OutputColumnName must not be empty.", nameof(OutputColumnName));
     }
 }

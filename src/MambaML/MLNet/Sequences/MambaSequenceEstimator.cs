@@ -83,6 +83,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             Input = SequenceInputKind.Numeric,
             Mamba = _options.BuildConfig(),
             Pooling = _options.Pooling,
+            Dropout = _options.Dropout,
             Channels = _options.Channels,
             PatchLength = _options.PatchLength,
             NormalizeEachSequence = _options.NormalizeEachSequence,

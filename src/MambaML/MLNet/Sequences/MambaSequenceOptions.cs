@@ -9,6 +9,17 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
     public string ScoreColumnName { get; set; } = "Score";
     /// <summary>How hidden states are pooled over the sequence.</summary>
     public SequencePooling Pooling { get; set; } = SequencePooling.Mean;
+    /// <summary>
+    /// Dropout probability, in [0, 1), applied during training to the embedded inputs and to the pooled features before the
+    /// head (a regulariser for small data sets such as short texts); 0 turns it off. Prediction never drops.
+    /// </summary>
+    public double Dropout { get; set; }
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Check(Dropout >= 0 && Dropout < 1, nameof(Dropout), Dropout, "in [0, 1)");
+    }
 }
 
 /// <summary>Settings for numeric sequences: one vector column of steps × channels values (time-major), fixed or variable length.</summary>

@@ -32,6 +32,8 @@ internal sealed record SequenceArchitecture
     public SequenceInputKind Input { get; init; }
     public required MambaConfig Mamba { get; init; }
     public SequencePooling Pooling { get; init; }
+    /// <summary>Training-time dropout on the embedded inputs and the pooled features.</summary>
+    public double Dropout { get; init; }
     /// <summary>Numeric: values per step.</summary>
     public int Channels { get; init; } = 1;
     /// <summary>Numeric: steps per token.</summary>

@@ -14,6 +14,8 @@ internal sealed class SequenceNetwork : nn.Module
 {
     private const double NormEpsilon = 1e-5;
     private readonly SequenceArchitecture _arch;
+    // Draws the dropout masks, so that a seed fixes training (the global generator is not seeded by the trainers).
+    private readonly Generator _dropoutGenerator;
 
     public Linear? embed;
     public Embedding? tokens;
@@ -24,6 +26,7 @@ internal sealed class SequenceNetwork : nn.Module
     {
         _arch = arch;
         var g = new Generator((ulong)seed);
+        _dropoutGenerator = new Generator((ulong)seed + 1);
         int d = arch.Mamba.DModel;
         if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * arch.Channels, d);
         else tokens = nn.Embedding(arch.Vocabulary!.Size, d);
@@ -59,13 +62,22 @@ internal sealed class SequenceNetwork : nn.Module
             tokenLengths = lengths;
         }
 
+        x = Dropout(x);
         long length = x.shape[1];
         bool padded = tokenLengths.min().item<long>() < length;
         var (hidden, _) = backbone.Forward(x, lengths: padded ? tokenLengths : null);   // padded steps come out as zeros
         Tensor pooled = _arch.Pooling == SequencePooling.Mean
             ? hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype)
             : hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
-        return head.forward(pooled).MoveToOuterDisposeScope();
+        return head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
+    }
+
+    // Inverted dropout while training (kept elements scaled by 1 / (1 − p)); the identity in evaluation or when p is 0.
+    private Tensor Dropout(Tensor x)
+    {
+        if (!training || _arch.Dropout == 0) return x;
+        var keep = rand(x.shape, generator: _dropoutGenerator).to(x.device) >= _arch.Dropout;
+        return x * keep.to(x.dtype) / (1 - _arch.Dropout);
     }
 
     // z-normalise each sequence and channel over its real steps; padded steps stay zero.

@@ -88,6 +88,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         Input = SequenceInputKind.Tokens,
         Mamba = _options.BuildConfig(),
         Pooling = _options.Pooling,
+        Dropout = _options.Dropout,
         Vocabulary = vocabulary,
         Outputs = classes,
         ClassNames = classNames,
