@@ -14,10 +14,13 @@ internal unsafe delegate void WorkItem(int item, float* scratch);
 /// </remarks>
 internal static class ParallelWork
 {
-    /// <summary>Runs items 0 … <paramref name="items"/> − 1, giving each worker <paramref name="scratchFloats"/> floats of scratch.</summary>
-    public static unsafe void Run(int items, long scratchFloats, WorkItem body)
+    /// <summary>
+    /// Runs items 0 … <paramref name="items"/> − 1 on at most <paramref name="maxWorkers"/> workers, giving each worker
+    /// <paramref name="scratchFloats"/> floats of scratch. With one worker the items run on the calling thread.
+    /// </summary>
+    public static unsafe void Run(int items, long scratchFloats, WorkItem body, int maxWorkers = int.MaxValue)
     {
-        int workers = Math.Min(items, Environment.ProcessorCount);
+        int workers = Math.Min(Math.Min(items, Environment.ProcessorCount), maxWorkers);
         if (workers <= 0) return;
         long stride = (scratchFloats + 15) / 16 * 16;                             // whole cache lines per worker
         var scratch = (float*)NativeMemory.AlignedAlloc((nuint)(workers * stride * sizeof(float)), 64);

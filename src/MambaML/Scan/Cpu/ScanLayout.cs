@@ -7,13 +7,19 @@ namespace MambaML.Scan.Cpu;
 /// turning input-dependent B and C from (B, N, L) into one state vector per step, and adding up the kernel's partial sums.
 /// </summary>
 /// <remarks>
-/// Plain loops over at most B·N·L·(blocks) elements, a small fraction of the scan's B·D·N·L work, run on the scan's own
-/// workers rather than as TorchSharp ops: when the cores are shared with other processes, libtorch's OpenMP barriers
-/// can stall a tiny op for tens of milliseconds.
+/// Plain loops over at most B·N·L·(blocks) elements, a small fraction of the scan's B·D·N·L work, written here rather
+/// than as TorchSharp ops: when the cores are shared with other processes, libtorch's OpenMP barriers can stall a tiny op
+/// for tens of milliseconds.
 /// </remarks>
 internal static unsafe class ScanLayout
 {
     private const int StepTile = 64;
+
+    // Copies smaller than this many floats per worker run on the calling thread: each parallel run ends in a join, and
+    // on a busy machine a join can wait a whole scheduler time slice for a descheduled worker.
+    private const long MinFloatsPerWorker = 1 << 20;
+
+    private static int Workers(long floats) => (int)Math.Clamp(floats / MinFloatsPerWorker, 1, int.MaxValue);
 
     /// <summary><paramref name="dst"/> (rows, Np) = <paramref name="scale"/> · <paramref name="src"/> (rows, N), zero-padded.</summary>
     public static void PadRows(float* src, float* dst, long rows, int n, int np, float scale)
@@ -38,7 +44,7 @@ internal static unsafe class ScanLayout
                 for (int i = 0; i < n; i++) step[i] = src[((long)b * n + i) * length + t];
                 new Span<float>(step + n, np - n).Clear();
             }
-        });
+        }, Workers((long)batch * length * np));
     }
 
     /// <summary><paramref name="dst"/> (rows, N) = Σ over b of <paramref name="partial"/> (B, rows, Np), in order of b.</summary>
@@ -75,6 +81,6 @@ internal static unsafe class ScanLayout
                 }
                 for (int i = 0; i < n; i++) dst[((long)b * n + i) * length + t] = sum[i];
             }
-        });
+        }, Workers((long)batch * blocks * length * np));
     }
 }
