@@ -59,6 +59,9 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
             Tokenizer = Enum.Parse<MambaTokenizer>(args.String("--tokenizer", nameof(MambaTokenizer.Cl100kBase))),
             MaxTokens = args.Int("--max-tokens", 128), StateSize = args.Int("--d-state", 16),
             Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", nameof(SequencePooling.Mean))), Dropout = args.Double("--dropout", 0),
+            NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
+            Lowercase = args.Int("--lowercase", 0) != 0, NgramHeadLength = args.Int("--ngram", 2), NgramHeadBuckets = args.Int("--ngram-buckets", 1 << 16),
+            NgramHeadLearningRate = args.Double("--ngram-lr", 0) is > 0 and var ngramLr ? ngramLr : null,
         };
     }
 

@@ -121,8 +121,9 @@ internal static class SequenceBatches
 /// <summary>Trains a <see cref="SequenceNetwork"/> for an architecture (shared by the numeric and text estimators).</summary>
 internal static class SequenceFitting
 {
+    /// <param name="learningRateScale">Optional learning-rate factor per parameter name (see <see cref="TrainingLoop.Run"/>).</param>
     public static MambaSequenceTransformer Fit(IHostEnvironment env, MambaTrainerOptions options, SequenceArchitecture arch, IDataView train,
-        ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName)
+        ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName, Func<string, double>? learningRateScale = null)
     {
         var device = DevicePolicy.Choose(env);
         int seed = options.Seed ?? MLNetInternals.Seed(env) ?? 0;
@@ -131,7 +132,7 @@ internal static class SequenceFitting
         {
             network.to(device);
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
-                batch => SequenceBatches.Loss(network, arch, batch, device), seed);
+                batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale);
             return new MambaSequenceTransformer(arch, network, device);
         }
         catch
