@@ -61,6 +61,7 @@ internal sealed class TextSentimentSuite : IBenchmarkSuite
             Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", nameof(SequencePooling.Mean))), Dropout = args.Double("--dropout", 0),
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
             Lowercase = args.Int("--lowercase", 0) != 0, NgramHeadLength = args.Int("--ngram", 2), NgramHeadBuckets = args.Int("--ngram-buckets", 1 << 16),
+            NgramHeadSeparateLoss = args.Int("--ngram-separate", 1) != 0,
             NgramHeadLearningRate = args.Double("--ngram-lr", 0) is > 0 and var ngramLr ? ngramLr : null,
         };
     }

@@ -97,7 +97,7 @@ public sealed class TextClassificationTests
     }
 
     [TestMethod]
-    public void Lowercase_MergesSpellings_AndIsSavedWithTheVocabulary()
+    public void Lowercase_MergesSpellings_InTheVocabulary()
     {
         var ml = new MLContext();
         var data = ml.Data.LoadFromEnumerable(new[] { new Review { Text = "Great food" }, new Review { Text = "great FOOD" } });
@@ -130,9 +130,10 @@ public sealed class TextClassificationTests
         var train = ml.Data.LoadFromEnumerable(Reviews(120, 1));
         var test = ml.Data.LoadFromEnumerable(Reviews(40, 2));
         var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(train);
-        (float[] Scores, MambaSequenceTransformer Model) Fit(int ngramHeadLength, double? ngramHeadLearningRate = null)
+        (float[] Scores, MambaSequenceTransformer Model) Fit(int ngramHeadLength, double? ngramHeadLearningRate = null, bool separateLoss = true)
         {
             var options = Options(MambaTokenizer.Cl100kBase);
+            options.NgramHeadSeparateLoss = separateLoss;
             options.NgramHeadLength = ngramHeadLength;
             options.NgramHeadBuckets = 101;
             options.NgramHeadLearningRate = ngramHeadLearningRate;
@@ -155,6 +156,9 @@ public sealed class TextClassificationTests
             var (fasterHead, m2) = Fit(2, ngramHeadLearningRate: 5e-2);
             m2.Dispose();
             CollectionAssert.AreNotEqual(bigrams, fasterHead, "NgramHeadLearningRate did not change training");
+            var (joint, m3) = Fit(2, separateLoss: false);
+            m3.Dispose();
+            CollectionAssert.AreNotEqual(bigrams, joint, "NgramHeadSeparateLoss did not change training");
 
             var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
             try

@@ -106,8 +106,15 @@ internal static class SequenceBatches
     {
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
-        var raw = network.Forward(input, lengths);
         var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
+        var (mamba, ngram) = network.ForwardParts(input, lengths);
+        if (ngram is not null && arch.NgramHeadSeparateLoss)
+        {
+            // The n-gram head learns as if alone; the Mamba path learns what it misses (the n-gram logits are held fixed there).
+            var classes = target.to(ScalarType.Int64);
+            return (nn.functional.cross_entropy(ngram, classes) + nn.functional.cross_entropy(ngram.detach() + mamba, classes)).MoveToOuterDisposeScope();
+        }
+        var raw = ngram is null ? mamba : mamba + ngram;
         var loss = arch.Task switch
         {
             MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),

@@ -46,6 +46,8 @@ internal sealed record SequenceArchitecture
     public int NgramHeadLength { get; init; }
     /// <summary>Text: hash buckets shared by the n-grams of length 2 and more in the n-gram head.</summary>
     public int NgramHeadBuckets { get; init; }
+    /// <summary>Text: train the n-gram head on its own loss and the Mamba path on the loss of the sum with the n-gram logits held fixed.</summary>
+    public bool NgramHeadSeparateLoss { get; init; }
     /// <summary>Multiclass: class count and names (the label's key values); binary and regression: 1 output.</summary>
     public int Outputs { get; init; } = 1;
     public string[]? ClassNames { get; init; }

@@ -48,10 +48,18 @@ internal sealed class SequenceNetwork : nn.Module
     internal static long NgramFeatureCount(SequenceArchitecture arch) =>
         arch.Vocabulary!.Size + (arch.NgramHeadLength >= 2 ? arch.NgramHeadBuckets : 0);
 
-    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs).</summary>
+    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
     public Tensor Forward(Tensor input, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
+        var (mamba, ngram) = ForwardParts(input, lengths);
+        return (ngram is null ? mamba : mamba + ngram).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The Mamba head's outputs and, when the model has one, the n-gram head's logits, each (batch, outputs).</summary>
+    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths)
     {
         using var scope = NewDisposeScope();
         Tensor x, tokenLengths;
@@ -78,9 +86,8 @@ internal sealed class SequenceNetwork : nn.Module
         Tensor pooled = _arch.Pooling == SequencePooling.Mean
             ? hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype)
             : hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
-        var output = head.forward(Dropout(pooled));
-        if (ngramHead is not null) output = output + NgramLogits(input, tokenLengths);
-        return output.MoveToOuterDisposeScope();
+        var output = head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
+        return (output, ngramHead is null ? null : NgramLogits(input, tokenLengths).MoveToOuterDisposeScope());
     }
 
     /// <summary>

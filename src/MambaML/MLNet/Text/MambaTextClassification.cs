@@ -37,6 +37,12 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
     /// A linear model over sparse n-grams needs larger steps than the Mamba path to reach its weights in a few epochs.
     /// </summary>
     public double? NgramHeadLearningRate { get; set; }
+    /// <summary>
+    /// Train the n-gram head on its own cross-entropy and the Mamba path on the cross-entropy of the summed logits with the
+    /// n-gram logits held fixed (a residual, as in boosting), instead of training the sum jointly. On small data the Mamba path
+    /// fits the training set quickly; trained jointly it then leaves the n-gram head under-trained. Prediction adds both either way.
+    /// </summary>
+    public bool NgramHeadSeparateLoss { get; set; } = true;
     /// <summary>Hash buckets shared by the n-grams of length 2 and more in the n-gram head (<see cref="NgramHeadLength"/>).</summary>
     public int NgramHeadBuckets { get; set; } = 1 << 16;
 
@@ -118,6 +124,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         Vocabulary = vocabulary,
         NgramHeadLength = _options.NgramHeadLength,
         NgramHeadBuckets = _options.NgramHeadBuckets,
+        NgramHeadSeparateLoss = _options.NgramHeadSeparateLoss,
         Outputs = classes,
         ClassNames = classNames,
         FeatureColumnName = _options.TextColumnName,
