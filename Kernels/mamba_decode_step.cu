@@ -350,6 +350,7 @@ extern "C" __global__ void __launch_bounds__(1024) decode_argmax(const Args a)
     const w_t* row = a.logits + b * a.vocab;
     float v = -__int_as_float(0x7f800000);
     long long idx = a.vocab;   // beaten by any real entry of equal value
+#pragma unroll 4
     for (long long i = threadIdx.x; i < a.vocab; i += blockDim.x) {
         const float x = to_f(row[i]);
         if (beats(x, i, v, idx)) { v = x; idx = i; }

@@ -213,8 +213,12 @@ internal sealed class CudaDecodeStep
         lock (_lock)
         {
             var s = Ready();
-            long batch = CheckTokens(s, tokens);
-            CheckState(s, state, batch);
+            using var scope = NewDisposeScope();
+            // The kernels read flat arrays: views (e.g. a column of a token matrix) are copied, contiguous tensors are used as they are.
+            var input = tokens.contiguous();
+            long batch = CheckTokens(s, input);
+            var before = new MambaState(state.Layers.Select(l => new MambaLayerState(l.Conv.contiguous(), l.Ssm.contiguous())).ToArray());
+            CheckState(s, before, batch);
             var config = s.Config!;
             var layers = new MambaLayerState[state.Layers.Count];
             for (int i = 0; i < layers.Length; i++)
@@ -222,9 +226,9 @@ internal sealed class CudaDecodeStep
                                                 ScanOutputs.Empty(new[] { batch, (long)config.DInner, config.DState }, ScalarType.Float32, s.Device!));
             var result = new MambaState(layers);
             var logits = ScanOutputs.Empty(new[] { batch, _model.VocabularySize }, s.DType, s.Device!);
-            Launch(s, batch, TensorData.Of(tokens), Pointers(state, l => l.Conv), Pointers(result, l => l.Conv),
-                   Pointers(state, l => l.Ssm), Pointers(result, l => l.Ssm), TensorData.Of(logits));
-            return (logits, result);
+            Launch(s, batch, TensorData.Of(input), Pointers(before, l => l.Conv), Pointers(result, l => l.Conv),
+                   Pointers(before, l => l.Ssm), Pointers(result, l => l.Ssm), TensorData.Of(logits));
+            return (logits.MoveToOuterDisposeScope(), result.MoveToOuterDisposeScope());
         }
     }
 
@@ -262,7 +266,7 @@ internal sealed class CudaDecodeStep
     private long CheckTokens(Snapshot s, Tensor tokens)
     {
         if (tokens.dtype != ScalarType.Int64 || tokens.dim() != 1 || !tokens.is_contiguous() || !SameDevice(tokens, s.Device!))
-            throw new ArgumentException($"tokens must be a contiguous (batch) int64 tensor on {s.Device}.", nameof(tokens));
+            throw new ArgumentException($"tokens must be a (batch) int64 tensor on {s.Device}.", nameof(tokens));
         long batch = tokens.shape[0];
         if (batch < 1 || batch > int.MaxValue) throw new ArgumentException($"batch {batch} is out of range.", nameof(tokens));
         return batch;
@@ -298,7 +302,8 @@ internal sealed class CudaDecodeStep
         if (_scratch is null || _scratchBatch < batch || !SameDevice(_scratch, s.Device!))
         {
             _scratch?.Dispose();
-            _scratch = ScanOutputs.Empty(new[] { batch * (dm + 4 * di + xd) }, ScalarType.Float32, s.Device!);
+            // Kept across calls, so out of every dispose scope (the caller's would free it under us).
+            _scratch = ScanOutputs.Empty(new[] { batch * (dm + 4 * di + xd) }, ScalarType.Float32, s.Device!).DetachFromDisposeScope();
             _scratchBatch = batch;
         }
         IntPtr b = TensorData.Of(_scratch);
