@@ -1,17 +1,19 @@
 // One recurrent decoding step of a Mamba language model (src/MambaML/Model/CudaDecodeStep.cs launches these kernels).
 //
 // Per layer four kernels, then one for the head and one for greedy token choice:
-//   decode_in_proj      RMSNorm of the residual stream (the token embeddings on the first layer) + in_proj  -> xz
-//   decode_conv_x_proj  causal conv step + SiLU (every block recomputes it: it is cheap) + x_proj          -> xc, xdbl
-//   decode_ssm          dt_proj + softplus, SSM state update, C.h + D.u, SiLU(z) gate, conv state shift   -> y, states
+//   decode_in_proj      RMSNorm of the residual stream (the token embeddings on the first layer) + in_proj -> xz;
+//                       the warp that computes channel d of x also runs its causal conv step + SiLU and
+//                       slides its conv window                                                           -> xc, conv state
+//   decode_x_proj       x_proj                                                                           -> xdbl
+//   decode_ssm          dt_proj + softplus, SSM state update, C.h + D.u, SiLU(z) gate                    -> y, SSM state
 //   decode_out_proj     out_proj, added to the residual stream
 //   decode_lm_head      final RMSNorm + tied output head                                                  -> logits
 //   decode_argmax       greedy next token (first index of the largest logit, NaN counting as largest)
 // Decoding reads every weight once per token, so the GEMVs are one warp per output row with 16-byte weight loads; the
 // input vector sits in shared memory, and batch rows are handled BT at a time so a weight row serves BT dot products.
 // Activations are fp32; weights (and the convolution state, and the logits) are fp32 or bf16 (MD_BF16); the SSM state is
-// fp32. States are read from *_in and written to *_out, which may be the same buffers: each element is read and written
-// by one thread (the conv state is read by decode_conv_x_proj, which runs before decode_ssm rewrites it).
+// fp32. States are read from *_in and written to *_out, which may be the same buffers: each element is read and then
+// written by one thread, and by no other kernel.
 // Sizes are compile-time constants set with -D by the host, so the dot-product loops unroll.
 
 #if !defined(MD_BF16) || !defined(MD_DM) || !defined(MD_DI) || !defined(MD_N) || !defined(MD_R) || !defined(MD_KC) || \
@@ -51,7 +53,7 @@ struct Args {
     float* xz;                   // (batch, 2 DI)
     const w_t* conv_w;           // (DI, KC)
     const w_t* conv_b;           // (DI) or null
-    const w_t* conv_in;          // (batch, DI, KC - 1)
+    const w_t* conv_in;          // (batch, DI, KC - 1), oldest first
     w_t* conv_out;               // (batch, DI, KC - 1)
     const w_t* xproj_w;          // (XD, DI)
     float* xc;                   // (batch, DI) conv + SiLU output
@@ -187,6 +189,24 @@ __device__ void normed_rows(const Args& a, long long b0, int nb, float* xs, floa
 
 using namespace md;
 
+// Channel d of batch row b: xc = SiLU(causal conv over the window and x); the window then drops its oldest input and takes x.
+__device__ __forceinline__ void conv_step(const Args& a, long long b, int d, float x)
+{
+    const long long base = (b * DI + d) * (KC - 1);
+    const w_t* w = a.conv_w + d * KC;
+    w_t window[KC > 1 ? KC - 1 : 1];
+#pragma unroll
+    for (int k = 0; k < KC - 1; ++k) window[k] = a.conv_in[base + k];
+    float s = x * to_f(w[KC - 1]);
+#pragma unroll
+    for (int k = 0; k < KC - 1; ++k) s += to_f(window[k]) * to_f(w[k]);
+    if (MD_CONV_BIAS) s += to_f(a.conv_b[d]);
+    a.xc[b * DI + d] = silu(s);
+#pragma unroll
+    for (int k = 0; k + 1 < KC - 1; ++k) a.conv_out[base + k] = window[k + 1];
+    if constexpr (KC > 1) from_f(x, a.conv_out[base + KC - 2]);
+}
+
 // All shared memory is dynamic (the host sizes it), declared in each kernel.
 
 // grid: ceil(2 DI / warps per block); dynamic shared memory: (min(batch, BT) * DM + BT) floats.
@@ -204,34 +224,26 @@ extern "C" __global__ void __launch_bounds__(256) decode_in_proj(const Args a)
             row_dot<DM>(a.in_w + (long long)row * DM, xs, nb, acc);
             const float bias = MD_BIAS ? to_f(a.in_b[row]) : 0.0f;   // in_b is null without biases
             if (lane == 0)
-                for (int j = 0; j < nb; ++j) a.xz[(b0 + j) * 2 * DI + row] = acc[j] + bias;
+                for (int j = 0; j < nb; ++j) {
+                    const long long b = b0 + j;
+                    const float x = acc[j] + bias;
+                    a.xz[b * 2 * DI + row] = x;
+                    if (row < DI) conv_step(a, b, row, x);
+                }
         }
         __syncthreads();   // xs is refilled for the next batch rows
     }
 }
 
 // grid: ceil(XD / warps per block); dynamic shared memory: min(batch, BT) * DI floats.
-extern "C" __global__ void __launch_bounds__(256) decode_conv_x_proj(const Args a)
+extern "C" __global__ void __launch_bounds__(256) decode_x_proj(const Args a)
 {
     extern __shared__ float4 smem4[];
     float* xs = reinterpret_cast<float*>(smem4);
     const int lane = threadIdx.x & 31, row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     for (long long b0 = 0; b0 < a.batch; b0 += BT) {
         const int nb = (int)min((long long)BT, a.batch - b0);
-        for (int i = threadIdx.x; i < nb * DI; i += blockDim.x) {
-            const int j = i / DI, d = i % DI;
-            const long long b = b0 + j;
-            const w_t* window = a.conv_in + (b * DI + d) * (KC - 1);
-            const w_t* w = a.conv_w + d * KC;
-            float s = 0.0f;
-#pragma unroll
-            for (int k = 0; k < KC - 1; ++k) s += to_f(window[k]) * to_f(w[k]);
-            s += a.xz[b * 2 * DI + d] * to_f(w[KC - 1]);
-            if (MD_CONV_BIAS) s += to_f(a.conv_b[d]);
-            const float v = silu(s);
-            xs[j * DI + d] = v;
-            if (blockIdx.x == 0) a.xc[b * DI + d] = v;
-        }
+        for (int i = threadIdx.x; i < nb * DI; i += blockDim.x) xs[i] = a.xc[b0 * DI + i];
         __syncthreads();
         if (row < XD) {
             float acc[BT];
@@ -275,17 +287,7 @@ extern "C" __global__ void __launch_bounds__(256) decode_ssm(const Args a)
             }
         }
         yv = group_sum(yv);
-        if (active && g == 0) {
-            a.y[b * DI + d] = (yv + d_skip * u) * silu(a.xz[b * 2 * DI + DI + d]);
-            // The conv window slides by one: drop the oldest input, append this step's x.
-            w_t window[KC > 1 ? KC - 1 : 1];
-            const long long base = (b * DI + d) * (KC - 1);
-#pragma unroll
-            for (int k = 0; k < KC - 1; ++k) window[k] = a.conv_in[base + k];
-#pragma unroll
-            for (int k = 0; k + 1 < KC - 1; ++k) a.conv_out[base + k] = window[k + 1];
-            if constexpr (KC > 1) from_f(a.xz[b * 2 * DI + d], a.conv_out[base + KC - 2]);
-        }
+        if (active && g == 0) a.y[b * DI + d] = (yv + d_skip * u) * silu(a.xz[b * 2 * DI + DI + d]);
     }
 }
 
@@ -310,18 +312,19 @@ extern "C" __global__ void __launch_bounds__(256) decode_out_proj(const Args a)
     }
 }
 
-// grid: ceil(vocab / warps per block); dynamic shared memory: (min(batch, BT) * DM + BT) floats. norm_w is the final norm.
+// Any grid (warps stride over the rows: a few blocks per SM amortise the norm); dynamic shared memory: (min(batch, BT) * DM + BT)
+// floats. norm_w is the final norm.
 extern "C" __global__ void __launch_bounds__(256) decode_lm_head(const Args a)
 {
     extern __shared__ float4 smem4[];
     float* inv_rms = reinterpret_cast<float*>(smem4);
     float* xs = inv_rms + BT;
     const int lane = threadIdx.x & 31;
-    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const long long first_row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     for (long long b0 = 0; b0 < a.batch; b0 += BT) {
         const int nb = (int)min((long long)BT, a.batch - b0);
         normed_rows(a, b0, nb, xs, inv_rms);
-        if (row < a.vocab) {
+        for (long long row = first_row; row < a.vocab; row += (long long)gridDim.x * (blockDim.x >> 5)) {
             float acc[BT];
             row_dot<DM>(a.embedding + row * DM, xs, nb, acc);
             if (lane == 0)

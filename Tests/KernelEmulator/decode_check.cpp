@@ -118,7 +118,7 @@ int main(int argc, char** argv)
             a.d_skip = p.d.data(); a.ssm_in = ssm[l].data(); a.ssm_out = ssm[l].data(); a.y = y; a.out_w = p.out_w.data();
             a.out_b = MD_BIAS ? p.out_b.data() : nullptr; a.batch = batch; a.vocab = vocab; a.eps = eps;
             emulate_launch(decode_in_proj, dim3{(2 * DI + 7) / 8, 1, 1}, 256, a);
-            emulate_launch(decode_conv_x_proj, dim3{(XD + 3) / 4, 1, 1}, 128, a);
+            emulate_launch(decode_x_proj, dim3{(XD + 3) / 4, 1, 1}, 128, a);
             emulate_launch(decode_ssm, dim3{(unsigned)((DI + 256 / G - 1) / (256 / G)), 1, 1}, 256, a);
             emulate_launch(decode_out_proj, dim3{(DM + 7) / 8, 1, 1}, 256, a);
         }
@@ -126,7 +126,7 @@ int main(int argc, char** argv)
         head.embedding = emb.data(); head.resid = resid; head.norm_w = norm_f.data(); head.logits = logits.data();
         head.next_tokens = tokens.data(); head.generated = generated.data(); head.generated_stride = steps; head.generated_column = t;
         head.batch = batch; head.vocab = vocab; head.eps = eps;
-        emulate_launch(decode_lm_head, dim3{(unsigned)((vocab + 7) / 8), 1, 1}, 256, head);
+        emulate_launch(decode_lm_head, dim3{2, 1, 1}, 256, head);   // fewer warps than rows: they stride over the vocabulary
         emulate_launch(decode_argmax, dim3{(unsigned)batch, 1, 1}, 1024, head);
         // ---- compare: logits and states relative to each one's largest element; the token is the first largest logit
         auto check = [&](const char* what, auto get, auto ref, size_t n, double tol, double& worst) {

@@ -24,7 +24,7 @@ internal sealed record DecodeKernelConfig(bool BFloat16, int DModel, int DInner,
     : ICudaModuleSource
 {
     /// <summary>The kernels of one decoding step, in launch order, then the greedy token choice.</summary>
-    public static readonly string[] EntryPoints = { "decode_in_proj", "decode_conv_x_proj", "decode_ssm", "decode_out_proj", "decode_lm_head", "decode_argmax" };
+    public static readonly string[] EntryPoints = { "decode_in_proj", "decode_x_proj", "decode_ssm", "decode_out_proj", "decode_lm_head", "decode_argmax" };
 
     /// <summary>The configuration for a model with these hyperparameters.</summary>
     public static DecodeKernelConfig For(MambaConfig c, bool bf16) =>
@@ -51,15 +51,15 @@ internal sealed record DecodeKernelConfig(bool BFloat16, int DModel, int DInner,
 }
 
 /// <summary>
-/// One recurrent step of a <see cref="MambaLanguageModel"/> on CUDA in six kinds of fused kernels (four per layer, the head,
-/// and greedy argmax for generation) instead of ~40 TorchSharp operations per layer: decoding reads every weight once per
+/// One recurrent step of a <see cref="MambaLanguageModel"/> on CUDA in fused kernels (four per layer, the head, and greedy
+/// argmax for generation) instead of ~40 TorchSharp operations per layer: decoding reads every weight once per
 /// token, so launch overhead, not arithmetic, bounds the plain step. Weights are read in place from the model's
 /// parameters (their device pointers are re-read whenever a parameter tensor is replaced, e.g. by <c>to(device)</c>).
 /// Not differentiable; not for concurrent use from several threads on one model.
 /// </summary>
 internal sealed class CudaDecodeStep
 {
-    private const int GemvThreads = 256, ConvThreads = 128, SsmThreads = 256, ArgmaxThreads = 1024, BatchTile = 4;
+    private const int GemvThreads = 256, XProjThreads = 128, SsmThreads = 256, ArgmaxThreads = 1024, BatchTile = 4;
     private const uint ArgmaxSharedBytes = 32 * (sizeof(long) + sizeof(float));
     private static int s_warned;
     private readonly MambaLanguageModel _model;
@@ -91,6 +91,7 @@ internal sealed class CudaDecodeStep
         public DecodeArgs Head;
         public Device? Device;
         public ScalarType DType;
+        public int Multiprocessors;
     }
 
     // Every parameter the kernels read, in a fixed order (null where the model has no such bias).
@@ -170,6 +171,7 @@ internal sealed class CudaDecodeStep
             foreach (var f in functions) driver.SetFunctionAttribute(f, CudaDriver.FuncAttrMaxDynamicSharedSizeBytes, shared);
             snapshot.Module = module;
             snapshot.Functions = functions;
+            snapshot.Multiprocessors = driver.DeviceAttribute(driver.Device(ordinal), CudaDriver.AttrMultiprocessorCount);
         }
         catch (Exception e) when (e is CudaException or NvrtcException)
         {
@@ -320,8 +322,8 @@ internal sealed class CudaDecodeStep
         var (resid, xz, xc, xdbl, y) = Scratch(s, batch);
         uint tile = (uint)Math.Min(batch, BatchTile);
         uint smemModel = (tile * (uint)c.DModel + BatchTile) * sizeof(float), smemInner = tile * (uint)c.DInner * sizeof(float);
-        uint gemvWarps = GemvThreads / 32, convWarps = ConvThreads / 32, groups = (uint)(SsmThreads / SsmLanes(c.DState));
-        uint inBlocks = (uint)((2 * c.DInner + gemvWarps - 1) / gemvWarps), convBlocks = (uint)((c.DtRank + 2 * c.DState + convWarps - 1) / convWarps);
+        uint gemvWarps = GemvThreads / 32, xProjWarps = XProjThreads / 32, groups = (uint)(SsmThreads / SsmLanes(c.DState));
+        uint inBlocks = (uint)((2 * c.DInner + gemvWarps - 1) / gemvWarps), xProjBlocks = (uint)((c.DtRank + 2 * c.DState + xProjWarps - 1) / xProjWarps);
         uint ssmBlocks = (uint)((c.DInner + groups - 1) / groups), outBlocks = (uint)((c.DModel + gemvWarps - 1) / gemvWarps);
         var f = s.Functions;
         for (int i = 0; i < s.Layers.Length; i++)
@@ -332,13 +334,15 @@ internal sealed class CudaDecodeStep
             a.ConvIn = convIn[i]; a.ConvOut = convOut[i]; a.SsmIn = ssmIn[i]; a.SsmOut = ssmOut[i];
             a.Batch = batch;
             driver.Launch(f[0], inBlocks, 1, GemvThreads, smemModel, ref a);
-            driver.Launch(f[1], convBlocks, 1, ConvThreads, smemInner, ref a);
+            driver.Launch(f[1], xProjBlocks, 1, XProjThreads, smemInner, ref a);
             driver.Launch(f[2], ssmBlocks, 1, SsmThreads, 0, ref a);
             driver.Launch(f[3], outBlocks, 1, GemvThreads, smemInner, ref a);
         }
         var head = s.Head;
         head.Resid = resid; head.Logits = logits; head.Batch = batch;
-        driver.Launch(f[4], (uint)((_model.VocabularySize + gemvWarps - 1) / gemvWarps), 1, GemvThreads, smemModel, ref head);
+        // The head's warps stride over the vocabulary: one full wave of blocks, so each block normalises the hidden state once.
+        long headBlocks = Math.Min((_model.VocabularySize + gemvWarps - 1) / gemvWarps, (long)s.Multiprocessors * (2048 / GemvThreads));
+        driver.Launch(f[4], (uint)headBlocks, 1, GemvThreads, smemModel, ref head);
     }
 
     // Lanes per channel in decode_ssm (the kernel's G): the state size rounded up to a power of two, at most a warp.
