@@ -25,8 +25,8 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
     {
         if (!cuda.is_available()) throw new InvalidOperationException("scan-gpu needs a CUDA device (and TorchSharp's CUDA libtorch).");
         var device = CUDA;
-        var driver = CudaScanKernels.Driver.Driver ?? throw new InvalidOperationException(CudaScanKernels.Driver.Error);
-        var nvrtc = CudaScanKernels.Compiler.Compiler;
+        var driver = CudaKernels.Driver.Driver ?? throw new InvalidOperationException(CudaKernels.Driver.Error);
+        var nvrtc = CudaKernels.Compiler.Compiler;
         bool reference = !options.Args.Contains("--no-reference");
         Console.WriteLine($"## scan-gpu: {driver.DeviceName(driver.Device(0))}, CUDA driver {driver.Version / 1000}.{driver.Version % 1000 / 10}, " +
                           $"NVRTC {nvrtc?.Version.Major}.{nvrtc?.Version.Minor} ({nvrtc?.LibraryPath}), {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? ", --quick" : "")}");
@@ -131,7 +131,7 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
     {
         Console.WriteLine("| kernel | registers | local bytes | shared bytes | threads | blocks/SM |");
         Console.WriteLine("|---|---|---|---|---|---|");
-        foreach (var k in CudaScanKernels.Loaded().OrderBy(k => k.Config.ToString(), StringComparer.Ordinal))
+        foreach (var k in CudaKernels.Loaded().OrderBy(k => k.Config.ToString(), StringComparer.Ordinal))
             Console.WriteLine($"| {k.Config} | {k.Registers} | {k.LocalBytes} | {k.SharedBytes} | {k.Config.Threads} | {k.BlocksPerMultiprocessor} |");
         Console.WriteLine();
     }
@@ -171,6 +171,6 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
             }
         }
         Console.WriteLine();
-        PrintKernels(CudaScanKernels.Driver.Driver!);
+        PrintKernels(CudaKernels.Driver.Driver!);
     }
 }

@@ -13,26 +13,43 @@ public sealed class CudaScanTests
 {
     // ---- without a GPU: compilation
 
-    /// <summary>Every kernel configuration class (dtype, state-size layouts, each feature flag on and off) compiles to
-    /// PTX for compute_90 with no NVRTC diagnostic at all.</summary>
+    /// <summary>Every kernel configuration class (dtype, state-size layouts, each feature flag on and off) and every decode-step
+    /// variant (dtype, odd sizes, biases) compiles to PTX for compute_90 with no NVRTC diagnostic at all.</summary>
     [TestMethod]
     public void EveryKernelVariantCompilesToPtxWithoutDiagnostics()
     {
-        var (nvrtc, error) = CudaScanKernels.Compiler;
+        var (nvrtc, error) = CudaKernels.Compiler;
         if (nvrtc is null) Assert.Inconclusive($"NVRTC is not available, so the kernels cannot be compiled here: {error}");
-        var variants = KernelVariants().ToList();
+        var variants = KernelVariants().Select(c => ((ICudaModuleSource)c, new[] { c.EntryPoint, c.SharedMemorySymbol }))
+            .Concat(DecodeVariants().Select(c => ((ICudaModuleSource)c, DecodeKernelConfig.EntryPoints))).ToList();
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
-        Parallel.ForEach(variants, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, config =>
+        Parallel.ForEach(variants, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, variant =>
         {
+            var (source, symbols) = variant;
             try
             {
-                var ptx = System.Text.Encoding.ASCII.GetString(CudaScanKernels.Compile(nvrtc, config, "compute_90", warningsAreErrors: true));
-                if (!ptx.Contains($".entry {config.EntryPoint}(", StringComparison.Ordinal)) failures.Add($"{config}: no entry point {config.EntryPoint} in the PTX");
-                if (!ptx.Contains($"{config.SharedMemorySymbol}", StringComparison.Ordinal)) failures.Add($"{config}: no {config.SharedMemorySymbol} in the PTX");
+                var ptx = System.Text.Encoding.ASCII.GetString(CudaKernels.Compile(nvrtc, source, "compute_90", warningsAreErrors: true));
+                foreach (var symbol in symbols)
+                    if (!ptx.Contains(symbol, StringComparison.Ordinal)) failures.Add($"{source}: no {symbol} in the PTX");
+                foreach (var entry in symbols.Where(s => !s.EndsWith("_smem_bytes", StringComparison.Ordinal)))
+                    if (!ptx.Contains($".entry {entry}(", StringComparison.Ordinal)) failures.Add($"{source}: no entry point {entry} in the PTX");
             }
-            catch (NvrtcException e) { failures.Add($"{config}: {e.Message}"); }
+            catch (NvrtcException e) { failures.Add($"{source}: {e.Message}"); }
         });
         Assert.IsTrue(failures.IsEmpty, $"{failures.Count} of {variants.Count} kernel variants failed (NVRTC {nvrtc.Version}):\n{string.Join("\n", failures.Take(5))}");
+    }
+
+    /// <summary>The decode step for both dtypes: mamba-130m's sizes, odd sizes, state sizes 1 to 64, conv widths 1 to 5, biases on and off.</summary>
+    private static IEnumerable<DecodeKernelConfig> DecodeVariants()
+    {
+        foreach (bool bf16 in new[] { false, true })
+        {
+            yield return new DecodeKernelConfig(bf16, 768, 1536, 16, 48, 4, ConvBias: true, Bias: false);
+            yield return new DecodeKernelConfig(bf16, 40, 80, 7, 3, 4, ConvBias: true, Bias: true);
+            yield return new DecodeKernelConfig(bf16, 37, 111, 1, 5, 1, ConvBias: false, Bias: false);
+            yield return new DecodeKernelConfig(bf16, 72, 144, 64, 9, 5, ConvBias: false, Bias: true);
+            yield return new DecodeKernelConfig(bf16, 33, 66, 3, 1, 2, ConvBias: true, Bias: false);
+        }
     }
 
     /// <summary>Each flag of each kernel flipped from all-on and from all-off, for both dtypes and every state-size layout.</summary>

@@ -38,8 +38,8 @@ public sealed class CudaSelectiveScan : ISelectiveScan
         {
             int device = DeviceOrdinal(input.U);
             bool grad = NeedsGrad(input);
-            CudaScanKernels.Get(device, ForwardConfig(input, grad));
-            if (grad) CudaScanKernels.Get(device, BackwardConfig(input, hasLastStateGradient: input.ReturnLastState));
+            CudaKernels.Get(device, ForwardConfig(input, grad));
+            if (grad) CudaKernels.Get(device, BackwardConfig(input, hasLastStateGradient: input.ReturnLastState));
             return true;
         }
         catch (Exception e) when (e is CudaException or NvrtcException or ArgumentException)
@@ -153,7 +153,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     private static (Tensor Output, Tensor? LastState, Tensor? Saved) Forward(SelectiveScanInput input, Prepared p, bool save)
     {
         var config = ForwardConfig(input, save);
-        var kernel = CudaScanKernels.Get(DeviceOrdinal(input.U), config);
+        var kernel = CudaKernels.Get(DeviceOrdinal(input.U), config);
         long batch = input.Batch, dim = input.Channels, len = input.Length, n = input.StateSize;
         var device = input.U.device;
         var output = ScanOutputs.Empty(new[] { batch, dim, len }, input.U.dtype, device);
@@ -173,7 +173,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
 
     private static void Launch<TParams>(LoadedScanKernel kernel, long dim, long batch, ref TParams args) where TParams : unmanaged
     {
-        var driver = CudaScanKernels.Driver.Driver!;
+        var driver = CudaKernels.Driver.Driver!;
         driver.MakeCurrent(kernel.Context);
         uint blocks = (uint)((dim + kernel.Config.Shape.ChannelsPerBlock - 1) / kernel.Config.Shape.ChannelsPerBlock);
         driver.Launch(kernel.Function, blocks, (uint)batch, (uint)kernel.Config.Threads, (uint)kernel.SharedBytes, ref args);
@@ -233,7 +233,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     {
         bool hasDLast = dLast is not null && !dLast.IsInvalid;
         var config = BackwardConfig(input, hasDLast);
-        var kernel = CudaScanKernels.Get(DeviceOrdinal(input.U), config);
+        var kernel = CudaKernels.Get(DeviceOrdinal(input.U), config);
         long batch = input.Batch, dim = input.Channels, len = input.Length, n = input.StateSize;
         var device = input.U.device;
         var dtype = input.U.dtype;

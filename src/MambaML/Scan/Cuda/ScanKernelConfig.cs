@@ -39,7 +39,7 @@ internal sealed record ScanKernelShape(int StatesPerLane, int ChannelsPerBlock, 
 internal sealed record ScanKernelConfig(
     bool Backward, bool BFloat16, int StateSize, ScanKernelShape Shape, bool Vectorized,
     bool VariableB, bool VariableC, bool HasD, bool HasZ, bool HasDeltaBias, bool Softplus,
-    bool HasInitialState, int SaveEvery, bool HasLastStateGradient)
+    bool HasInitialState, int SaveEvery, bool HasLastStateGradient) : ICudaModuleSource
 {
     /// <summary>The padded state size NP·K.</summary>
     public int PaddedStates => ScanKernelShape.PaddedStateSize(StateSize);
@@ -53,6 +53,9 @@ internal sealed record ScanKernelConfig(
     public string SharedMemorySymbol => EntryPoint + "_smem_bytes";
     /// <summary>The source file in Kernels/.</summary>
     public string SourceFile => EntryPoint + ".cu";
+    /// <summary>The header both scan kernels include.</summary>
+    public IReadOnlyList<string> Headers => s_headers;
+    private static readonly string[] s_headers = { "selective_scan_common.cuh" };
 
     /// <summary>The -D definitions that configure the kernel source.</summary>
     public IReadOnlyList<string> Defines()
