@@ -86,8 +86,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
     float* const B_s = gh_s + CB * TP;      // [T][SB] (input-dependent B)
     float* const C_s = B_s + SS_VAR_B * T * SB;   // [T][SB] (input-dependent C)
     float* const ck_s = C_s + SS_VAR_C * T * SB;   // [T/S][CB][NPAD] state before each sub-chunk
-    float* const dB_s = ck_s + (T / S) * CB * NPAD;   // [S][CB][NPAD] (input-dependent B)
-    float* const dC_s = dB_s + SS_VAR_B * S * CB * NPAD;   // [S][CB][NPAD] (input-dependent C)
+#if SS_VAR_B
+    float* const dB_s = ck_s + (T / S) * CB * NPAD;   // [S][CB][NPAD]
+#endif
+#if SS_VAR_C
+    float* const dC_s = ck_s + (T / S + SS_VAR_B * S) * CB * NPAD;   // [S][CB][NPAD]
+#endif
 
     const int tid = threadIdx.x, c = tid / K, j = tid % K;
     const long long b = blockIdx.y, d0 = (long long)blockIdx.x * CB, d = d0 + c;
