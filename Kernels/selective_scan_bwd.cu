@@ -26,7 +26,7 @@ using namespace ss;
 
 static_assert(Q == 1, "the backward kernel runs one channel per thread");
 constexpr int S = SS_S;
-static_assert(S % G == 0 && T % S == 0, "S must be a multiple of 4 dividing T");
+static_assert(S % G == 0 && T % S == 0, "S must be a multiple of G dividing T");
 
 struct BwdParams {
     const in_t* u;              // (batch, dim, len)

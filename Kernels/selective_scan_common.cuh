@@ -14,7 +14,7 @@
 
 #if !defined(SS_BF16) || !defined(SS_N) || !defined(SS_NP) || !defined(SS_K) || !defined(SS_CB) || !defined(SS_T) || \
     !defined(SS_VEC) || !defined(SS_VAR_B) || !defined(SS_VAR_C) || !defined(SS_HAS_D) || !defined(SS_HAS_Z) ||        \
-    !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS) || !defined(SS_Q)
+    !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS) || !defined(SS_Q) || !defined(SS_G)
 #error "The selective-scan kernels are configured by the host with -D definitions (see CudaScanKernels.cs)."
 #endif
 
@@ -34,7 +34,7 @@ constexpr int CB = SS_CB;           // channels per block
 constexpr int T = SS_T;             // time steps per chunk
 constexpr int Q = SS_Q;             // channels per thread
 constexpr int THREADS = CB * K / Q;
-constexpr int G = 4;                // time steps per lane-reduction group
+constexpr int G = SS_G;             // time steps per lane-reduction group (4 or 8)
 constexpr int TP = T + 4;           // row stride of [channel][step] arrays: neighbouring channels start on different banks
 constexpr int SB = NPAD < 4 ? 4 : NPAD + 4;   // row stride of [step][state] arrays
 constexpr int V = SS_VEC ? 16 / (int)sizeof(in_t) : 1;   // elements per global access (16 bytes when aligned)
@@ -46,7 +46,8 @@ static_assert(K >= 1 && K <= 32 && (K & (K - 1)) == 0, "K must be a power of two
 static_assert(NP == 1 || NP == 2 || NP % 4 == 0, "NP must be 1, 2 or a multiple of 4");
 static_assert(Q >= 1 && CB % Q == 0, "Q must divide CB");
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "a block must be whole warps");
-static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of 4 and of V");
+static_assert(G == 4 || G == 8, "G must be 4 or 8");
+static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of G and of V");
 
 // ---- element conversion
 

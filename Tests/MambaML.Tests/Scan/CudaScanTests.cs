@@ -102,20 +102,34 @@ public sealed class CudaScanTests
     public void CandidateLayoutsMatchReference()
     {
         var device = Cuda();
+        ScanCase[] Cases() => new ScanCase[]
+        {
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 212, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, Device = device },
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 216, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = ScalarType.BFloat16, Device = device },
+            new() { Batch = 1, Channels = 70, StateSize = 13, Length = 135, VariableB = false, VariableC = true, HasD = true, HasZ = false, HasDeltaBias = false, Softplus = true, HasInitialState = false, Device = device },
+        };
+        // Compile every layout's kernels side by side first (a fresh machine has no kernel cache).
+        var configs = new List<ScanKernelConfig>();
+        foreach (var (_, fwd, bwd) in ScanKernelShape.Candidates)
+            foreach (var c in Cases())
+                using (c)
+                using (NewDisposeScope())
+                {
+                    configs.AddRange(CudaSelectiveScan.TrainingConfigs(c.MakeInput(0), (fwd, bwd)));
+                }
+        Parallel.ForEach(configs.Distinct(), config => CudaScanKernels.Get(0, config));
         try
         {
             foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)
             {
                 CudaSelectiveScan.ShapeOverride = (fwd, bwd);
                 Console.WriteLine($"layout {name}");
-                using var c1 = new ScanCase { Batch = 2, Channels = 133, StateSize = 16, Length = 212, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, Device = device };
-                using var c2 = new ScanCase { Batch = 2, Channels = 133, StateSize = 16, Length = 216, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = ScalarType.BFloat16, Device = device };
-                using var c3 = new ScanCase { Batch = 1, Channels = 70, StateSize = 13, Length = 135, VariableB = false, VariableC = true, HasD = true, HasZ = false, HasDeltaBias = false, Softplus = true, HasInitialState = false, Device = device };
-                foreach (var c in new[] { c1, c2, c3 })
-                {
-                    Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(0), out var reason), $"{name}, {c}: {reason}");
-                    AssertMatches(c, seed: 7, c.DType == ScalarType.Float32 ? 1e-4 : 3e-2);
-                }
+                foreach (var c in Cases())
+                    using (c)
+                    {
+                        Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(0), out var reason), $"{name}, {c}: {reason}");
+                        AssertMatches(c, seed: 7, c.DType == ScalarType.Float32 ? 1e-4 : 3e-2);
+                    }
             }
         }
         finally { CudaSelectiveScan.ShapeOverride = null; }
