@@ -11,17 +11,17 @@ internal sealed record ScanKernelShape(int StatesPerLane, int ChannelsPerBlock, 
 {
     /// <summary>The layout the library uses for <paramref name="recurrences"/> = batch × channels independent recurrences of
     /// <paramref name="stateSize"/> states on a GPU with <paramref name="multiprocessors"/> SMs.</summary>
-    /// <remarks>At 16 states, chosen by measurement on an H100 (BENCHMARKS.md, scan-gpu --layouts): with at least 64
-    /// recurrences per SM (e.g. 8 × 2048), 4 states per lane and 8-step reduction groups in 128-thread blocks of 32 channels
-    /// forward; with fewer (e.g. 1 × 5120), 2 states per lane (more lanes, more parallelism) in 64-thread blocks of 8 channels,
-    /// whose 4.8 blocks per SM spread more evenly over the SMs than 2.4 blocks of 16 channels. Other state sizes keep the
-    /// earlier layout (2 states per lane up to 32 states), which was not re-measured.</remarks>
+    /// <remarks>At 16 states, chosen by measurement on an H100 (BENCHMARKS.md, scan-gpu --layouts). With at least 64
+    /// recurrences per SM (e.g. 8 × 2048): forward with 4 states per lane and 8-step reduction groups in 128-thread blocks of
+    /// 32 channels; backward as before. With fewer (e.g. 1 × 5120): 2 states per lane (more lanes, more parallelism) and
+    /// 8-step groups in 64-thread blocks of 8 channels for both kernels, whose 4.8 blocks per SM spread more evenly over the
+    /// SMs than 2.4 blocks of 16 channels. Other state sizes keep the earlier layout, which was not re-measured.</remarks>
     public static (ScanKernelShape Forward, ScanKernelShape Backward) Default(long stateSize, long recurrences, int multiprocessors)
     {
         int padded = PaddedStateSize(stateSize);
         if (padded == 16)
             return recurrences >= 64L * multiprocessors
-                ? (new ScanKernelShape(4, 32, 32, 0, 1, 8), new ScanKernelShape(2, 16, 64, 8, 1, 8))
+                ? (new ScanKernelShape(4, 32, 32, 0, 1, 8), new ScanKernelShape(2, 16, 64, 8))
                 : (new ScanKernelShape(2, 8, 64, 0, 1, 8), new ScanKernelShape(2, 8, 64, 8, 1, 8));
         int np = padded <= 2 ? padded : padded <= 32 ? 2 : padded <= 128 ? 4 : 8;
         int k = padded / np;
@@ -33,10 +33,9 @@ internal sealed record ScanKernelShape(int StatesPerLane, int ChannelsPerBlock, 
     public static IReadOnlyList<(string Name, ScanKernelShape Forward, ScanKernelShape Backward)> Candidates { get; } = new (string, ScanKernelShape, ScanKernelShape)[]
     {
         ("previous default NP2 K8 CB16 T64 / S8", new(2, 16, 64, 0), new(2, 16, 64, 8)),
-        ("default, many recurrences", new(4, 32, 32, 0, 1, 8), new(2, 16, 64, 8, 1, 8)),
         ("default, few recurrences", new(2, 8, 64, 0, 1, 8), new(2, 8, 64, 8, 1, 8)),
         ("fwd NP4 K4 CB32 T32", new(4, 32, 32, 0), new(2, 16, 64, 8)),
-        ("fwd NP4 K4 CB32 T32 G8", new(4, 32, 32, 0, 1, 8), new(2, 16, 64, 8)),
+        ("fwd NP4 K4 CB32 T32 G8", new(4, 32, 32, 0, 1, 8), new(2, 16, 64, 8)),   // the default for many recurrences
         ("fwd NP4 K4 CB16 T32", new(4, 16, 32, 0), new(2, 16, 64, 8)),
         ("fwd NP2 K8 CB32 T32 Q2 G8", new(2, 32, 32, 0, 2, 8), new(2, 16, 64, 8)),
         ("fwd NP2 K8 CB32 T64 Q2", new(2, 32, 64, 0, 2), new(2, 16, 64, 8)),
