@@ -136,20 +136,9 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
         Console.WriteLine();
     }
 
-    /// <summary>Fused-kernel times for alternative layouts (states per lane, channels per block, chunk, sub-chunk).</summary>
+    /// <summary>Fused-kernel times for the candidate layouts (states per lane, channels per block, chunk, sub-chunk, channels per thread).</summary>
     private static void CompareLayouts(Device device, bool quick)
     {
-        var layouts = new (string Name, ScanKernelShape Fwd, ScanKernelShape Bwd)[]
-        {
-            ("default NP2 CB16 T64 / S8", new(2, 16, 64, 0), new(2, 16, 64, 8)),
-            ("NP4 CB32 (4 lanes/channel)", new(4, 32, 64, 0), new(4, 32, 64, 8)),
-            ("NP1 CB8 (16 lanes/channel)", new(1, 8, 64, 0), new(1, 8, 64, 8)),
-            ("NP2 CB32 (256 threads)", new(2, 32, 64, 0), new(2, 32, 64, 8)),
-            ("NP2 T32", new(2, 16, 32, 0), new(2, 16, 32, 8)),
-            ("NP2 T128", new(2, 16, 128, 0), new(2, 16, 128, 8)),
-            ("NP2 bwd S16", new(2, 16, 64, 0), new(2, 16, 64, 16)),
-            ("NP2 bwd CB8", new(2, 16, 64, 0), new(2, 8, 64, 8)),
-        };
         Console.WriteLine("| layout | (B, D, N, L) | dtype | fwd ms | fwd+bwd ms |");
         Console.WriteLine("|---|---|---|---|---|");
         foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
@@ -157,7 +146,7 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
         {
             using var scope = NewDisposeScope();
             var input = MakeInput(shape, dtype, device, seed: 1);
-            foreach (var (name, fwd, bwd) in layouts)
+            foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)
             {
                 CudaSelectiveScan.ShapeOverride = (fwd, bwd);
                 try

@@ -68,13 +68,18 @@ public sealed class CudaScanTests
             }
             ScanKernelConfig Make(int n, ScanKernelShape shape, bool[] f) => new(backward, bf16, n, shape, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
                 !backward && f[7], !backward && f[8] ? shape.Chunk : 0, backward && f[7]);
-            ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n); return backward ? bwd : fwd; }
-            foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
-            foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
-            // other layouts at N = 16 (the benchmark compares some)
-            if (!bf16)
-                foreach (var (np, cb, t, sub) in new[] { (1, 8, 64, 8), (4, 32, 64, 8), (8, 32, 64, 4), (2, 32, 32, 4), (2, 8, 128, 16) })
-                    yield return Make(16, new ScanKernelShape(np, cb, t, backward ? sub : 0), flagSets[0]);
+            // the defaults for many and for few recurrences (the layout depends on batch × channels against the SM count)
+            foreach (long recurrences in new long[] { 16384, 1024 })
+            {
+                ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n, recurrences, 132); return backward ? bwd : fwd; }
+                foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
+                foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
+            }
+            // the layouts the benchmark compares, and a few more, at N = 16
+            var others = ScanKernelShape.Candidates.Select(c => backward ? c.Backward : c.Forward)
+                .Concat(new ScanKernelShape[] { new(1, 8, 64, 8), new(4, 32, 64, 8), new(8, 32, 64, 4), new(2, 32, 32, 4), new(2, 8, 128, 16) })
+                .Where(s => !backward || s.ChannelsPerThread == 1).Distinct();
+            foreach (var shape in others) yield return Make(16, backward ? shape : shape with { SubChunk = 0 }, flagSets[0]);
         }
     }
 
@@ -107,6 +112,45 @@ public sealed class CudaScanTests
     /// <summary>As <see cref="MatchesReferenceFp32"/> with bfloat16 inputs, within 3e-2.</summary>
     [TestMethod, TestCategory("Gpu")]
     public void MatchesReferenceBf16() => MatchesReference(ScalarType.BFloat16, 3e-2, cases: 16);
+
+    /// <summary>Every candidate layout (ScanKernelShape.Candidates) matches the reference on odd shapes (fp32 and bf16, all
+    /// features, 16-byte accesses; fixed B, 13 states, odd length), outputs and all gradients.</summary>
+    [TestMethod, TestCategory("Gpu")]
+    public void CandidateLayoutsMatchReference()
+    {
+        var device = Cuda();
+        ScanCase[] Cases() => new ScanCase[]
+        {
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 212, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, Device = device },
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 216, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = ScalarType.BFloat16, Device = device },
+            new() { Batch = 1, Channels = 70, StateSize = 13, Length = 135, VariableB = false, VariableC = true, HasD = true, HasZ = false, HasDeltaBias = false, Softplus = true, HasInitialState = false, Device = device },
+        };
+        // Compile every layout's kernels side by side first (a fresh machine has no kernel cache).
+        var configs = new List<ScanKernelConfig>();
+        foreach (var (_, fwd, bwd) in ScanKernelShape.Candidates)
+            foreach (var c in Cases())
+                using (c)
+                using (NewDisposeScope())
+                {
+                    configs.AddRange(CudaSelectiveScan.TrainingConfigs(c.MakeInput(0), (fwd, bwd)));
+                }
+        Parallel.ForEach(configs.Distinct(), config => CudaScanKernels.Get(0, config));
+        try
+        {
+            foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)
+            {
+                CudaSelectiveScan.ShapeOverride = (fwd, bwd);
+                Console.WriteLine($"layout {name}");
+                foreach (var c in Cases())
+                    using (c)
+                    {
+                        Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(0), out var reason), $"{name}, {c}: {reason}");
+                        AssertMatches(c, seed: 7, c.DType == ScalarType.Float32 ? 1e-4 : 3e-2);
+                    }
+            }
+        }
+        finally { CudaSelectiveScan.ShapeOverride = null; }
+    }
 
     private static void MatchesReference(ScalarType dtype, double tolerance, int cases)
     {

@@ -33,7 +33,7 @@ internal static class CudaKernels
     private static readonly Lazy<(Nvrtc? Compiler, string? Error)> s_nvrtc = new(() => Try(Nvrtc.Load));
     private static readonly ConcurrentDictionary<(int Device, ICudaModuleSource Source), Lazy<LoadedModule>> s_modules = new();
     private static readonly ConcurrentDictionary<(int Device, ScanKernelConfig Config), Lazy<LoadedScanKernel>> s_loaded = new();
-    private static readonly ConcurrentDictionary<int, (IntPtr Context, int Arch, int SharedOptin)> s_devices = new();
+    private static readonly ConcurrentDictionary<int, (IntPtr Context, int Arch, int SharedOptin, int Multiprocessors)> s_devices = new();
 
     /// <summary>The CUDA driver, or null with the reason it could not be loaded.</summary>
     public static (CudaDriver? Driver, string? Error) Driver => s_driver.Value;
@@ -77,12 +77,7 @@ internal static class CudaKernels
     {
         var driver = Driver.Driver ?? throw new CudaException(Driver.Error!);
         var nvrtc = Compiler.Compiler ?? throw new NvrtcException(Compiler.Error!);
-        var (context, arch, sharedOptin) = s_devices.GetOrAdd(ordinal, o =>
-        {
-            int dev = driver.Device(o);
-            int cc = driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMajor) * 10 + driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMinor);
-            return (driver.PrimaryContext(dev), cc, driver.DeviceAttribute(dev, CudaDriver.AttrMaxSharedPerBlockOptin));
-        });
+        var (context, arch, sharedOptin, _) = DeviceInfo(driver, ordinal);
         driver.MakeCurrent(context);
         // Exact machine code when this NVRTC knows the GPU; otherwise PTX for the newest architecture it knows, which the driver compiles.
         string target = nvrtc.SupportedArchitectures.Contains(arch) ? $"sm_{arch}"
@@ -104,6 +99,19 @@ internal static class CudaKernels
             driver.FunctionAttribute(function, CudaDriver.FuncAttrNumRegs), driver.FunctionAttribute(function, CudaDriver.FuncAttrLocalSizeBytes),
             driver.ActiveBlocksPerMultiprocessor(function, config.Threads, shared));
     }
+
+    /// <summary>The number of SMs of CUDA device <paramref name="ordinal"/>.</summary>
+    /// <exception cref="CudaException">The driver could not be loaded.</exception>
+    public static int Multiprocessors(int ordinal) => DeviceInfo(Driver.Driver ?? throw new CudaException(Driver.Error!), ordinal).Multiprocessors;
+
+    private static (IntPtr Context, int Arch, int SharedOptin, int Multiprocessors) DeviceInfo(CudaDriver driver, int ordinal) =>
+        s_devices.GetOrAdd(ordinal, o =>
+        {
+            int dev = driver.Device(o);
+            int cc = driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMajor) * 10 + driver.DeviceAttribute(dev, CudaDriver.AttrComputeCapabilityMinor);
+            return (driver.PrimaryContext(dev), cc, driver.DeviceAttribute(dev, CudaDriver.AttrMaxSharedPerBlockOptin),
+                driver.DeviceAttribute(dev, CudaDriver.AttrMultiprocessorCount));
+        });
 
     // Binaries are cached under the user's cache folder, keyed by the sources, the options, the target and NVRTC's version.
     private static byte[] CachedCompile(Nvrtc nvrtc, ICudaModuleSource source, string target)
