@@ -1,7 +1,7 @@
 // Shared pieces of the selective-scan kernels (selective_scan_fwd.cu, selective_scan_bwd.cu).
 //
 // The kernels are compiled at run time by NVRTC, one binary per configuration: every shape parameter and feature flag
-// below is a compile-time constant set with -D by the host (src/MambaML/Scan/Cuda/CudaScanKernels.cs), so loops over
+// below is a compile-time constant set with -D by the host (src/MambaML/Scan/Cuda/ScanKernelConfig.cs), so loops over
 // states and time steps unroll and absent features cost nothing. No CUDA headers are needed (NVRTC has no toolkit here).
 //
 // Work layout, both kernels: one thread block per (batch b, CB consecutive channels); each channel is owned by K
@@ -15,7 +15,7 @@
 #if !defined(SS_BF16) || !defined(SS_N) || !defined(SS_NP) || !defined(SS_K) || !defined(SS_CB) || !defined(SS_T) || \
     !defined(SS_VEC) || !defined(SS_VAR_B) || !defined(SS_VAR_C) || !defined(SS_HAS_D) || !defined(SS_HAS_Z) ||        \
     !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS) || !defined(SS_Q) || !defined(SS_G)
-#error "The selective-scan kernels are configured by the host with -D definitions (see CudaScanKernels.cs)."
+#error "The selective-scan kernels are configured by the host with -D definitions (see ScanKernelConfig.cs)."
 #endif
 
 namespace ss {

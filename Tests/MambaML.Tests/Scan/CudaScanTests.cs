@@ -134,7 +134,7 @@ public sealed class CudaScanTests
                 {
                     configs.AddRange(CudaSelectiveScan.TrainingConfigs(c.MakeInput(0), (fwd, bwd)));
                 }
-        Parallel.ForEach(configs.Distinct(), config => CudaScanKernels.Get(0, config));
+        Parallel.ForEach(configs.Distinct(), config => CudaKernels.Get(0, config));
         try
         {
             foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)

@@ -88,7 +88,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     private static (ScanKernelShape Forward, ScanKernelShape Backward) Shapes(SelectiveScanInput input, (ScanKernelShape, ScanKernelShape)? layout = null)
     {
         var (fwd, bwd) = layout ?? ShapeOverride ?? ScanKernelShape.Default(input.StateSize, input.Batch * input.Channels,
-            CudaScanKernels.Multiprocessors(DeviceOrdinal(input.U)));
+            CudaKernels.Multiprocessors(DeviceOrdinal(input.U)));
         fwd.Validate(input.StateSize, backward: false);
         bwd.Validate(input.StateSize, backward: true);
         if (bwd.Chunk % fwd.Chunk != 0) throw new ArgumentException($"The forward chunk {fwd.Chunk} must divide the backward chunk {bwd.Chunk}.");
