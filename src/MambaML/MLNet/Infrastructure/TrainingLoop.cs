@@ -36,8 +36,12 @@ internal sealed class TrainingLoop
     /// <param name="valid">Optional validation data and its reader.</param>
     /// <param name="batchLoss">Mean loss of a batch (builds the tensors, runs the network).</param>
     /// <param name="seed">Shuffling seed.</param>
+    /// <param name="validateStart">
+    /// Also validate the network as it is before the first epoch and keep it if no epoch beats it (for a network that starts
+    /// from a fitted solution rather than at random); needs a validation set to have an effect.
+    /// </param>
     public void Run(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed)
+                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, bool validateStart = false)
     {
         long rows = CountRows(train, trainReader);
         if (rows == 0)
@@ -47,7 +51,7 @@ internal sealed class TrainingLoop
         if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
         try
         {
-            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows);
+            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows, validateStart);
         }
         finally
         {
@@ -56,7 +60,7 @@ internal sealed class TrainingLoop
     }
 
     private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows)
+                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, bool validateStart)
     {
         int batchSize = _options.BatchSize;
         long stepsPerEpoch = (rows + batchSize - 1) / batchSize;
@@ -77,6 +81,12 @@ internal sealed class TrainingLoop
         double learningRate = _options.LearningRate;
         try
         {
+            if (validateStart && valid is { } start)
+            {
+                bestValidation = Evaluate(network, start.Data, start.Reader, batchLoss);
+                best = Snapshot(network);
+                channel.Info(MessageSensitivity.None, $"{_trainerName}: before training: validation loss {bestValidation:G5}");
+            }
             for (int epoch = 1; epoch <= _options.NumberOfEpochs; epoch++)
             {
                 network.train();
