@@ -24,8 +24,9 @@
 
 using namespace ss;
 
+static_assert(Q == 1, "the backward kernel runs one channel per thread");
 constexpr int S = SS_S;
-static_assert(S % G == 0 && T % S == 0, "S must be a multiple of 4 dividing T");
+static_assert(S % G == 0 && T % S == 0, "S must be a multiple of G dividing T");
 
 struct BwdParams {
     const in_t* u;              // (batch, dim, len)
@@ -82,24 +83,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
     float* const dy_s = u_s + CB * TP;      // [CB][TP] dy
     float* const gb_s = dy_s + CB * TP;     // [CB][TP] y (pass F), then sum_n g B (pass R)
     float* const gh_s = gb_s + CB * TP;     // [CB][TP] sum_n g a h_{t-1} A
-    float* next = gh_s + CB * TP;
+    float* const B_s = gh_s + CB * TP;      // [T][SB] (input-dependent B)
+    float* const C_s = B_s + SS_VAR_B * T * SB;   // [T][SB] (input-dependent C)
+    float* const ck_s = C_s + SS_VAR_C * T * SB;   // [T/S][CB][NPAD] state before each sub-chunk
 #if SS_VAR_B
-    float* const B_s = next;                // [T][SB]
-    next += T * SB;
+    float* const dB_s = ck_s + (T / S) * CB * NPAD;   // [S][CB][NPAD]
 #endif
 #if SS_VAR_C
-    float* const C_s = next;                // [T][SB]
-    next += T * SB;
-#endif
-    float* const ck_s = next;               // [T/S][CB][NPAD] state before each sub-chunk
-    next += (T / S) * CB * NPAD;
-#if SS_VAR_B
-    float* const dB_s = next;               // [S][CB][NPAD]
-    next += S * CB * NPAD;
-#endif
-#if SS_VAR_C
-    float* const dC_s = next;               // [S][CB][NPAD]
-    next += S * CB * NPAD;
+    float* const dC_s = ck_s + (T / S + SS_VAR_B * S) * CB * NPAD;   // [S][CB][NPAD]
 #endif
 
     const int tid = threadIdx.x, c = tid / K, j = tid % K;
@@ -108,27 +99,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
     const bool dvalid = d < dim;
     const long long row = b * dim + d;
 
-#if SS_VAR_B || SS_VAR_C
-    if constexpr (NPAD > N) {
-        constexpr int PADS = NPAD > N ? NPAD - N : 1;
-        for (int e = tid; e < T * PADS; e += THREADS) {
-            const int t = e / PADS, n = N + e % PADS;
-#if SS_VAR_B
-            B_s[t * SB + n] = 0.f;
-#endif
-#if SS_VAR_C
-            C_s[t * SB + n] = 0.f;
-#endif
-        }
-    }
-#endif
+    zero_state_padding(B_s, C_s);
 
-    float A2[NP], An[NP], gc[NP], dA[NP];
+    float A2[NP], An[NP], gc[NP], dA[NP], Bf[NP], Cf[NP];
 #if !SS_VAR_B
-    float Bf[NP], dBf[NP];
+    float dBf[NP];
 #endif
 #if !SS_VAR_C
-    float Cf[NP], dCf[NP];
+    float dCf[NP];
 #endif
 #pragma unroll
     for (int k = 0; k < NP; ++k) {
@@ -142,12 +120,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #else
         gc[k] = 0.f;
 #endif
+        Bf[k] = !SS_VAR_B && valid ? static_cast<const float*>(p.B)[d * N + n] : 0.f;
+        Cf[k] = !SS_VAR_C && valid ? static_cast<const float*>(p.C)[d * N + n] : 0.f;
 #if !SS_VAR_B
-        Bf[k] = valid ? static_cast<const float*>(p.B)[d * N + n] : 0.f;
         dBf[k] = 0.f;
 #endif
 #if !SS_VAR_C
-        Cf[k] = valid ? static_cast<const float*>(p.C)[d * N + n] : 0.f;
         dCf[k] = 0.f;
 #endif
     }
@@ -157,22 +135,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 
     // The next chunk's (the previous in time) inputs are loaded into registers while this one is processed.
     const long long nchunks = (len + T - 1) / T;
-    RawVec u_next[ROW_ITERS], x_next[ROW_ITERS];
-    load_rows(p.u, b, dim, len, d0, (nchunks - 1) * T, u_next);
-    load_rows(p.delta, b, dim, len, d0, (nchunks - 1) * T, x_next);
-#if SS_VAR_B
-    RawVec B_next[BC_ITERS];
-    load_state_rows(static_cast<const in_t*>(p.B), b, len, (nchunks - 1) * T, B_next);
-#endif
-#if SS_VAR_C
-    RawVec C_next[BC_ITERS];
-    load_state_rows(static_cast<const in_t*>(p.C), b, len, (nchunks - 1) * T, C_next);
-#endif
-#if SS_HAS_BIAS
+    ChunkInputs next;
+    next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, (nchunks - 1) * T);
     float bias[ROW_ITERS];
-#pragma unroll
-    for (int r = 0; r < ROW_ITERS; ++r) bias[r] = d0 + row_channel(tid + r * THREADS) < dim ? p.delta_bias[d0 + row_channel(tid + r * THREADS)] : 0.f;
-#endif
+    load_row_bias(p.delta_bias, dim, d0, bias);
 
     for (long long chunk = nchunks - 1; chunk >= 0; --chunk) {
         const long long t0 = chunk * T;
@@ -180,48 +146,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
         __syncthreads();
 
         // Stage delta', u per (channel, step) and B, C per (step, state); start loading dout, z and the next chunk.
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
-            const int cc = row_channel(e), tt = row_step(e);
-            float uv[V], xv[V];
-            unpack(u_next[r], uv);
-            unpack(x_next[r], xv);
-#pragma unroll
-            for (int i = 0; i < V; ++i) {
-#if SS_HAS_BIAS
-                xv[i] += bias[r];
-#endif
-#if SS_SOFTPLUS
-                xv[i] = softplus(xv[i]);
-#endif
-            }
-            sts(dt_s + cc * TP + tt, xv);
-            sts(u_s + cc * TP + tt, uv);
-        }
-#if SS_VAR_B
-        stage_state_rows(B_s, B_next);
-#endif
-#if SS_VAR_C
-        stage_state_rows(C_s, C_next);
-#endif
+        stage_chunk<false, true>(next, bias, dt_s, nullptr, u_s, B_s, C_s);
         RawVec dout_cur[ROW_ITERS];
         load_rows(p.dout, b, dim, len, d0, t0, dout_cur);
 #if SS_HAS_Z
         RawVec z_cur[ROW_ITERS];
         load_rows(p.z, b, dim, len, d0, t0, z_cur);
 #endif
-        if (chunk > 0) {
-            load_rows(p.u, b, dim, len, d0, t0 - T, u_next);
-            load_rows(p.delta, b, dim, len, d0, t0 - T, x_next);
-#if SS_VAR_B
-            load_state_rows(static_cast<const in_t*>(p.B), b, len, t0 - T, B_next);
-#endif
-#if SS_VAR_C
-            load_state_rows(static_cast<const in_t*>(p.C), b, len, t0 - T, C_next);
-#endif
-        }
+        if (chunk > 0) next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, t0 - T);
         __syncthreads();
 
         // (F) Re-run the chunk from its saved start state: record the state every S steps; y for dz.
@@ -246,23 +178,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #endif
                         if (decltype(whole)::value || tg + i < clen) {
                             float Bv[NP];
-#if SS_VAR_B
-                            lds(B_s + (tg + i) * SB + j * NP, Bv);
-#else
-#pragma unroll
-                            for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
-#endif
+                            step_states<SS_VAR_B>(B_s, tg + i, j, Bf, Bv);
                             const float dtu = dtg[i] * ug[i];
 #pragma unroll
                             for (int k = 0; k < NP; ++k) h[k] = fmaf(fast_exp2(dtg[i] * A2[k]), h[k], dtu * Bv[k]);
 #if SS_HAS_Z
                             float Cv[NP];
-#if SS_VAR_C
-                            lds(C_s + (tg + i) * SB + j * NP, Cv);
-#else
-#pragma unroll
-                            for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
-#endif
+                            step_states<SS_VAR_C>(C_s, tg + i, j, Cf, Cv);
 #pragma unroll
                             for (int k = 0; k < NP; ++k) yv[i] = fmaf(h[k], Cv[k], yv[i]);
 #endif
@@ -329,12 +251,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
                     for (int k = 0; k < NP; ++k) hp[i][k] = h[k];
                     if (decltype(whole)::value || t < clen) {
                         float Bv[NP];
-#if SS_VAR_B
-                        lds(B_s + t * SB + j * NP, Bv);
-#else
-#pragma unroll
-                        for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
-#endif
+                        step_states<SS_VAR_B>(B_s, t, j, Bf, Bv);
                         const float dt = dt_s[c * TP + t], dtu = dt * u_s[c * TP + t];
 #pragma unroll
                         for (int k = 0; k < NP; ++k) {
@@ -356,18 +273,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
                         ghv[ii] = 0.f;
                         if (decltype(whole)::value || t < clen) {
                             float Bv[NP], Cv[NP];
-#if SS_VAR_B
-                            lds(B_s + t * SB + j * NP, Bv);
-#else
-#pragma unroll
-                            for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
-#endif
-#if SS_VAR_C
-                            lds(C_s + t * SB + j * NP, Cv);
-#else
-#pragma unroll
-                            for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
-#endif
+                            step_states<SS_VAR_B>(B_s, t, j, Bf, Bv);
+                            step_states<SS_VAR_C>(C_s, t, j, Cf, Cv);
                             const float dt = dt_s[c * TP + t], dy = dy_s[c * TP + t];
                             const float dtu = dt * u_s[c * TP + t];
                             float dBv[NP], dCv[NP];
@@ -460,7 +367,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
         for (int r = 0; r < ROW_ITERS; ++r) {
             const int e = tid + r * THREADS;
             if (e >= ROW_VECS) break;
-            const int cc = e / (T / V), tt = (e % (T / V)) * V;
+            const int cc = row_channel(e), tt = row_step(e);
             const long long dd = d0 + cc;
             if (dd >= dim || t0 + tt >= len) continue;
             const long long off = (b * dim + dd) * len + t0 + tt;

@@ -1,20 +1,21 @@
 // Shared pieces of the selective-scan kernels (selective_scan_fwd.cu, selective_scan_bwd.cu).
 //
 // The kernels are compiled at run time by NVRTC, one binary per configuration: every shape parameter and feature flag
-// below is a compile-time constant set with -D by the host (src/MambaML/Scan/Cuda/CudaScanKernels.cs), so loops over
+// below is a compile-time constant set with -D by the host (src/MambaML/Scan/Cuda/ScanKernelConfig.cs), so loops over
 // states and time steps unroll and absent features cost nothing. No CUDA headers are needed (NVRTC has no toolkit here).
 //
 // Work layout, both kernels: one thread block per (batch b, CB consecutive channels); each channel is owned by K
 // consecutive lanes, each lane holding NP of the NPAD = K*NP (>= N) state entries in registers and walking time
-// sequentially. The sequence is processed in chunks of T steps staged in shared memory. The sum over states (y = C.h)
+// sequentially. In the forward kernel a thread may own the same lane of Q channels (SS_Q; the backward kernel needs
+// Q = 1), so the per-step B_t, C_t loads from shared memory serve Q channels. The sequence is processed in chunks of T steps staged in shared memory. The sum over states (y = C.h)
 // and other per-(channel, step) sums are reduced across the K lanes by a transposing butterfly, so each shuffle carries
 // useful data. Padded states (n >= N) have A = B = C = 0 and stay exactly zero.
 #pragma once
 
 #if !defined(SS_BF16) || !defined(SS_N) || !defined(SS_NP) || !defined(SS_K) || !defined(SS_CB) || !defined(SS_T) || \
     !defined(SS_VEC) || !defined(SS_VAR_B) || !defined(SS_VAR_C) || !defined(SS_HAS_D) || !defined(SS_HAS_Z) ||        \
-    !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS)
-#error "The selective-scan kernels are configured by the host with -D definitions (see CudaScanKernels.cs)."
+    !defined(SS_HAS_BIAS) || !defined(SS_SOFTPLUS) || !defined(SS_Q) || !defined(SS_G)
+#error "The selective-scan kernels are configured by the host with -D definitions (see ScanKernelConfig.cs)."
 #endif
 
 namespace ss {
@@ -31,8 +32,9 @@ constexpr int K = SS_K;             // lanes per channel
 constexpr int NPAD = NP * K;        // padded state size
 constexpr int CB = SS_CB;           // channels per block
 constexpr int T = SS_T;             // time steps per chunk
-constexpr int THREADS = CB * K;
-constexpr int G = 4;                // time steps per lane-reduction group
+constexpr int Q = SS_Q;             // channels per thread
+constexpr int THREADS = CB * K / Q;
+constexpr int G = SS_G;             // time steps per lane-reduction group (4 or 8)
 constexpr int TP = T + 4;           // row stride of [channel][step] arrays: neighbouring channels start on different banks
 constexpr int SB = NPAD < 4 ? 4 : NPAD + 4;   // row stride of [step][state] arrays
 constexpr int V = SS_VEC ? 16 / (int)sizeof(in_t) : 1;   // elements per global access (16 bytes when aligned)
@@ -42,8 +44,10 @@ constexpr unsigned FULL_MASK = 0xffffffffu;
 static_assert(NPAD >= N, "NP*K must cover the N states");
 static_assert(K >= 1 && K <= 32 && (K & (K - 1)) == 0, "K must be a power of two <= 32");
 static_assert(NP == 1 || NP == 2 || NP % 4 == 0, "NP must be 1, 2 or a multiple of 4");
+static_assert(Q >= 1 && CB % Q == 0, "Q must divide CB");
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "a block must be whole warps");
-static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of 4 and of V");
+static_assert(G == 4 || G == 8, "G must be 4 or 8");
+static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of G and of V");
 
 // ---- element conversion
 
@@ -179,6 +183,57 @@ __device__ __forceinline__ void stage_state_rows(float* dst, const RawVec (&in)[
     }
 }
 
+// Thread tid's q-th channel in the block. The channels of one thread are CB/Q apart, so the lane groups of a warp read
+// neighbouring [channel][step] rows, which start on different banks.
+__device__ __forceinline__ int thread_channel(int tid, int q) { return tid / K + q * (CB / Q); }
+
+// delta_bias for the channels of this thread's rows (zeros without a bias).
+__device__ __forceinline__ void load_row_bias(const float* delta_bias, long long dim, long long d0, float (&bias)[ROW_ITERS])
+{
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) {
+        const long long dd = d0 + row_channel(threadIdx.x + r * THREADS);
+        bias[r] = SS_HAS_BIAS && dd < dim ? delta_bias[dd] : 0.f;
+    }
+}
+
+// One chunk's u, delta and input-dependent B, C, loaded into registers while the previous chunk is processed.
+struct ChunkInputs {
+    RawVec u[ROW_ITERS], x[ROW_ITERS];
+#if SS_VAR_B
+    RawVec B[BC_ITERS];
+#endif
+#if SS_VAR_C
+    RawVec C[BC_ITERS];
+#endif
+
+    __device__ __forceinline__ void load(const in_t* u_, const in_t* delta, const void* B_, const void* C_, long long b,
+                                         long long dim, long long len, long long d0, long long t0)
+    {
+        load_rows(u_, b, dim, len, d0, t0, u);
+        load_rows(delta, b, dim, len, d0, t0, x);
+#if SS_VAR_B
+        load_state_rows(static_cast<const in_t*>(B_), b, len, t0, B);
+#endif
+#if SS_VAR_C
+        load_state_rows(static_cast<const in_t*>(C_), b, len, t0, C);
+#endif
+    }
+};
+
+// Zeroes the padded state columns (n >= N) of the [T][SB] B and C arrays; staging never writes them.
+__device__ __forceinline__ void zero_state_padding(float* B_s, float* C_s)
+{
+    if constexpr (NPAD > N && (SS_VAR_B || SS_VAR_C)) {
+        constexpr int PADS = NPAD > N ? NPAD - N : 1;
+        for (int e = threadIdx.x; e < T * PADS; e += THREADS) {
+            const int t = e / PADS, n = N + e % PADS;
+            if (SS_VAR_B) B_s[t * SB + n] = 0.f;
+            if (SS_VAR_C) C_s[t * SB + n] = 0.f;
+        }
+    }
+}
+
 // ---- shared memory: small float vectors at aligned addresses
 
 template <int M>
@@ -238,6 +293,51 @@ __device__ __forceinline__ float softplus(float x)
 
 // 1 / (1 + e^-x) with the special-function reciprocal; 0 for x below about -88.
 __device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
+
+// Stages a loaded chunk in shared memory: delta' = softplus(delta + bias) per (channel, step) into dt_s, and if asked
+// delta'*u into dtu_s and u into u_s ([CB][TP] arrays); input-dependent B, C per (step, state) into B_s, C_s ([T][SB]).
+template <bool WITH_DTU, bool WITH_U>
+__device__ __forceinline__ void stage_chunk(const ChunkInputs& in, const float (&bias)[ROW_ITERS], float* dt_s, float* dtu_s,
+                                            float* u_s, float* B_s, float* C_s)
+{
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        if (e >= ROW_VECS) break;
+        const int at = row_channel(e) * TP + row_step(e);
+        float uv[V], dtv[V], dtuv[V];
+        unpack(in.u[r], uv);
+        unpack(in.x[r], dtv);
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+            if (SS_HAS_BIAS) dtv[i] += bias[r];
+            if (SS_SOFTPLUS) dtv[i] = softplus(dtv[i]);
+            dtuv[i] = dtv[i] * uv[i];
+        }
+        sts(dt_s + at, dtv);
+        if constexpr (WITH_DTU) sts(dtu_s + at, dtuv);
+        if constexpr (WITH_U) sts(u_s + at, uv);
+    }
+#if SS_VAR_B
+    stage_state_rows(B_s, in.B);
+#endif
+#if SS_VAR_C
+    stage_state_rows(C_s, in.C);
+#endif
+}
+
+// A lane's NP values of B_t (or C_t) at chunk step t: from the staged [T][SB] array when input-dependent, else the
+// lane's fixed (dim, N) values.
+template <bool VARIABLE>
+__device__ __forceinline__ void step_states(const float* staged, int t, int j, const float (&fixed)[NP], float (&v)[NP])
+{
+    if constexpr (VARIABLE) {
+        lds(staged + t * SB + j * NP, v);
+    } else {
+#pragma unroll
+        for (int k = 0; k < NP; ++k) v[k] = fixed[k];
+    }
+}
 
 // Compile-time booleans for code shared between full chunks (no bounds checks) and the last, partial one.
 template <bool B>

@@ -2,6 +2,7 @@
 //   delta = softplus(delta + delta_bias);  h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t.h_t + D u_t;
 //   out = y * silu(z).  Inputs in fp32 or bf16, all arithmetic in fp32.
 //
+// Layout: see selective_scan_common.cuh; a thread may run the same lane of Q channels (SS_Q), sharing its B_t, C_t loads.
 // Per chunk of T steps: (1) all threads stage delta' = softplus(delta + bias), delta'*u (and u) per (channel, step),
 // and B_t, C_t per (step, state), in shared memory, so the softplus runs once per element rather than once per state
 // (the chunk's global data was loaded into registers while the previous chunk was scanned);
@@ -49,83 +50,45 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
     float* const dt_s = smem;               // [CB][TP] delta'
     float* const dtu_s = dt_s + CB * TP;    // [CB][TP] delta' * u
     float* const y_s = dtu_s + CB * TP;     // [CB][TP] C.h
-#if SS_HAS_D
-    float* const u_s = y_s + CB * TP;       // [CB][TP] u
-#endif
-#if SS_VAR_B
-    float* const B_s = smem + FWD_ROW_ARRAYS * CB * TP;                       // [T][SB]
-#endif
-#if SS_VAR_C
-    float* const C_s = smem + FWD_ROW_ARRAYS * CB * TP + SS_VAR_B * T * SB;   // [T][SB]
-#endif
+    float* const u_s = y_s + CB * TP;       // [CB][TP] u (with D)
+    float* const B_s = smem + FWD_ROW_ARRAYS * CB * TP;                       // [T][SB] (input-dependent B)
+    float* const C_s = smem + FWD_ROW_ARRAYS * CB * TP + SS_VAR_B * T * SB;   // [T][SB] (input-dependent C)
 
-    const int tid = threadIdx.x, c = tid / K, j = tid % K;
-    const long long b = blockIdx.y, d0 = (long long)blockIdx.x * CB, d = d0 + c;
+    const int tid = threadIdx.x, j = tid % K;
+    const long long b = blockIdx.y, d0 = (long long)blockIdx.x * CB;
     const long long dim = p.dim, len = p.len;
-    const bool dvalid = d < dim;
-    const long long row = b * dim + d;
+    zero_state_padding(B_s, C_s);
 
-#if SS_VAR_B || SS_VAR_C
-    // Padded state columns are never staged: zero them once.
-    if constexpr (NPAD > N) {
-        constexpr int PADS = NPAD > N ? NPAD - N : 1;
-        for (int e = tid; e < T * PADS; e += THREADS) {
-            const int t = e / PADS, n = N + e % PADS;
-#if SS_VAR_B
-            B_s[t * SB + n] = 0.f;
-#endif
-#if SS_VAR_C
-            C_s[t * SB + n] = 0.f;
-#endif
-        }
-    }
-#endif
-
-    float A2[NP], h[NP];
-#if !SS_VAR_B
-    float Bf[NP];
-#endif
-#if !SS_VAR_C
-    float Cf[NP];
-#endif
+    // Per owned channel q: its index in the block, validity, and A (pre-scaled by log2 e), state, fixed B/C per state.
+    int c[Q];
+    bool dvalid[Q];
+    long long row[Q];
+    float A2[Q][NP], h[Q][NP], Bf[Q][NP], Cf[Q][NP];
 #pragma unroll
-    for (int k = 0; k < NP; ++k) {
-        const int n = j * NP + k;
-        const bool valid = dvalid && n < N;
-        A2[k] = valid ? p.A[d * N + n] * LOG2E : 0.f;
-#if SS_HAS_H0
-        h[k] = valid ? p.h0[row * N + n] : 0.f;
-#else
-        h[k] = 0.f;
-#endif
-#if !SS_VAR_B
-        Bf[k] = valid ? static_cast<const float*>(p.B)[d * N + n] : 0.f;
-#endif
-#if !SS_VAR_C
-        Cf[k] = valid ? static_cast<const float*>(p.C)[d * N + n] : 0.f;
-#endif
+    for (int q = 0; q < Q; ++q) {
+        c[q] = thread_channel(tid, q);
+        const long long d = d0 + c[q];
+        dvalid[q] = d < dim;
+        row[q] = b * dim + d;
+#pragma unroll
+        for (int k = 0; k < NP; ++k) {
+            const int n = j * NP + k;
+            const bool valid = dvalid[q] && n < N;
+            A2[q][k] = valid ? p.A[d * N + n] * LOG2E : 0.f;
+            h[q][k] = SS_HAS_H0 && valid ? p.h0[row[q] * N + n] : 0.f;
+            Bf[q][k] = !SS_VAR_B && valid ? static_cast<const float*>(p.B)[d * N + n] : 0.f;
+            Cf[q][k] = !SS_VAR_C && valid ? static_cast<const float*>(p.C)[d * N + n] : 0.f;
+        }
     }
 
     // The next chunk's inputs are loaded into registers while the current chunk is scanned (and z while it is).
-    RawVec u_next[ROW_ITERS], x_next[ROW_ITERS];
-    load_rows(p.u, b, dim, len, d0, 0, u_next);
-    load_rows(p.delta, b, dim, len, d0, 0, x_next);
-#if SS_VAR_B
-    RawVec B_next[BC_ITERS];
-    load_state_rows(static_cast<const in_t*>(p.B), b, len, 0, B_next);
-#endif
-#if SS_VAR_C
-    RawVec C_next[BC_ITERS];
-    load_state_rows(static_cast<const in_t*>(p.C), b, len, 0, C_next);
-#endif
+    ChunkInputs next;
+    next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, 0);
 #if SS_HAS_Z
     RawVec z_cur[ROW_ITERS];
 #endif
-#if SS_HAS_BIAS
     float bias[ROW_ITERS];
-#pragma unroll
-    for (int r = 0; r < ROW_ITERS; ++r) bias[r] = d0 + row_channel(tid + r * THREADS) < dim ? p.delta_bias[d0 + row_channel(tid + r * THREADS)] : 0.f;
-#endif
+    load_row_bias(p.delta_bias, dim, d0, bias);
 
     const long long nchunks = (len + T - 1) / T;
     for (long long chunk = 0; chunk < nchunks; ++chunk) {
@@ -134,98 +97,64 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         __syncthreads();   // the previous chunk's readers are done with shared memory
 
         // (1) stage delta', delta'*u, u per (channel, step) and B, C per (step, state); start loading what comes next
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
-            const int cc = row_channel(e), tt = row_step(e);
-            float uv[V], dtv[V], dtuv[V];
-            unpack(u_next[r], uv);
-            unpack(x_next[r], dtv);
-#pragma unroll
-            for (int i = 0; i < V; ++i) {
-#if SS_HAS_BIAS
-                dtv[i] += bias[r];
-#endif
-#if SS_SOFTPLUS
-                dtv[i] = softplus(dtv[i]);
-#endif
-                dtuv[i] = dtv[i] * uv[i];
-            }
-            sts(dt_s + cc * TP + tt, dtv);
-            sts(dtu_s + cc * TP + tt, dtuv);
-#if SS_HAS_D
-            sts(u_s + cc * TP + tt, uv);
-#endif
-        }
-#if SS_VAR_B
-        stage_state_rows(B_s, B_next);
-#endif
-#if SS_VAR_C
-        stage_state_rows(C_s, C_next);
-#endif
+        stage_chunk<true, SS_HAS_D>(next, bias, dt_s, dtu_s, u_s, B_s, C_s);
 #if SS_HAS_Z
         load_rows(p.z, b, dim, len, d0, t0, z_cur);
 #endif
-        if (chunk + 1 < nchunks) {
-            load_rows(p.u, b, dim, len, d0, t0 + T, u_next);
-            load_rows(p.delta, b, dim, len, d0, t0 + T, x_next);
-#if SS_VAR_B
-            load_state_rows(static_cast<const in_t*>(p.B), b, len, t0 + T, B_next);
-#endif
-#if SS_VAR_C
-            load_state_rows(static_cast<const in_t*>(p.C), b, len, t0 + T, C_next);
-#endif
-        }
+        if (chunk + 1 < nchunks) next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, t0 + T);
         __syncthreads();
 
 #if SS_SAVE_EVERY
-        if (t0 % SS_SAVE_EVERY == 0 && dvalid) {
-            float* dst = p.saved_states + (row * p.saved_per_row + t0 / SS_SAVE_EVERY) * N;
+        if (t0 % SS_SAVE_EVERY == 0) {
 #pragma unroll
-            for (int k = 0; k < NP; ++k)
-                if (j * NP + k < N) dst[j * NP + k] = h[k];
+            for (int q = 0; q < Q; ++q) {
+                if (!dvalid[q]) continue;
+                float* dst = p.saved_states + (row[q] * p.saved_per_row + t0 / SS_SAVE_EVERY) * N;
+#pragma unroll
+                for (int k = 0; k < NP; ++k)
+                    if (j * NP + k < N) dst[j * NP + k] = h[q][k];
+            }
         }
 #endif
 
         // (2) the recurrence, G steps at a time; y reduced across the channel's K lanes. Whole groups run without
         // bounds checks, so the compiler can start the exponentials of later steps early.
         for (int tg = 0; tg < clen; tg += G) {
-            float dtg[G], dtug[G], yv[G];
-            lds(dt_s + c * TP + tg, dtg);
-            lds(dtu_s + c * TP + tg, dtug);
+            float dtg[Q][G], dtug[Q][G], yv[Q][G];
+#pragma unroll
+            for (int q = 0; q < Q; ++q) {
+                lds(dt_s + c[q] * TP + tg, dtg[q]);
+                lds(dtu_s + c[q] * TP + tg, dtug[q]);
+            }
             auto steps = [&](auto whole) {
 #pragma unroll
                 for (int i = 0; i < G; ++i) {
-                    yv[i] = 0.f;
+#pragma unroll
+                    for (int q = 0; q < Q; ++q) yv[q][i] = 0.f;
                     if (decltype(whole)::value || tg + i < clen) {
                         float Bv[NP], Cv[NP];
-#if SS_VAR_B
-                        lds(B_s + (tg + i) * SB + j * NP, Bv);
-#else
+                        step_states<SS_VAR_B>(B_s, tg + i, j, Bf[0], Bv);
+                        step_states<SS_VAR_C>(C_s, tg + i, j, Cf[0], Cv);
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) Bv[k] = Bf[k];
-#endif
-#if SS_VAR_C
-                        lds(C_s + (tg + i) * SB + j * NP, Cv);
-#else
+                        for (int q = 0; q < Q; ++q) {
 #pragma unroll
-                        for (int k = 0; k < NP; ++k) Cv[k] = Cf[k];
-#endif
-#pragma unroll
-                        for (int k = 0; k < NP; ++k) {
-                            const float a = fast_exp2(dtg[i] * A2[k]);
-                            h[k] = fmaf(a, h[k], dtug[i] * Bv[k]);
-                            yv[i] = fmaf(h[k], Cv[k], yv[i]);
+                            for (int k = 0; k < NP; ++k) {
+                                const float a = fast_exp2(dtg[q][i] * A2[q][k]);
+                                h[q][k] = fmaf(a, h[q][k], dtug[q][i] * (SS_VAR_B ? Bv[k] : Bf[q][k]));
+                                yv[q][i] = fmaf(h[q][k], SS_VAR_C ? Cv[k] : Cf[q][k], yv[q][i]);
+                            }
                         }
                     }
                 }
             };
             if (tg + G <= clen) steps(Flag<true>{}); else steps(Flag<false>{});
-            lane_reduce(yv, j);
-            if (lane_stores_sum(j)) {
 #pragma unroll
-                for (int r = 0; r < SUMS_PER_LANE; ++r) y_s[c * TP + tg + lane_sum_step(j) + r] = yv[r];
+            for (int q = 0; q < Q; ++q) {
+                lane_reduce(yv[q], j);
+                if (lane_stores_sum(j)) {
+#pragma unroll
+                    for (int r = 0; r < SUMS_PER_LANE; ++r) y_s[c[q] * TP + tg + lane_sum_step(j) + r] = yv[q][r];
+                }
             }
         }
         __syncthreads();
@@ -257,9 +186,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         }
     }
 
-    if (p.last_state != nullptr && dvalid) {
+    if (p.last_state != nullptr) {
 #pragma unroll
-        for (int k = 0; k < NP; ++k)
-            if (j * NP + k < N) p.last_state[row * N + j * NP + k] = h[k];
+        for (int q = 0; q < Q; ++q) {
+            if (!dvalid[q]) continue;
+#pragma unroll
+            for (int k = 0; k < NP; ++k)
+                if (j * NP + k < N) p.last_state[row[q] * N + j * NP + k] = h[q][k];
+        }
     }
 }

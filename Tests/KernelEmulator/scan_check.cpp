@@ -3,7 +3,9 @@
 // Configuration comes from -D flags (see run.sh); arguments: batch dim len seed.
 #include "cuda_emulation.h"
 #include "../../Kernels/selective_scan_fwd.cu"
+#if SS_Q == 1   // the backward kernel runs one channel per thread: configurations with Q > 1 check the forward only
 #include "../../Kernels/selective_scan_bwd.cu"
+#endif
 #include <cstdio>
 #include <random>
 #include <string>
@@ -15,16 +17,21 @@ static int Bt, Dm, L;   // batch, channels, length
 
 struct Inputs { Vec u, delta, A, B, C, D, z, bias, h0; };
 
-// Reference forward in double: returns out (B, D, L) and the last state (B, D, N).
-static void reference(const Inputs& in, Vec& out, Vec& last)
+// Reference forward in double: returns out (B, D, L), the last state (B, D, N) and the state at every chunk start
+// (B, D, chunks, N), which the forward kernel saves for the backward one.
+static void reference(const Inputs& in, Vec& out, Vec& last, Vec* chunk_starts = nullptr)
 {
+    const int chunks = (L + T - 1) / T;
     out.assign((size_t)Bt * Dm * L, 0.0);
     last.assign((size_t)Bt * Dm * N, 0.0);
+    if (chunk_starts) chunk_starts->assign((size_t)Bt * Dm * chunks * N, 0.0);
     for (int b = 0; b < Bt; ++b)
         for (int d = 0; d < Dm; ++d) {
             vector<double> h(N, 0.0);
             if (SS_HAS_H0) for (int n = 0; n < N; ++n) h[n] = in.h0[((size_t)b * Dm + d) * N + n];
             for (int t = 0; t < L; ++t) {
+                if (chunk_starts && t % T == 0)
+                    for (int n = 0; n < N; ++n) (*chunk_starts)[(((size_t)b * Dm + d) * chunks + t / T) * N + n] = h[n];
                 const size_t r = ((size_t)b * Dm + d) * L + t;
                 double x = in.delta[r] + (SS_HAS_BIAS ? in.bias[d] : 0.0);
                 const double dt = SS_SOFTPLUS ? (x <= 20 ? std::log1p(std::exp(x)) : x) : x;
@@ -124,12 +131,14 @@ int main(int argc, char** argv)
     dim3 grid{(unsigned)((Dm + CB - 1) / CB), (unsigned)Bt, 1};
     emulate_launch(selective_scan_fwd, grid, THREADS, fp);
 
-    Vec rout, rlast;
-    reference(in, rout, rlast);
+    Vec rout, rlast, rsaved;
+    reference(in, rout, rlast, &rsaved);
     const double tol_out = SS_BF16 ? 1e-2 : 1e-5, tol_grad = SS_BF16 ? 2e-2 : 1e-4;
     std::printf("forward\n");
     check("out", from_in(out), rout, tol_out);
     check("last", last, rlast, 1e-5);
+    check("saved", saved, rsaved, 1e-5);
+#if SS_Q == 1
 
     vector<in_t> du(BDL), dd(BDL), dz(BDL);
     for (auto* v : {&du, &dd, &dz}) for (auto& x : *v) from_f(NAN, x);
@@ -162,6 +171,7 @@ int main(int argc, char** argv)
     if (SS_HAS_Z) check("dz", from_in(dz), numgrad(in.z), tol_grad);
     if (SS_HAS_BIAS) check("dbias", db, numgrad(in.bias), tol_grad);
     if (SS_HAS_H0) check("dh0", dh0, numgrad(in.h0), tol_grad);
+#endif
     std::printf("%s\n", failures == 0 ? "PASS" : "FAIL");
     return failures == 0 ? 0 : 1;
 }

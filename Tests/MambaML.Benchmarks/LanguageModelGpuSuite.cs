@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using MambaML.Model;
 using MambaML.Scan;
 using TorchSharp;
@@ -8,8 +7,9 @@ namespace MambaML.Benchmarks;
 
 /// <summary>
 /// <c>lm-gpu</c>: end to end on CUDA with a ~130M-parameter Mamba language model (d_model 768, 24 layers, vocabulary 50,280,
-/// as mamba_ssm's mamba-130m): training tokens/s (batch 8 × 2048, AdamW, cross-entropy) and batch-1 generation tokens/s
-/// through <see cref="MambaLanguageModel.Step"/>, in fp32 (TF32 matmuls) and with bf16 parameters and activations.
+/// as mamba_ssm's mamba-130m): training tokens/s (batch 8 × 2048, AdamW, cross-entropy) and batch-1 greedy generation
+/// tokens/s through <see cref="MambaLanguageModel.Generate"/> with the reference step and with the fused CUDA decode step,
+/// in fp32 (TF32 matmuls) and with bf16 parameters and activations.
 /// </summary>
 internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
 {
@@ -28,8 +28,8 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         Console.WriteLine($"## lm-gpu: Mamba LM d_model {config.DModel}, {config.NLayer} layers, d_state {config.DState}, vocabulary {Vocabulary}, " +
                           $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? ", --quick" : "")}");
         Console.WriteLine();
-        Console.WriteLine("| dtype | parameters | train ms/step (8 × 2048) | train tokens/s | generate tokens/s (batch 1) | scan backend |");
-        Console.WriteLine("|---|---|---|---|---|---|");
+        Console.WriteLine("| dtype | parameters | train ms/step (8 × 2048) | train tokens/s | generate tokens/s, reference step | generate tokens/s, fused step | fused / reference | same tokens | scan backend |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         var headline = new Dictionary<string, object>();
         foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float32 })
         {
@@ -42,16 +42,24 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
             if (dtype != ScalarType.Float32) model.to(dtype);
             long parameters = model.parameters().Sum(p => p.numel());
             double trainMs = TrainStepMs(model, device, options.Quick);
-            double generate = GenerateTokensPerSecond(model, device, options.Quick ? 50 : 200);
+            int referenceCount = options.Quick ? 50 : 200, fusedCount = options.Quick ? 500 : 2000;
+            var (reference, referenceTokens) = GenerateTokensPerSecond(model, device, referenceCount, DecodeBackend.Reference);
+            var (fused, fusedTokens) = GenerateTokensPerSecond(model, device, fusedCount, DecodeBackend.CudaFused);
+            int same = referenceTokens.Zip(fusedTokens).TakeWhile(p => p.First == p.Second).Count();
             string name = dtype == ScalarType.Float32 ? "fp32" : "bf16";
-            Console.WriteLine($"| {name} | {parameters / 1e6:F1}M | {trainMs:F1} | {Batch * Length / (trainMs / 1000):F0} | {generate:F1} | {backend} |");
+            Console.WriteLine($"| {name} | {parameters / 1e6:F1}M | {trainMs:F1} | {Batch * Length / (trainMs / 1000):F0} | {reference:F1} | {fused:F0} | " +
+                              $"{fused / reference:F1}× | first {same} of {referenceTokens.Length} | {backend} |");
             headline[$"train_tokens_per_s_{name}"] = Math.Round(Batch * Length / (trainMs / 1000));
-            headline[$"generate_tokens_per_s_{name}"] = Math.Round(generate, 1);
+            headline[$"generate_tokens_per_s_reference_{name}"] = Math.Round(reference, 1);
+            headline[$"generate_tokens_per_s_fused_{name}"] = Math.Round(fused, 1);
+            headline[$"generate_fused_speedup_{name}"] = Math.Round(fused / reference, 2);
         }
         Console.WriteLine();
         Console.WriteLine("Training: random tokens, next-token cross-entropy (in fp32), AdamW lr 1e-4; median of CUDA-synchronised steps after warm-up.");
         Console.WriteLine("bf16 means bf16 parameters and activations (TorchSharp has no autocast); the scan computes in fp32 either way.");
-        Console.WriteLine("Generation: greedy, one MambaLanguageModel.Step per token from a zero state, timed over the steps after a warm-up.");
+        Console.WriteLine("Generation: greedy MambaLanguageModel.Generate from a one-token prompt, batch 1; per-token time = (time for n tokens −");
+        Console.WriteLine("time for 1 token) / (n − 1), CUDA-synchronised medians after a warm-up, so the prompt pass is not counted.");
+        Console.WriteLine("Same tokens: how many leading tokens the fused generation shares with the reference one (bf16 and near-ties may part them).");
         Console.WriteLine();
         return headline;
     }
@@ -81,31 +89,15 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         return Timing.Measure(Step, 2, quick ? 3 : 8, () => cuda.synchronize()).MedianMs;
     }
 
-    private static double GenerateTokensPerSecond(MambaLanguageModel model, Device device, int steps)
+    // Tokens/s of greedy generation after the prompt, and the tokens generated in the timed run.
+    private static (double TokensPerSecond, long[] Tokens) GenerateTokensPerSecond(MambaLanguageModel model, Device device, int count, DecodeBackend backend)
     {
-        using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var state = model.backbone.ZeroState(1);
-        var token = zeros(new long[] { 1 }, ScalarType.Int64, device);
-        void Generate(int count)
-        {
-            for (int i = 0; i < count; i++)
-            {
-                using var stepScope = NewDisposeScope();
-                var (logits, next) = model.Step(token, state);
-                var nextToken = logits.argmax(-1).MoveToOuterDisposeScope();
-                next.MoveToOuterDisposeScope();
-                state.Dispose();
-                token.Dispose();
-                state = next;
-                token = nextToken;
-            }
-        }
-        Generate(20);
-        cuda.synchronize();
-        long start = Stopwatch.GetTimestamp();
-        Generate(steps);
-        cuda.synchronize();
-        return steps / Stopwatch.GetElapsedTime(start).TotalSeconds;
+        var prompt = zeros(new long[] { 1, 1 }, ScalarType.Int64, device);
+        Tensor? last = null;
+        void Run(int n) { using var s = NewDisposeScope(); var t = model.Generate(prompt, n, backend); if (n == count) { last?.Dispose(); last = t.MoveToOuterDisposeScope(); } }
+        double oneMs = Timing.Measure(() => Run(1), 2, 5, () => cuda.synchronize()).MedianMs;
+        double allMs = Timing.Measure(() => Run(count), 1, 3, () => cuda.synchronize()).MedianMs;
+        return ((count - 1) / ((allMs - oneMs) / 1000), last!.cpu().data<long>().ToArray());
     }
 }

@@ -25,8 +25,8 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
     {
         if (!cuda.is_available()) throw new InvalidOperationException("scan-gpu needs a CUDA device (and TorchSharp's CUDA libtorch).");
         var device = CUDA;
-        var driver = CudaScanKernels.Driver.Driver ?? throw new InvalidOperationException(CudaScanKernels.Driver.Error);
-        var nvrtc = CudaScanKernels.Compiler.Compiler;
+        var driver = CudaKernels.Driver.Driver ?? throw new InvalidOperationException(CudaKernels.Driver.Error);
+        var nvrtc = CudaKernels.Compiler.Compiler;
         bool reference = !options.Args.Contains("--no-reference");
         Console.WriteLine($"## scan-gpu: {driver.DeviceName(driver.Device(0))}, CUDA driver {driver.Version / 1000}.{driver.Version % 1000 / 10}, " +
                           $"NVRTC {nvrtc?.Version.Major}.{nvrtc?.Version.Minor} ({nvrtc?.LibraryPath}), {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? ", --quick" : "")}");
@@ -131,25 +131,14 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
     {
         Console.WriteLine("| kernel | registers | local bytes | shared bytes | threads | blocks/SM |");
         Console.WriteLine("|---|---|---|---|---|---|");
-        foreach (var k in CudaScanKernels.Loaded().OrderBy(k => k.Config.ToString(), StringComparer.Ordinal))
+        foreach (var k in CudaKernels.Loaded().OrderBy(k => k.Config.ToString(), StringComparer.Ordinal))
             Console.WriteLine($"| {k.Config} | {k.Registers} | {k.LocalBytes} | {k.SharedBytes} | {k.Config.Threads} | {k.BlocksPerMultiprocessor} |");
         Console.WriteLine();
     }
 
-    /// <summary>Fused-kernel times for alternative layouts (states per lane, channels per block, chunk, sub-chunk).</summary>
+    /// <summary>Fused-kernel times for the candidate layouts (states per lane, channels per block, chunk, sub-chunk, channels per thread).</summary>
     private static void CompareLayouts(Device device, bool quick)
     {
-        var layouts = new (string Name, ScanKernelShape Fwd, ScanKernelShape Bwd)[]
-        {
-            ("default NP2 CB16 T64 / S8", new(2, 16, 64, 0), new(2, 16, 64, 8)),
-            ("NP4 CB32 (4 lanes/channel)", new(4, 32, 64, 0), new(4, 32, 64, 8)),
-            ("NP1 CB8 (16 lanes/channel)", new(1, 8, 64, 0), new(1, 8, 64, 8)),
-            ("NP2 CB32 (256 threads)", new(2, 32, 64, 0), new(2, 32, 64, 8)),
-            ("NP2 T32", new(2, 16, 32, 0), new(2, 16, 32, 8)),
-            ("NP2 T128", new(2, 16, 128, 0), new(2, 16, 128, 8)),
-            ("NP2 bwd S16", new(2, 16, 64, 0), new(2, 16, 64, 16)),
-            ("NP2 bwd CB8", new(2, 16, 64, 0), new(2, 8, 64, 8)),
-        };
         Console.WriteLine("| layout | (B, D, N, L) | dtype | fwd ms | fwd+bwd ms |");
         Console.WriteLine("|---|---|---|---|---|");
         foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
@@ -157,7 +146,7 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
         {
             using var scope = NewDisposeScope();
             var input = MakeInput(shape, dtype, device, seed: 1);
-            foreach (var (name, fwd, bwd) in layouts)
+            foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)
             {
                 CudaSelectiveScan.ShapeOverride = (fwd, bwd);
                 try
@@ -171,6 +160,6 @@ internal sealed class ScanGpuSuite : IBenchmarkSuite
             }
         }
         Console.WriteLine();
-        PrintKernels(CudaScanKernels.Driver.Driver!);
+        PrintKernels(CudaKernels.Driver.Driver!);
     }
 }

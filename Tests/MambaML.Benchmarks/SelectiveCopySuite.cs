@@ -11,39 +11,57 @@ namespace MambaML.Benchmarks;
 /// in their order. Solving it needs content-aware (selective) memory: the positions vary, so no fixed convolution can do it.
 /// Reports accuracy on fresh sequences (every copied token counts).
 /// </summary>
+/// <remarks>
+/// Training uses AdamW with a linear warm-up and a cosine decay to 5% of the peak rate over all steps (a constant rate leaves the
+/// accuracy oscillating by ±10 points near the end). Sequences longer than 256 are learnt with a length curriculum
+/// (<c>--curriculum L0</c>, default 256): training starts at length L0 and moves to the full length once the accuracy at L0
+/// reaches 99% (or half the steps are spent). The paper trains at the full length for 400K steps, far beyond this suite's budget;
+/// at L = 4096 without the curriculum the loss stayed at chance (ln 16) for 2,600 steps, while a model that selects by content
+/// transfers from short to long sequences.
+/// </remarks>
 internal sealed class SelectiveCopySuite : IBenchmarkSuite
 {
     public string Name => "selective-copy";
-    public string Description => "Mamba paper's Selective Copying task; --length L (256), --tokens 16, --vocab 16, --steps, --device cpu|cuda";
+    public string Description => "Mamba paper's Selective Copying task; --length L (256), --tokens 16, --vocab 16, --steps, --lr, " +
+                                 "--curriculum L0, --device cpu|cuda";
 
     public IReadOnlyDictionary<string, object> Run(BenchmarkOptions options)
     {
         var args = new ArgParser(options.Args);
         int length = args.Int("--length", 256), tokens = args.Int("--tokens", 16), vocabulary = args.Int("--vocab", 16);
         int batch = args.Int("--batch", 64), steps = args.Int("--steps", options.Quick ? 300 : 4000);
-        int dModel = args.Int("--d-model", 64), layers = args.Int("--layers", 2);
+        int dModel = args.Int("--d-model", 128), layers = args.Int("--layers", 2);
+        int curriculum = Math.Min(args.Int("--curriculum", Math.Min(length, 256)), length);
+        double peakLr = args.Double("--lr", 2e-3);
+        int warmup = args.Int("--warmup", Math.Min(100, steps / 10));
         var device = args.String("--device", cuda.is_available() ? "cuda" : "cpu") == "cuda" ? CUDA : CPU;
         var task = new SelectiveCopyTask(length, tokens, vocabulary);
+        var trainTask = new SelectiveCopyTask(curriculum, tokens, vocabulary);
 
         var config = new MambaConfig { DModel = dModel, NLayer = layers, DState = 16 };
         using var model = new MambaLanguageModel(config, task.InputVocabulary, seed: 0);
         model.to(device);
-        using var optimizer = optim.AdamW(model.parameters(), lr: args.Double("--lr", 2e-3), weight_decay: 0.0);
+        using var optimizer = optim.AdamW(model.parameters(), lr: peakLr, weight_decay: 0.0);
         var trainData = new Generator(1);
         var testData = new Generator(2);
 
-        Console.WriteLine($"## selective-copy: L={length}, {tokens} tokens, vocabulary {vocabulary}, d_model {dModel}, {layers} layers, batch {batch}, device {device.type}");
+        Console.WriteLine($"## selective-copy: L={length}, {tokens} tokens, vocabulary {vocabulary}, d_model {dModel}, {layers} layers, " +
+                          $"batch {batch}, lr {peakLr} (warm-up {warmup}, cosine), device {device.type}" +
+                          (curriculum < length ? $", curriculum from L={curriculum}" : ""));
         Console.WriteLine();
-        Console.WriteLine("| step | train loss | test accuracy | elapsed s |");
-        Console.WriteLine("|---|---|---|---|");
+        Console.WriteLine("| step | train length | train loss | test accuracy at train length | elapsed s |");
+        Console.WriteLine("|---|---|---|---|---|");
         var clock = Stopwatch.StartNew();
-        double accuracy = 0, loss = double.NaN;
+        double loss = double.NaN;
         int step = 0, evalEvery = Math.Max(50, steps / 20);
         while (step < steps)
         {
+            double lr = step < warmup ? peakLr * (step + 1) / warmup
+                : peakLr * (0.05 + 0.95 * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             using (var scope = NewDisposeScope())
             {
-                var (input, target) = task.Sample(batch, trainData, device);
+                var (input, target) = trainTask.Sample(batch, trainData, device);
                 var logits = model.Forward(input)[.., ^tokens..];
                 var l = nn.functional.cross_entropy(logits.reshape(-1, task.InputVocabulary), target.reshape(-1));
                 optimizer.zero_grad();
@@ -55,19 +73,23 @@ internal sealed class SelectiveCopySuite : IBenchmarkSuite
             step++;
             if (step % evalEvery == 0 || step == steps)
             {
-                accuracy = Evaluate(model, task, testData, device, sequences: 512);
-                Console.WriteLine($"| {step} | {loss:F4} | {accuracy:P2} | {clock.Elapsed.TotalSeconds:F0} |");
-                if (accuracy >= 0.999) break;
+                double accuracy = Evaluate(model, trainTask, testData, device, sequences: 512);
+                Console.WriteLine($"| {step} | {trainTask.Length} | {loss:F4} | {accuracy:P2} | {clock.Elapsed.TotalSeconds:F0} |");
+                bool atFullLength = trainTask.Length == length;
+                if (atFullLength && accuracy >= 0.999) break;
+                if (!atFullLength && (accuracy >= 0.99 || step >= steps / 2)) trainTask = task;
             }
         }
-        // The headline is measured on a fresh test set, once, after training.
+        // The headline is measured at the full length on a fresh test set, once, after training.
         double final = Evaluate(model, task, new Generator(3), device, sequences: 2048);
         Console.WriteLine();
-        Console.WriteLine($"Final accuracy on 2048 fresh sequences: {final:P2} (target ≥ 99%; Mamba paper at L=4096: 99.8%) after {step} steps, {clock.Elapsed.TotalSeconds:F0} s");
+        Console.WriteLine($"Final accuracy at L={length} on 2048 fresh sequences: {final:P2} (target ≥ 99%; Mamba paper at L=4096: 99.8%) " +
+                          $"after {step} steps, {clock.Elapsed.TotalSeconds:F0} s");
         return new Dictionary<string, object>
         {
-            ["length"] = length, ["tokens"] = tokens, ["vocab"] = vocabulary, ["steps"] = step, ["device"] = device.type.ToString(),
-            ["accuracy"] = Math.Round(final, 4), ["train_seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
+            ["length"] = length, ["curriculum_from"] = curriculum, ["tokens"] = tokens, ["vocab"] = vocabulary, ["steps"] = step,
+            ["device"] = device.type.ToString(), ["accuracy"] = Math.Round(final, 4),
+            ["train_seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
         };
     }
 
@@ -92,6 +114,7 @@ internal sealed class SelectiveCopySuite : IBenchmarkSuite
 /// <summary>Generates Selective Copying sequences: data tokens 0..vocab−1, then a noise token and a marker token.</summary>
 internal sealed class SelectiveCopyTask(int length, int tokens, int vocabulary)
 {
+    public int Length => length;
     public int Tokens => tokens;
     public int Noise => vocabulary;
     public int Marker => vocabulary + 1;

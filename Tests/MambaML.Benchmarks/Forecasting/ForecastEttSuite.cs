@@ -28,13 +28,18 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
         var args = new ArgParser(options.Args);
         int[] horizons = args.String("--horizons", options.Quick ? "96" : "96,192,336,720").Split(',').Select(int.Parse).ToArray();
         int trainStride = args.Int("--train-stride", 1);
+        // --validate 1: score every window of the validation split instead of the test split (for tuning; test rows unused).
+        // Mamba early-stops on the same validation split, so its validation scores are slightly optimistic.
+        var scored = args.Int("--validate", 0) != 0 ? EttSplit.Validation : EttSplit.Test;
+        int? gpu = args.Int("--gpu", -1) is >= 0 and var device ? device : null;   // --gpu N: train Mamba on CUDA device N
         foreach (var file in args.String("--datasets", "ETTh1,ETTm1").Split(','))
         {
             var data = EttDataset.Load(Path.Combine(options.DataDirectory, "ett", file + ".csv"));
             Console.WriteLine($"## {file} (input {Lookback}, {data.ChannelCount} channels, z-scored with train statistics"
-                + (trainStride > 1 ? $"; Mamba trained and validated on every {trainStride}th window)" : ")"));
+                + (trainStride > 1 ? $"; Mamba trained and validated on every {trainStride}th window" : "")
+                + (scored == EttSplit.Validation ? "; scored on the VALIDATION split, test rows unused)" : ")"));
             Console.WriteLine();
-            foreach (var row in Evaluate(data, Lookback, horizons, () => MambaOptions(options), trainStride))
+            foreach (var row in Evaluate(data, Lookback, horizons, () => MambaOptions(options), trainStride, scored, gpu))
             {
                 if (row.Horizon == 96) headline[$"{file}_96_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
                 if (row.Horizon is null) headline[$"{file}_avg_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
@@ -49,22 +54,24 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
 
     /// <summary>
     /// Fits repeat-last-value, the linear baseline and Mamba (fresh options from <paramref name="mambaOptions"/> per horizon) on
-    /// the train split, scores each on every test window, prints the Markdown table and returns its rows, averages last.
+    /// the train split, scores each on every window of <paramref name="scored"/> (the test split unless tuning), prints the
+    /// Markdown table and returns its rows, averages last. Mamba runs on CUDA device <paramref name="gpuDeviceId"/> when given.
     /// </summary>
-    internal static List<Result> Evaluate(EttDataset data, int lookback, int[] horizons, Func<MambaForecastingOptions> mambaOptions, int trainStride = 1)
+    internal static List<Result> Evaluate(EttDataset data, int lookback, int[] horizons, Func<MambaForecastingOptions> mambaOptions, int trainStride = 1,
+                                          EttSplit scored = EttSplit.Test, int? gpuDeviceId = null)
     {
-        Console.WriteLine("| horizon | model | MSE | MAE | test windows | fit s |");
+        Console.WriteLine($"| horizon | model | MSE | MAE | {(scored == EttSplit.Test ? "test" : "validation")} windows | fit s |");
         Console.WriteLine("|---|---|---|---|---|---|");
         var results = new List<Result>();
         foreach (int h in horizons)
         {
             using var scope = NewDisposeScope();
-            var (pasts, futures) = EttWindows.All(data, EttSplit.Test, lookback, h);
+            var (pasts, futures) = EttWindows.All(data, scored, lookback, h);
             var models = new List<(IWindowForecaster Model, double FitSeconds)> { (new RepeatLastValue(h), 0) };
             var clock = Stopwatch.StartNew();
             models.Add((new LinearWindowForecaster(data, lookback, h), clock.Elapsed.TotalSeconds));
             clock.Restart();
-            models.Add((new MambaEttForecaster(data, lookback, h, mambaOptions(), "Mamba (ForecastByMamba)", trainStride), clock.Elapsed.TotalSeconds));
+            models.Add((new MambaEttForecaster(data, lookback, h, mambaOptions(), "Mamba (ForecastByMamba)", trainStride, gpuDeviceId), clock.Elapsed.TotalSeconds));
             foreach (var (model, fit) in models)
             {
                 var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
@@ -90,6 +97,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 8),
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
+            NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
             FitLinearSkip = args.Int("--fit-skip", 1) != 0,
         };
     }

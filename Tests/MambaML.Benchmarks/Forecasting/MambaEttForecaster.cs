@@ -22,11 +22,12 @@ internal sealed class MambaEttForecaster : IWindowForecaster
     public string Name { get; }
 
     /// <param name="trainStride">Train (and validate) on every k-th window only, to fit a CPU time budget; 1 uses them all.</param>
-    public MambaEttForecaster(EttDataset data, int lookback, int horizon, MambaForecastingOptions options, string name, int trainStride = 1)
+    /// <param name="gpuDeviceId">CUDA device to train and predict on (ML.NET's MLContext.GpuDeviceId, no CPU fallback); null: CPU.</param>
+    public MambaEttForecaster(EttDataset data, int lookback, int horizon, MambaForecastingOptions options, string name, int trainStride = 1, int? gpuDeviceId = null)
     {
         Name = name;
         _lookback = lookback; _horizon = horizon; _channels = data.ChannelCount;
-        _ml = new MLContext(options.Seed);
+        _ml = new MLContext(options.Seed) { GpuDeviceId = gpuDeviceId, FallbackToCpu = false };
         // Per-epoch progress (train/validation loss, ETA) comes through ML.NET's log; show it on stderr so stdout stays the table.
         _ml.Log += (_, e) => { if (e.Source.Contains("Mamba", StringComparison.Ordinal)) Console.Error.WriteLine("  " + e.Message); };
         options.Lookback = lookback; options.Horizon = horizon; options.Channels = _channels;

@@ -151,4 +151,32 @@ public sealed class ForecastingTests
         var e = Assert.ThrowsExactly<ArgumentException>(() => new MLContext().Forecasting.ForecastByMamba(options));
         StringAssert.Contains(e.Message, "LinearSkip");
     }
+
+    [TestMethod]
+    public void FitLinearSkip_KeepsTheFittedStart_WhenNoEpochBeatsItOnValidation()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Synthetic.Windows(ml, rows: 200);
+        var valid = Synthetic.Windows(ml, rows: 80, seed: 5);
+        var epochs = new List<MambaTrainingProgress>();
+        var options = Synthetic.ForecastOptions(epochs: 2);
+        options.FitLinearSkip = true;
+        // A constant, far too high learning rate: every epoch ends worse than the least-squares start.
+        options.LearningRate = 0.05;
+        options.LearningRateSchedule = LearningRateSchedule.Constant;
+        options.ValidationSet = valid;
+        options.ProgressCallback = epochs.Add;
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(train);
+
+        double kept = ValidationMse(model, valid), bestEpoch = epochs.Min(p => p.ValidationLoss!.Value);
+        Assert.IsTrue(kept < 0.9 * bestEpoch, $"kept model MSE {kept:G4}; epochs: {string.Join(", ", epochs.Select(p => p.ValidationLoss))}");
+    }
+
+    private static double ValidationMse(ITransformer model, IDataView data)
+    {
+        var scored = model.Transform(data);
+        var forecast = Synthetic.ReadVectors(scored, "Forecast");
+        var label = Synthetic.ReadVectors(scored, "Label");
+        return forecast.Zip(label).Average(p => p.First.Zip(p.Second).Average(e => (e.First - e.Second) * (e.First - e.Second)));
+    }
 }

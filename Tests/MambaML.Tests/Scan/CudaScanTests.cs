@@ -13,26 +13,43 @@ public sealed class CudaScanTests
 {
     // ---- without a GPU: compilation
 
-    /// <summary>Every kernel configuration class (dtype, state-size layouts, each feature flag on and off) compiles to
-    /// PTX for compute_90 with no NVRTC diagnostic at all.</summary>
+    /// <summary>Every kernel configuration class (dtype, state-size layouts, each feature flag on and off) and every decode-step
+    /// variant (dtype, odd sizes, biases) compiles to PTX for compute_90 with no NVRTC diagnostic at all.</summary>
     [TestMethod]
     public void EveryKernelVariantCompilesToPtxWithoutDiagnostics()
     {
-        var (nvrtc, error) = CudaScanKernels.Compiler;
+        var (nvrtc, error) = CudaKernels.Compiler;
         if (nvrtc is null) Assert.Inconclusive($"NVRTC is not available, so the kernels cannot be compiled here: {error}");
-        var variants = KernelVariants().ToList();
+        var variants = KernelVariants().Select(c => ((ICudaModuleSource)c, new[] { c.EntryPoint, c.SharedMemorySymbol }))
+            .Concat(DecodeVariants().Select(c => ((ICudaModuleSource)c, DecodeKernelConfig.EntryPoints))).ToList();
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
-        Parallel.ForEach(variants, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, config =>
+        Parallel.ForEach(variants, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, variant =>
         {
+            var (source, symbols) = variant;
             try
             {
-                var ptx = System.Text.Encoding.ASCII.GetString(CudaScanKernels.Compile(nvrtc, config, "compute_90", warningsAreErrors: true));
-                if (!ptx.Contains($".entry {config.EntryPoint}(", StringComparison.Ordinal)) failures.Add($"{config}: no entry point {config.EntryPoint} in the PTX");
-                if (!ptx.Contains($"{config.SharedMemorySymbol}", StringComparison.Ordinal)) failures.Add($"{config}: no {config.SharedMemorySymbol} in the PTX");
+                var ptx = System.Text.Encoding.ASCII.GetString(CudaKernels.Compile(nvrtc, source, "compute_90", warningsAreErrors: true));
+                foreach (var symbol in symbols)
+                    if (!ptx.Contains(symbol, StringComparison.Ordinal)) failures.Add($"{source}: no {symbol} in the PTX");
+                foreach (var entry in symbols.Where(s => !s.EndsWith("_smem_bytes", StringComparison.Ordinal)))
+                    if (!ptx.Contains($".entry {entry}(", StringComparison.Ordinal)) failures.Add($"{source}: no entry point {entry} in the PTX");
             }
-            catch (NvrtcException e) { failures.Add($"{config}: {e.Message}"); }
+            catch (NvrtcException e) { failures.Add($"{source}: {e.Message}"); }
         });
         Assert.IsTrue(failures.IsEmpty, $"{failures.Count} of {variants.Count} kernel variants failed (NVRTC {nvrtc.Version}):\n{string.Join("\n", failures.Take(5))}");
+    }
+
+    /// <summary>The decode step for both dtypes: mamba-130m's sizes, odd sizes, state sizes 1 to 64, conv widths 1 to 5, biases on and off.</summary>
+    private static IEnumerable<DecodeKernelConfig> DecodeVariants()
+    {
+        foreach (bool bf16 in new[] { false, true })
+        {
+            yield return new DecodeKernelConfig(bf16, 768, 1536, 16, 48, 4, ConvBias: true, Bias: false);
+            yield return new DecodeKernelConfig(bf16, 40, 80, 7, 3, 4, ConvBias: true, Bias: true);
+            yield return new DecodeKernelConfig(bf16, 37, 111, 1, 5, 1, ConvBias: false, Bias: false);
+            yield return new DecodeKernelConfig(bf16, 72, 144, 64, 9, 5, ConvBias: false, Bias: true);
+            yield return new DecodeKernelConfig(bf16, 33, 66, 3, 1, 2, ConvBias: true, Bias: false);
+        }
     }
 
     /// <summary>Each flag of each kernel flipped from all-on and from all-off, for both dtypes and every state-size layout.</summary>
@@ -51,13 +68,18 @@ public sealed class CudaScanTests
             }
             ScanKernelConfig Make(int n, ScanKernelShape shape, bool[] f) => new(backward, bf16, n, shape, f[0], f[1], f[2], f[3], f[4], f[5], f[6],
                 !backward && f[7], !backward && f[8] ? shape.Chunk : 0, backward && f[7]);
-            ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n); return backward ? bwd : fwd; }
-            foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
-            foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
-            // other layouts at N = 16 (the benchmark compares some)
-            if (!bf16)
-                foreach (var (np, cb, t, sub) in new[] { (1, 8, 64, 8), (4, 32, 64, 8), (8, 32, 64, 4), (2, 32, 32, 4), (2, 8, 128, 16) })
-                    yield return Make(16, new ScanKernelShape(np, cb, t, backward ? sub : 0), flagSets[0]);
+            // the defaults for many and for few recurrences (the layout depends on batch × channels against the SM count)
+            foreach (long recurrences in new long[] { 16384, 1024 })
+            {
+                ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n, recurrences, 132); return backward ? bwd : fwd; }
+                foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
+                foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
+            }
+            // the layouts the benchmark compares, and a few more, at N = 16
+            var others = ScanKernelShape.Candidates.Select(c => backward ? c.Backward : c.Forward)
+                .Concat(new ScanKernelShape[] { new(1, 8, 64, 8), new(4, 32, 64, 8), new(8, 32, 64, 4), new(2, 32, 32, 4), new(2, 8, 128, 16) })
+                .Where(s => !backward || s.ChannelsPerThread == 1).Distinct();
+            foreach (var shape in others) yield return Make(16, backward ? shape : shape with { SubChunk = 0 }, flagSets[0]);
         }
     }
 
@@ -90,6 +112,45 @@ public sealed class CudaScanTests
     /// <summary>As <see cref="MatchesReferenceFp32"/> with bfloat16 inputs, within 3e-2.</summary>
     [TestMethod, TestCategory("Gpu")]
     public void MatchesReferenceBf16() => MatchesReference(ScalarType.BFloat16, 3e-2, cases: 16);
+
+    /// <summary>Every candidate layout (ScanKernelShape.Candidates) matches the reference on odd shapes (fp32 and bf16, all
+    /// features, 16-byte accesses; fixed B, 13 states, odd length), outputs and all gradients.</summary>
+    [TestMethod, TestCategory("Gpu")]
+    public void CandidateLayoutsMatchReference()
+    {
+        var device = Cuda();
+        ScanCase[] Cases() => new ScanCase[]
+        {
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 212, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, Device = device },
+            new() { Batch = 2, Channels = 133, StateSize = 16, Length = 216, VariableB = true, VariableC = true, HasD = true, HasZ = true, HasDeltaBias = true, Softplus = true, HasInitialState = true, DType = ScalarType.BFloat16, Device = device },
+            new() { Batch = 1, Channels = 70, StateSize = 13, Length = 135, VariableB = false, VariableC = true, HasD = true, HasZ = false, HasDeltaBias = false, Softplus = true, HasInitialState = false, Device = device },
+        };
+        // Compile every layout's kernels side by side first (a fresh machine has no kernel cache).
+        var configs = new List<ScanKernelConfig>();
+        foreach (var (_, fwd, bwd) in ScanKernelShape.Candidates)
+            foreach (var c in Cases())
+                using (c)
+                using (NewDisposeScope())
+                {
+                    configs.AddRange(CudaSelectiveScan.TrainingConfigs(c.MakeInput(0), (fwd, bwd)));
+                }
+        Parallel.ForEach(configs.Distinct(), config => CudaKernels.Get(0, config));
+        try
+        {
+            foreach (var (name, fwd, bwd) in ScanKernelShape.Candidates)
+            {
+                CudaSelectiveScan.ShapeOverride = (fwd, bwd);
+                Console.WriteLine($"layout {name}");
+                foreach (var c in Cases())
+                    using (c)
+                    {
+                        Assert.IsTrue(CudaSelectiveScan.Instance.CanRun(c.MakeInput(0), out var reason), $"{name}, {c}: {reason}");
+                        AssertMatches(c, seed: 7, c.DType == ScalarType.Float32 ? 1e-4 : 3e-2);
+                    }
+            }
+        }
+        finally { CudaSelectiveScan.ShapeOverride = null; }
+    }
 
     private static void MatchesReference(ScalarType dtype, double tolerance, int cases)
     {

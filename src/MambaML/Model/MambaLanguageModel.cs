@@ -15,6 +15,8 @@ public sealed class MambaLanguageModel : nn.Module
     /// <summary>The Mamba stack.</summary>
     public MambaBackbone backbone;
 
+    private CudaDecodeStep? _fused;
+
     /// <summary>Vocabulary size.</summary>
     public long VocabularySize { get; }
 
@@ -39,10 +41,66 @@ public sealed class MambaLanguageModel : nn.Module
     }
 
     /// <summary>One recurrent step: tokens (batch) int64 → logits (batch, vocabulary) and the next state.</summary>
-    public (Tensor Logits, MambaState State) Step(Tensor tokens, MambaState state)
+    /// <param name="tokens">(batch) int64 on the model's device.</param>
+    /// <param name="state">The state before this step (<see cref="MambaBackbone.ZeroState"/>, or one returned by a forward
+    /// pass or an earlier step); it is not changed.</param>
+    /// <param name="backend">With <see cref="DecodeBackend.Auto"/>, a float32 or bfloat16 model on CUDA takes the fused
+    /// kernels when gradients are off (<c>no_grad</c>, or no parameter requires them), and the differentiable reference
+    /// otherwise; if the kernels cannot be compiled or loaded, one warning is printed and the reference runs.</param>
+    public (Tensor Logits, MambaState State) Step(Tensor tokens, MambaState state, DecodeBackend backend = DecodeBackend.Auto)
     {
+        if (UseFused(backend)) return _fused!.Step(tokens, state);
         using var scope = NewDisposeScope();
         var (hidden, next) = backbone.Step(embedding.forward(tokens), state);
         return (nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Greedy generation: reads <paramref name="prompt"/> in one parallel pass, then picks the most likely next token
+    /// <paramref name="count"/> times, feeding each back in.</summary>
+    /// <param name="prompt">(batch, L ≥ 1) int64 on the model's device.</param>
+    /// <param name="count">How many tokens to generate (≥ 1).</param>
+    /// <param name="backend">How the steps after the prompt run (as for <see cref="Step"/>; gradients are always off here).
+    /// The fused path chooses tokens on the GPU and never waits for it, so it ends before the GPU is done.</param>
+    /// <returns>(batch, count) int64: the generated tokens, the prompt not included. Ties go to the smallest token id.</returns>
+    public Tensor Generate(Tensor prompt, int count, DecodeBackend backend = DecodeBackend.Auto)
+    {
+        if (prompt.dtype != ScalarType.Int64 || prompt.dim() != 2 || prompt.shape[1] < 1)
+            throw new ArgumentException("prompt must be a (batch, L >= 1) int64 tensor.", nameof(prompt));
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "count must be >= 1.");
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var (hidden, state) = backbone.Forward(embedding.forward(prompt), returnState: true);
+        var token = nn.functional.linear(hidden.select(1, -1), embedding.weight!).argmax(-1).contiguous();
+        var generated = empty(new[] { prompt.shape[0], (long)count }, ScalarType.Int64, prompt.device);
+        generated.select(1, 0).copy_(token);
+        if (UseFused(backend))
+            _fused!.Generate(token, state!, generated, from: 1);
+        else
+        {
+            for (int i = 1; i < count; i++)
+            {
+                using var stepScope = NewDisposeScope();
+                var (logits, next) = Step(token, state!, DecodeBackend.Reference);
+                var chosen = logits.argmax(-1);
+                generated.select(1, i).copy_(chosen);
+                // Only the latest token and state live on: a long generation would otherwise hold every step's state.
+                token.Dispose();
+                state!.Dispose();
+                token = chosen.MoveToOuterDisposeScope();
+                state = next.MoveToOuterDisposeScope();
+            }
+        }
+        return generated.MoveToOuterDisposeScope();
+    }
+
+    private bool UseFused(DecodeBackend backend)
+    {
+        if (backend == DecodeBackend.Reference) return false;
+        if (!Enum.IsDefined(backend)) throw new ArgumentOutOfRangeException(nameof(backend), backend, "Not a DecodeBackend value.");
+        if (backend == DecodeBackend.Auto && is_grad_enabled() && parameters().Any(p => p.requires_grad)) return false;
+        _fused ??= new CudaDecodeStep(this);
+        if (_fused.CanRun(out var reason)) return true;
+        if (backend == DecodeBackend.CudaFused) throw new NotSupportedException($"The fused CUDA decode step cannot run: {reason}");
+        return false;
     }
 }

@@ -48,7 +48,8 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
                 network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
                     (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device))));
             new TrainingLoop(_env, o, nameof(MambaForecastingEstimator)).Run(network, input, train, valid,
-                batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed);
+                batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed,
+                validateStart: o.FitLinearSkip);
             return new MambaForecastingTransformer(arch, network, device);
         }
         catch

@@ -28,7 +28,8 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// <summary>
     /// Before gradient training, fit the linear skip path by least squares on the training windows (one pass, closed form) and
     /// start the Mamba path's head at zero: training then starts from the best linear forecaster and refines it. Needs
-    /// <see cref="LinearSkip"/>.
+    /// <see cref="LinearSkip"/>. With a <see cref="MambaTrainerOptions.ValidationSet"/>, the fitted starting point is validated
+    /// too and kept if no epoch beats it.
     /// </summary>
     public bool FitLinearSkip { get; set; }
     /// <summary>Time steps per token: the window is cut into patches of this length (1 = one token per step). Shorter sequences scan faster.</summary>

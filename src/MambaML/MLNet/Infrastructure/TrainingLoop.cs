@@ -36,12 +36,17 @@ internal sealed class TrainingLoop
     /// <param name="valid">Optional validation data and its reader.</param>
     /// <param name="batchLoss">Mean loss of a batch (builds the tensors, runs the network).</param>
     /// <param name="seed">Shuffling seed.</param>
+    /// <param name="validateStart">
+    /// Also validate the network as it is before the first epoch and keep it if no epoch beats it (for a network that starts
+    /// from a fitted solution rather than at random); needs a validation set to have an effect.
+    /// </param>
     /// <param name="learningRateScale">
     /// Optional factor on the learning rate (and its schedule) of each parameter, by name; null trains every parameter at
     /// <see cref="MambaTrainerOptions.LearningRate"/>.
     /// </param>
     public void Run(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, Func<string, double>? learningRateScale = null)
+                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, bool validateStart = false,
+                    Func<string, double>? learningRateScale = null)
     {
         long rows = CountRows(train, trainReader);
         if (rows == 0)
@@ -51,7 +56,7 @@ internal sealed class TrainingLoop
         if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
         try
         {
-            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows, learningRateScale ?? (_ => 1));
+            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows, validateStart, learningRateScale ?? (_ => 1));
         }
         finally
         {
@@ -60,7 +65,8 @@ internal sealed class TrainingLoop
     }
 
     private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, Func<string, double> learningRateScale)
+                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, bool validateStart,
+                           Func<string, double> learningRateScale)
     {
         int batchSize = _options.BatchSize;
         long stepsPerEpoch = (rows + batchSize - 1) / batchSize;
@@ -82,6 +88,12 @@ internal sealed class TrainingLoop
         double learningRate = _options.LearningRate;
         try
         {
+            if (validateStart && valid is { } start)
+            {
+                bestValidation = Evaluate(network, start.Data, start.Reader, batchLoss);
+                best = Snapshot(network);
+                channel.Info(MessageSensitivity.None, $"{_trainerName}: before training: validation loss {bestValidation:G5}");
+            }
             for (int epoch = 1; epoch <= _options.NumberOfEpochs; epoch++)
             {
                 network.train();

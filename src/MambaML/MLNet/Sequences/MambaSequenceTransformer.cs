@@ -128,7 +128,7 @@ internal static class SequenceBatches
 /// <summary>Trains a <see cref="SequenceNetwork"/> for an architecture (shared by the numeric and text estimators).</summary>
 internal static class SequenceFitting
 {
-    /// <param name="learningRateScale">Optional learning-rate factor per parameter name (see <see cref="TrainingLoop.Run"/>).</param>
+    /// <summary>Builds the network for <paramref name="arch"/>, trains it (optionally with a learning-rate factor per parameter name) and wraps it.</summary>
     public static MambaSequenceTransformer Fit(IHostEnvironment env, MambaTrainerOptions options, SequenceArchitecture arch, IDataView train,
         ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName, Func<string, double>? learningRateScale = null)
     {
@@ -139,7 +139,7 @@ internal static class SequenceFitting
         {
             network.to(device);
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
-                batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale);
+                batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale: learningRateScale);
             return new MambaSequenceTransformer(arch, network, device);
         }
         catch

@@ -38,8 +38,8 @@ public sealed class CudaSelectiveScan : ISelectiveScan
         {
             int device = DeviceOrdinal(input.U);
             bool grad = NeedsGrad(input);
-            CudaScanKernels.Get(device, ForwardConfig(input, grad));
-            if (grad) CudaScanKernels.Get(device, BackwardConfig(input, hasLastStateGradient: input.ReturnLastState));
+            CudaKernels.Get(device, ForwardConfig(input, grad));
+            if (grad) CudaKernels.Get(device, BackwardConfig(input, hasLastStateGradient: input.ReturnLastState));
             return true;
         }
         catch (Exception e) when (e is CudaException or NvrtcException or ArgumentException)
@@ -85,9 +85,10 @@ public sealed class CudaSelectiveScan : ISelectiveScan
 
     private static int DeviceOrdinal(Tensor t) => Math.Max(0, (int)t.device.index);
 
-    private static (ScanKernelShape Forward, ScanKernelShape Backward) Shapes(SelectiveScanInput input)
+    private static (ScanKernelShape Forward, ScanKernelShape Backward) Shapes(SelectiveScanInput input, (ScanKernelShape, ScanKernelShape)? layout = null)
     {
-        var (fwd, bwd) = ShapeOverride ?? ScanKernelShape.Default(input.StateSize);
+        var (fwd, bwd) = layout ?? ShapeOverride ?? ScanKernelShape.Default(input.StateSize, input.Batch * input.Channels,
+            CudaKernels.Multiprocessors(DeviceOrdinal(input.U)));
         fwd.Validate(input.StateSize, backward: false);
         bwd.Validate(input.StateSize, backward: true);
         if (bwd.Chunk % fwd.Chunk != 0) throw new ArgumentException($"The forward chunk {fwd.Chunk} must divide the backward chunk {bwd.Chunk}.");
@@ -106,17 +107,22 @@ public sealed class CudaSelectiveScan : ISelectiveScan
         return rows.All(t => t is null || !t.is_contiguous() || TensorData.Pointer(t) % 16 == 0);
     }
 
-    private static ScanKernelConfig ForwardConfig(SelectiveScanInput input, bool save)
+    /// <summary>The forward (saving states) and backward kernel configurations a training pass over <paramref name="input"/>
+    /// runs with <paramref name="layout"/> (tests compile them side by side before running layouts one at a time).</summary>
+    internal static IEnumerable<ScanKernelConfig> TrainingConfigs(SelectiveScanInput input, (ScanKernelShape, ScanKernelShape) layout) =>
+        new[] { ForwardConfig(input, save: true, layout), BackwardConfig(input, input.ReturnLastState, layout) };
+
+    private static ScanKernelConfig ForwardConfig(SelectiveScanInput input, bool save, (ScanKernelShape, ScanKernelShape)? layout = null)
     {
-        var (fwd, bwd) = Shapes(input);
+        var (fwd, bwd) = Shapes(input, layout);
         return new ScanKernelConfig(false, input.U.dtype == ScalarType.BFloat16, (int)input.StateSize, fwd, Vectorizable(input),
             input.VariableB, input.VariableC, input.D is not null, input.Z is not null, input.DeltaBias is not null, input.DeltaSoftplus,
             input.InitialState is not null, save ? bwd.Chunk : 0, false);
     }
 
-    private static ScanKernelConfig BackwardConfig(SelectiveScanInput input, bool hasLastStateGradient)
+    private static ScanKernelConfig BackwardConfig(SelectiveScanInput input, bool hasLastStateGradient, (ScanKernelShape, ScanKernelShape)? layout = null)
     {
-        var (_, bwd) = Shapes(input);
+        var (_, bwd) = Shapes(input, layout);
         return new ScanKernelConfig(true, input.U.dtype == ScalarType.BFloat16, (int)input.StateSize, bwd, Vectorizable(input),
             input.VariableB, input.VariableC, input.D is not null, input.Z is not null, input.DeltaBias is not null, input.DeltaSoftplus,
             false, 0, hasLastStateGradient);
@@ -153,7 +159,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     private static (Tensor Output, Tensor? LastState, Tensor? Saved) Forward(SelectiveScanInput input, Prepared p, bool save)
     {
         var config = ForwardConfig(input, save);
-        var kernel = CudaScanKernels.Get(DeviceOrdinal(input.U), config);
+        var kernel = CudaKernels.Get(DeviceOrdinal(input.U), config);
         long batch = input.Batch, dim = input.Channels, len = input.Length, n = input.StateSize;
         var device = input.U.device;
         var output = ScanOutputs.Empty(new[] { batch, dim, len }, input.U.dtype, device);
@@ -173,7 +179,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
 
     private static void Launch<TParams>(LoadedScanKernel kernel, long dim, long batch, ref TParams args) where TParams : unmanaged
     {
-        var driver = CudaScanKernels.Driver.Driver!;
+        var driver = CudaKernels.Driver.Driver!;
         driver.MakeCurrent(kernel.Context);
         uint blocks = (uint)((dim + kernel.Config.Shape.ChannelsPerBlock - 1) / kernel.Config.Shape.ChannelsPerBlock);
         driver.Launch(kernel.Function, blocks, (uint)batch, (uint)kernel.Config.Threads, (uint)kernel.SharedBytes, ref args);
@@ -233,7 +239,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     {
         bool hasDLast = dLast is not null && !dLast.IsInvalid;
         var config = BackwardConfig(input, hasDLast);
-        var kernel = CudaScanKernels.Get(DeviceOrdinal(input.U), config);
+        var kernel = CudaKernels.Get(DeviceOrdinal(input.U), config);
         long batch = input.Batch, dim = input.Channels, len = input.Length, n = input.StateSize;
         var device = input.U.device;
         var dtype = input.U.dtype;
