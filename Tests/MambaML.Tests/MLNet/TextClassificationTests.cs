@@ -1,6 +1,8 @@
 using MambaML.MLNet;
+using MambaML.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using static TorchSharp.torch;
 
 namespace MambaML.Tests.MLNet;
 
@@ -95,6 +97,21 @@ public sealed class TextClassificationTests
     }
 
     [TestMethod]
+    public void Lowercase_MergesSpellings_InTheVocabulary()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new Review { Text = "Great food" }, new Review { Text = "great FOOD" } });
+        var cased = TextTokens.Build(data, data.Schema["Text"], MambaTokenizer.Cl100kBase, 32, 1000, 1);
+        var lower = TextTokens.Build(data, data.Schema["Text"], MambaTokenizer.Cl100kBase, 32, 1000, 1, lowercase: true);
+        Assert.IsTrue(lower.Lowercase);
+        Assert.IsTrue(lower.TokenIds.Length < cased.TokenIds.Length, $"{lower.TokenIds.Length} lower-cased ids, {cased.TokenIds.Length} cased");
+        var tokens = new TextTokens(lower);
+        CollectionAssert.AreEqual(tokens.Encode("great food"), tokens.Encode("GREAT Food"));
+        Assert.IsTrue(tokens.Encode("GREAT Food").All(id => id >= 2), "upper-case text maps to the lower-cased vocabulary");
+        CollectionAssert.AreNotEqual(new TextTokens(cased).Encode("great food"), new TextTokens(cased).Encode("GREAT Food"));
+    }
+
+    [TestMethod]
     public void TextColumnOfWrongType_IsNamed()
     {
         var ml = new MLContext();
@@ -105,4 +122,118 @@ public sealed class TextClassificationTests
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(data));
         StringAssert.Contains(e.Message, "text column");
     }
+
+    [TestMethod]
+    public void NgramHead_SameSeedSameModel_ChangesTheModel_SurvivesSaveLoad()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(Reviews(120, 1));
+        var test = ml.Data.LoadFromEnumerable(Reviews(40, 2));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(train);
+        (float[] Scores, MambaSequenceTransformer Model) Fit(int ngramHeadLength, double? ngramHeadLearningRate = null, bool separateLoss = true)
+        {
+            var options = Options(MambaTokenizer.Cl100kBase);
+            options.NgramHeadSeparateLoss = separateLoss;
+            options.NgramHeadLength = ngramHeadLength;
+            options.NgramHeadBuckets = 101;
+            options.NgramHeadLearningRate = ngramHeadLearningRate;
+            var model = ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(toKey.Transform(train));
+            return (ScoreValues(model.Transform(toKey.Transform(test))), model);
+        }
+
+        var (bigrams, model) = Fit(2);
+        try
+        {
+            var (again, other) = Fit(2);
+            other.Dispose();
+            CollectionAssert.AreEqual(bigrams, again, "same seed, same model");
+            var (mambaOnly, m0) = Fit(0);
+            m0.Dispose();
+            CollectionAssert.AreNotEqual(bigrams, mambaOnly, "the n-gram head did not change the model");
+            var (unigrams, m1) = Fit(1);
+            m1.Dispose();
+            CollectionAssert.AreNotEqual(bigrams, unigrams, "token pairs did not change the model");
+            var (fasterHead, m2) = Fit(2, ngramHeadLearningRate: 5e-2);
+            m2.Dispose();
+            CollectionAssert.AreNotEqual(bigrams, fasterHead, "NgramHeadLearningRate did not change training");
+            var (joint, m3) = Fit(2, separateLoss: false);
+            m3.Dispose();
+            CollectionAssert.AreNotEqual(bigrams, joint, "NgramHeadSeparateLoss did not change training");
+
+            var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+            try
+            {
+                ml.Model.Save(model, toKey.Transform(train).Schema, path);
+                var fresh = new MLContext().RegisterMambaML();
+                var loaded = fresh.Model.Load(path, out _);
+                try { CollectionAssert.AreEqual(bigrams, ScoreValues(loaded.Transform(toKey.Transform(test))), "save/load changed the scores"); }
+                finally { (loaded as IDisposable)?.Dispose(); }
+            }
+            finally { File.Delete(path); }
+        }
+        finally { model.Dispose(); }
+    }
+
+    [TestMethod]
+    public void NgramHeadLogits_MatchAPlainLoopOverTheWeights()
+    {
+        const int classes = 3, buckets = 13, batch = 5;
+        var vocabulary = new TextVocabulary { TokenIds = Enumerable.Range(100, 9).ToArray(), MaxTokens = 64 };   // 11 compact ids
+        var arch = new SequenceArchitecture
+        {
+            Task = MambaSequenceTask.MulticlassClassification, Input = SequenceInputKind.Tokens, Vocabulary = vocabulary, Outputs = classes,
+            Mamba = new MambaConfig { DModel = 8, NLayer = 1, DState = 4 }, NgramHeadLength = 3, NgramHeadBuckets = buckets,
+        };
+        using var network = new SequenceNetwork(arch, seed: 3);
+        var rng = new Random(7);
+        using (no_grad()) network.ngramHead!.weight!.copy_(randn(network.ngramHead.weight.shape, generator: new Generator(11)));
+        var weights = network.ngramHead!.weight!.data<float>().ToArray();
+        int[] lengths = { 1, 2, 3, 7, 4 };   // odd sizes, shorter than the n-gram length included
+        int longest = lengths.Max();
+        var ids = new long[batch * longest];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < lengths[b]; t++) ids[b * longest + t] = rng.Next(1, vocabulary.Size);
+
+        using var scope = NewDisposeScope();
+        var actual = network.NgramLogits(tensor(ids, new long[] { batch, longest }), tensor(lengths.Select(l => (long)l).ToArray())).data<float>().ToArray();
+
+        for (int b = 0; b < batch; b++)
+        {
+            var expected = new double[classes];
+            int features = 0;
+            for (int n = 1; n <= 3; n++)
+                for (int start = 0; start + n <= lengths[b]; start++)
+                {
+                    long row = ids[b * longest + start];
+                    if (n > 1)
+                    {
+                        long hash = n;
+                        for (int k = 0; k < n; k++) hash = (hash * SequenceNetwork.NgramHashMultiplier + ids[b * longest + start + k]) % SequenceNetwork.NgramHashModulus;
+                        row = vocabulary.Size + hash % buckets;
+                    }
+                    for (int c = 0; c < classes; c++) expected[c] += weights[row * classes + c];
+                    features++;
+                }
+            for (int c = 0; c < classes; c++)
+                Assert.AreEqual(expected[c] / Math.Sqrt(features), actual[b * classes + c], 1e-4, $"text {b} (length {lengths[b]}), class {c}");
+        }
+    }
+
+    [TestMethod]
+    public void NgramHeadOptions_OutOfRange_NameTheOption()
+    {
+        foreach (var (length, buckets, learningRate, name) in new[]
+                 { (-1, 10, 0.1, "NgramHeadLength"), (4, 10, 0.1, "NgramHeadLength"), (2, 0, 0.1, "NgramHeadBuckets"), (2, 10, 0.0, "NgramHeadLearningRate") })
+        {
+            var options = Options(MambaTokenizer.Bytes);
+            options.NgramHeadLength = length;
+            options.NgramHeadBuckets = buckets;
+            options.NgramHeadLearningRate = learningRate;
+            var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaTextClassification(options));
+            StringAssert.Contains(e.Message, name);
+        }
+    }
+
+    private static float[] ScoreValues(IDataView scored) =>
+        scored.GetColumn<float[]>("Score").SelectMany(v => v).ToArray();
 }

@@ -40,8 +40,13 @@ internal sealed class TrainingLoop
     /// Also validate the network as it is before the first epoch and keep it if no epoch beats it (for a network that starts
     /// from a fitted solution rather than at random); needs a validation set to have an effect.
     /// </param>
+    /// <param name="learningRateScale">
+    /// Optional factor on the learning rate (and its schedule) of each parameter, by name; null trains every parameter at
+    /// <see cref="MambaTrainerOptions.LearningRate"/>.
+    /// </param>
     public void Run(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, bool validateStart = false)
+                    Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, bool validateStart = false,
+                    Func<string, double>? learningRateScale = null)
     {
         long rows = CountRows(train, trainReader);
         if (rows == 0)
@@ -51,7 +56,7 @@ internal sealed class TrainingLoop
         if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
         try
         {
-            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows, validateStart);
+            RunEpochs(network, train, trainReader, valid, batchLoss, seed, rows, validateStart, learningRateScale ?? (_ => 1));
         }
         finally
         {
@@ -60,12 +65,14 @@ internal sealed class TrainingLoop
     }
 
     private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
-                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, bool validateStart)
+                           Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, bool validateStart,
+                           Func<string, double> learningRateScale)
     {
         int batchSize = _options.BatchSize;
         long stepsPerEpoch = (rows + batchSize - 1) / batchSize;
         long totalSteps = stepsPerEpoch * _options.NumberOfEpochs;
-        using var optimizer = CreateOptimizer(network);
+        var (adamW, groupScales) = CreateOptimizer(network, learningRateScale);
+        using var optimizer = adamW;
         var rng = new Random(seed);
         var host = _env.Register("MambaML");
         using var channel = host.Start(_trainerName);
@@ -96,7 +103,7 @@ internal sealed class TrainingLoop
                 {
                     _options.CancellationToken.ThrowIfCancellationRequested();
                     learningRate = LearningRateAt(step++, totalSteps);
-                    foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+                    foreach (var (group, scale) in optimizer.ParamGroups.Zip(groupScales)) group.LearningRate = learningRate * scale;
 
                     using var scope = NewDisposeScope();
                     optimizer.zero_grad();
@@ -174,23 +181,24 @@ internal sealed class TrainingLoop
         return sum / count;
     }
 
-    /// <summary>AdamW with two groups: decay for matrices (weights of projections, convolutions, embeddings), none for A_log, D, norms and biases.</summary>
-    private AdamW CreateOptimizer(nn.Module network)
+    /// <summary>
+    /// AdamW with a group per learning-rate scale and decay: decay for matrices (weights of projections, convolutions,
+    /// embeddings), none for A_log, D, norms and biases. Returns the optimizer and each group's learning-rate scale, in order.
+    /// </summary>
+    private (AdamW Optimizer, double[] Scales) CreateOptimizer(nn.Module network, Func<string, double> learningRateScale)
     {
-        var decay = new List<Parameter>();
-        var noDecay = new List<Parameter>();
+        var groups = new SortedDictionary<(double Scale, bool Decay), List<Parameter>>();
         foreach (var (name, parameter) in network.named_parameters())
         {
             if (!parameter.requires_grad) continue;
-            bool exempt = parameter.dim() < 2 || name.EndsWith("A_log", StringComparison.Ordinal);
-            (exempt ? noDecay : decay).Add(parameter);
+            bool decay = parameter.dim() >= 2 && !name.EndsWith("A_log", StringComparison.Ordinal);
+            var key = (learningRateScale(name), decay);
+            if (!groups.TryGetValue(key, out var list)) groups[key] = list = new List<Parameter>();
+            list.Add(parameter);
         }
-        var groups = new List<AdamW.ParamGroup>
-        {
-            new(decay, lr: _options.LearningRate, weight_decay: _options.WeightDecay),
-            new(noDecay, lr: _options.LearningRate, weight_decay: 0),
-        };
-        return optim.AdamW(groups.Where(g => g.Parameters.Any()), lr: _options.LearningRate);
+        var paramGroups = groups.Select(g => new AdamW.ParamGroup(g.Value, lr: _options.LearningRate * g.Key.Scale,
+                                                                   weight_decay: g.Key.Decay ? _options.WeightDecay : 0)).ToList();
+        return (optim.AdamW(paramGroups, lr: _options.LearningRate), groups.Keys.Select(k => k.Scale).ToArray());
     }
 
     /// <summary>The learning rate at optimisation step <paramref name="step"/> of <paramref name="totalSteps"/>.</summary>

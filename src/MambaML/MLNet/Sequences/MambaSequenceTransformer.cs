@@ -106,8 +106,15 @@ internal static class SequenceBatches
     {
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
-        var raw = network.Forward(input, lengths);
         var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
+        var (mamba, ngram) = network.ForwardParts(input, lengths);
+        if (ngram is not null && arch.NgramHeadSeparateLoss)
+        {
+            // The n-gram head learns as if alone; the Mamba path learns what it misses (the n-gram logits are held fixed there).
+            var classes = target.to(ScalarType.Int64);
+            return (nn.functional.cross_entropy(ngram, classes) + nn.functional.cross_entropy(ngram.detach() + mamba, classes)).MoveToOuterDisposeScope();
+        }
+        var raw = ngram is null ? mamba : mamba + ngram;
         var loss = arch.Task switch
         {
             MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),
@@ -121,8 +128,9 @@ internal static class SequenceBatches
 /// <summary>Trains a <see cref="SequenceNetwork"/> for an architecture (shared by the numeric and text estimators).</summary>
 internal static class SequenceFitting
 {
+    /// <summary>Builds the network for <paramref name="arch"/>, trains it (optionally with a learning-rate factor per parameter name) and wraps it.</summary>
     public static MambaSequenceTransformer Fit(IHostEnvironment env, MambaTrainerOptions options, SequenceArchitecture arch, IDataView train,
-        ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName)
+        ExampleReader trainReader, (IDataView, ExampleReader)? valid, string trainerName, Func<string, double>? learningRateScale = null)
     {
         var device = DevicePolicy.Choose(env);
         int seed = options.Seed ?? MLNetInternals.Seed(env) ?? 0;
@@ -131,7 +139,7 @@ internal static class SequenceFitting
         {
             network.to(device);
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
-                batch => SequenceBatches.Loss(network, arch, batch, device), seed);
+                batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale: learningRateScale);
             return new MambaSequenceTransformer(arch, network, device);
         }
         catch

@@ -42,6 +42,12 @@ internal sealed record SequenceArchitecture
     public bool NormalizeEachSequence { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
     public TextVocabulary? Vocabulary { get; init; }
+    /// <summary>Text: longest token n-gram of the linear bag-of-n-grams head beside the Mamba head; 0 = no such head.</summary>
+    public int NgramHeadLength { get; init; }
+    /// <summary>Text: hash buckets shared by the n-grams of length 2 and more in the n-gram head.</summary>
+    public int NgramHeadBuckets { get; init; }
+    /// <summary>Text: train the n-gram head on its own loss and the Mamba path on the loss of the sum with the n-gram logits held fixed.</summary>
+    public bool NgramHeadSeparateLoss { get; init; }
     /// <summary>Multiclass: class count and names (the label's key values); binary and regression: 1 output.</summary>
     public int Outputs { get; init; } = 1;
     public string[]? ClassNames { get; init; }
@@ -65,6 +71,8 @@ internal sealed record TextVocabulary
     public const long Padding = 0, Unknown = 1;
     public MambaTokenizer Tokenizer { get; init; }
     public int MaxTokens { get; init; }
+    /// <summary>Texts are lower-cased (invariant culture) before tokenising.</summary>
+    public bool Lowercase { get; init; }
     /// <summary>Original token id of compact id 2 + i.</summary>
     public int[] TokenIds { get; init; } = Array.Empty<int>();
 

@@ -8,7 +8,9 @@ namespace MambaML.MLNet;
 /// <summary>
 /// Sequence classifier/regressor: numeric steps (cut into patches and embedded linearly) or token ids (embedded) → a
 /// <see cref="MambaBackbone"/> over right-padded sequences with their true lengths → mask-aware mean (or last-step) pooling →
-/// a linear head with one output per class (multiclass) or one output (binary logit, regression value).
+/// a linear head with one output per class (multiclass) or one output (binary logit, regression value). Text models may add a
+/// linear bag-of-n-grams head whose logits are summed with the Mamba head's (wide and deep: the linear part learns from few
+/// examples what a from-scratch sequence model cannot, and both train jointly).
 /// </summary>
 internal sealed class SequenceNetwork : nn.Module
 {
@@ -21,6 +23,7 @@ internal sealed class SequenceNetwork : nn.Module
     public Embedding? tokens;
     public MambaBackbone backbone;
     public Linear head;
+    public Embedding? ngramHead;
 
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
@@ -32,17 +35,31 @@ internal sealed class SequenceNetwork : nn.Module
         else tokens = nn.Embedding(arch.Vocabulary!.Size, d);
         backbone = new MambaBackbone(arch.Mamba, g);
         head = nn.Linear(d, arch.Outputs);
+        if (arch.NgramHeadLength > 0) ngramHead = nn.Embedding(NgramFeatureCount(arch), arch.Outputs);
         RegisterComponents();
         using var _ = no_grad();
         if (embed is not null) Init.UniformFanIn(embed, g);
         if (tokens is not null) tokens.weight!.normal_(0, 0.02, g);
         Init.UniformFanIn(head, g);
+        ngramHead?.weight!.zero_();   // starts as no opinion; the Mamba head alone gives the first logits
     }
 
-    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs).</summary>
+    /// <summary>Rows of the n-gram head: every compact token id (padding and unknown included), then the n-gram hash buckets.</summary>
+    internal static long NgramFeatureCount(SequenceArchitecture arch) =>
+        arch.Vocabulary!.Size + (arch.NgramHeadLength >= 2 ? arch.NgramHeadBuckets : 0);
+
+    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
     public Tensor Forward(Tensor input, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
+        var (mamba, ngram) = ForwardParts(input, lengths);
+        return (ngram is null ? mamba : mamba + ngram).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The Mamba head's outputs and, when the model has one, the n-gram head's logits, each (batch, outputs).</summary>
+    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths)
     {
         using var scope = NewDisposeScope();
         Tensor x, tokenLengths;
@@ -69,8 +86,50 @@ internal sealed class SequenceNetwork : nn.Module
         Tensor pooled = _arch.Pooling == SequencePooling.Mean
             ? hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype)
             : hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
-        return head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
+        var output = head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
+        return (output, ngramHead is null ? null : NgramLogits(input, tokenLengths).MoveToOuterDisposeScope());
     }
+
+    /// <summary>
+    /// The n-gram head's logits, (batch, outputs): the weights of every token and (hashed) n-gram of length 2 to
+    /// <see cref="SequenceArchitecture.NgramHeadLength"/> inside each text, summed and divided by √(number of n-grams), which
+    /// is the L2 normalisation of a bag of distinct n-grams.
+    /// </summary>
+    /// <param name="ids">(batch, tokens) compact token ids, right-padded.</param>
+    /// <param name="lengths">(batch) real token counts.</param>
+    internal Tensor NgramLogits(Tensor ids, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
+        long length = ids.shape[1];
+        var positions = arange(length, device: ids.device).unsqueeze(0);
+        var sum = zeros(ids.shape[0], _arch.Outputs, device: ids.device);
+        var count = zeros(ids.shape[0], 1, device: ids.device);
+        for (int n = 1; n <= Math.Min(_arch.NgramHeadLength, length); n++)
+        {
+            var features = n == 1 ? ids : NgramBuckets(ids, n, _arch.NgramHeadBuckets) + _arch.Vocabulary!.Size;
+            var inside = (positions.narrow(1, 0, length - n + 1) + n).le(lengths.unsqueeze(1)).to(ScalarType.Float32);
+            sum = sum + (ngramHead!.forward(features) * inside.unsqueeze(-1)).sum(1);
+            count = count + inside.sum(1, keepdim: true);
+        }
+        return (sum / count.clamp_min(1).sqrt()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Hash bucket of the n-gram starting at each position of <paramref name="ids"/>, (batch, tokens − n + 1): a polynomial hash
+    /// of n and the n compact ids modulo 2³¹ − 1, then modulo <paramref name="buckets"/>. Integer arithmetic, so the same on
+    /// every device and run.
+    /// </summary>
+    internal static Tensor NgramBuckets(Tensor ids, int n, int buckets)
+    {
+        using var scope = NewDisposeScope();
+        long length = ids.shape[1];
+        var hash = full(new[] { ids.shape[0], length - n + 1 }, n, dtype: ScalarType.Int64, device: ids.device);
+        for (int k = 0; k < n; k++)
+            hash = (hash * NgramHashMultiplier + ids.narrow(1, k, length - n + 1)).remainder(NgramHashModulus);
+        return hash.remainder(buckets).MoveToOuterDisposeScope();
+    }
+
+    internal const long NgramHashMultiplier = 1_000_003, NgramHashModulus = 2_147_483_647;
 
     // Inverted dropout while training (kept elements scaled by 1 / (1 − p)); the identity in evaluation or when p is 0.
     private Tensor Dropout(Tensor x)

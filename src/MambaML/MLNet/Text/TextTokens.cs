@@ -31,16 +31,17 @@ internal sealed class TextTokens
     /// <summary>Compact ids of <paramref name="text"/>'s first tokens; empty text becomes one unknown token.</summary>
     public long[] Encode(ReadOnlySpan<char> text)
     {
-        var ids = Tokenize(_vocabulary.Tokenizer, text, _vocabulary.MaxTokens);
+        var ids = Tokenize(_vocabulary.Tokenizer, text, _vocabulary.MaxTokens, _vocabulary.Lowercase);
         if (ids.Count == 0) return new[] { TextVocabulary.Unknown };
         var result = new long[ids.Count];
         for (int i = 0; i < result.Length; i++) result[i] = _compact.TryGetValue(ids[i], out var id) ? id : TextVocabulary.Unknown;
         return result;
     }
 
-    /// <summary>The tokenizer's ids for the first <paramref name="maxTokens"/> tokens of <paramref name="text"/>.</summary>
-    public static IReadOnlyList<int> Tokenize(MambaTokenizer tokenizer, ReadOnlySpan<char> text, int maxTokens)
+    /// <summary>The tokenizer's ids for the first <paramref name="maxTokens"/> tokens of <paramref name="text"/> (lower-cased first when <paramref name="lowercase"/>).</summary>
+    public static IReadOnlyList<int> Tokenize(MambaTokenizer tokenizer, ReadOnlySpan<char> text, int maxTokens, bool lowercase)
     {
+        if (lowercase) text = text.ToString().ToLowerInvariant();
         if (tokenizer == MambaTokenizer.Bytes)
         {
             var bytes = Encoding.UTF8.GetBytes(text.ToArray());
@@ -53,7 +54,8 @@ internal sealed class TextTokens
     /// Counts the token ids of a text column in one streaming pass and keeps the <paramref name="maxVocabularySize"/> most frequent
     /// ids seen at least <paramref name="minCount"/> times (ties broken by id, so the result is deterministic).
     /// </summary>
-    public static TextVocabulary Build(IDataView data, DataViewSchema.Column column, MambaTokenizer tokenizer, int maxTokens, int maxVocabularySize, int minCount)
+    public static TextVocabulary Build(IDataView data, DataViewSchema.Column column, MambaTokenizer tokenizer, int maxTokens, int maxVocabularySize, int minCount,
+                                       bool lowercase = false)
     {
         var counts = new Dictionary<int, long>();
         using (var cursor = data.GetRowCursor(new[] { column }))
@@ -63,14 +65,14 @@ internal sealed class TextTokens
             while (cursor.MoveNext())
             {
                 get(ref text);
-                foreach (int id in Tokenize(tokenizer, text.Span, maxTokens))
+                foreach (int id in Tokenize(tokenizer, text.Span, maxTokens, lowercase))
                     counts[id] = counts.GetValueOrDefault(id) + 1;
             }
         }
         var kept = counts.Where(kv => kv.Value >= minCount)
             .OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key)
             .Take(maxVocabularySize).Select(kv => kv.Key).ToArray();
-        return new TextVocabulary { Tokenizer = tokenizer, MaxTokens = maxTokens, TokenIds = kept };
+        return new TextVocabulary { Tokenizer = tokenizer, MaxTokens = maxTokens, Lowercase = lowercase, TokenIds = kept };
     }
 }
 
