@@ -14,6 +14,12 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
     /// head (a regulariser for small data sets such as short texts); 0 turns it off. Prediction never drops.
     /// </summary>
     public double Dropout { get; set; }
+    /// <summary>
+    /// Adds a second Mamba backbone (as deep and wide as the first, so twice the parameters) that reads each sequence from its
+    /// last real step to its first; its hidden states, put back in time order, are added to the forward backbone's before
+    /// pooling, so every pooled state has seen the whole sequence.
+    /// </summary>
+    public bool Bidirectional { get; set; }
 
     internal override void Validate()
     {
@@ -33,10 +39,23 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     public int PatchLength { get; set; } = 1;
     /// <summary>z-normalise each sequence (per channel, over its real steps) before the model, as is usual for UCR-style data.</summary>
     public bool NormalizeEachSequence { get; set; }
+    /// <summary>
+    /// Also feed each channel's first difference (x[t] − x[t−1], 0 at the first step; taken after
+    /// <see cref="NormalizeEachSequence"/>) as an extra channel, so the model sees slopes as well as levels.
+    /// </summary>
+    public bool AddFirstDifference { get; set; }
+    /// <summary>
+    /// Training-time data augmentation: standard deviation of the Gaussian noise added to every real value (after
+    /// <see cref="NormalizeEachSequence"/>, so in units of each sequence's own standard deviation when that is on) each time a
+    /// sequence is used; drawn from a generator seeded by <see cref="MambaTrainerOptions.Seed"/>. 0 turns it off. Prediction
+    /// never adds noise.
+    /// </summary>
+    public double TrainingNoise { get; set; }
 
     internal override void Validate()
     {
         base.Validate();
+        Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
     }

@@ -89,6 +89,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         Mamba = _options.BuildConfig(),
         Pooling = _options.Pooling,
         Dropout = _options.Dropout,
+        Bidirectional = _options.Bidirectional,
         Vocabulary = vocabulary,
         Outputs = classes,
         ClassNames = classNames,
