@@ -74,7 +74,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
             Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "Mean"), ignoreCase: true),
             AddFirstDifference = args.Int("--diff", 0) != 0, Bidirectional = args.Int("--bidirectional", 0) != 0,
-            TrainingNoise = args.Double("--noise", 0), StateSize = args.Int("--state", 16),
+            TrainingNoise = args.Double("--noise", 0), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
             // --threads N: TorchSharp threads while fitting (1 is fastest for these tiny models on a busy machine); default: process setting.
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
         };
@@ -83,7 +83,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
     private static string Describe(MambaSequenceClassificationOptions o) =>
         $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
         $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
-        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, per-sequence normalisation {o.NormalizeEachSequence}";
+        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, per-sequence normalisation {o.NormalizeEachSequence}";
 
     /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>
     private static (IReadOnlyList<TsSeries> Train, IReadOnlyList<TsSeries> Validation) StratifiedSplit(IReadOnlyList<TsSeries> rows, double heldOut, int seed)

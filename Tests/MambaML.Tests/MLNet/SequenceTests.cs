@@ -236,12 +236,69 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
-    public void TrainingNoise_Negative_NamesTheOption()
+    public void Ensemble_AveragesItsMembersProbabilities_SavesAndLoads()
+    {
+        var ml = new MLContext(seed: 1);
+        var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90));
+        var train = key.Transform(Shapes(ml, 90));
+        var test = key.Transform(Shapes(ml, 30, seed: 2));
+        MambaSequenceClassificationOptions Options(int members)
+        {
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+            options.EnsembleSize = members;
+            options.Seed = 4;
+            return options;
+        }
+        using var ensemble = ml.MulticlassClassification.Trainers.MambaSequence(Options(3)).Fit(train);
+        using var single = ml.MulticlassClassification.Trainers.MambaSequence(Options(1)).Fit(train);
+        var ensembleScores = Synthetic.ReadVectors(ensemble.Transform(test), "Score");
+        var singleScores = Synthetic.ReadVectors(single.Transform(test), "Score");
+        CollectionAssert.AreNotEqual(singleScores.SelectMany(v => v).ToArray(), ensembleScores.SelectMany(v => v).ToArray(), "the ensemble predicts as one network");
+
+        // Reference: each member run alone through the same network code, softmax, then the plain average over members.
+        var network = (SequenceNetwork)typeof(MambaSequenceTransformer).GetField("_network", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(ensemble)!;
+        Assert.AreEqual(2, network.ensemble_members!.Count);
+        var rows = Synthetic.Shapes(30, seed: 2);
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        using (TorchSharp.torch.no_grad())
+        {
+            var input = TorchSharp.torch.tensor(rows.SelectMany(r => r.Features).ToArray(), new long[] { rows.Length, rows[0].Features.Length, 1 });
+            var lengths = TorchSharp.torch.full(rows.Length, rows[0].Features.Length, TorchSharp.torch.ScalarType.Int64);
+            var members = new[] { network.Forward(input, lengths) }.Concat(network.ensemble_members.Select(m => m.Forward(input, lengths)))
+                .Select(raw => TorchSharp.torch.nn.functional.softmax(raw, 1).data<float>().ToArray()).ToArray();
+            for (int i = 0; i < rows.Length; i++)
+                for (int k = 0; k < 3; k++)
+                {
+                    double expected = members.Average(m => m[i * 3 + k]);
+                    Assert.AreEqual(expected, ensembleScores[i][k], 1e-5, $"row {i}, class {k}");
+                }
+            Assert.IsTrue(members.Skip(1).All(m => !m.SequenceEqual(members[0])), "ensemble members are identical");
+        }
+        var accuracy = ml.MulticlassClassification.Evaluate(ensemble.Transform(test)).MicroAccuracy;
+        Assert.IsTrue(accuracy > 0.6, $"ensemble accuracy {accuracy:F3} (chance 0.33)");
+
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(ensemble, train.Schema, path);
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            CollectionAssert.AreEqual(ensembleScores.SelectMany(v => v).ToArray(), ScoreValues(loaded.Transform(test)));
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void TrainingNoiseAndEnsembleSize_OutOfRange_NameTheOption()
     {
         var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
         options.TrainingNoise = -0.1;
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
         StringAssert.Contains(e.Message, "TrainingNoise");
+        options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        options.EnsembleSize = 0;
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
+        StringAssert.Contains(e.Message, "EnsembleSize");
     }
 
     [TestMethod]

@@ -89,6 +89,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             NormalizeEachSequence = _options.NormalizeEachSequence,
             AddFirstDifference = _options.AddFirstDifference,
             Bidirectional = _options.Bidirectional,
+            EnsembleSize = _options.EnsembleSize,
             TrainingNoise = _options.TrainingNoise,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null

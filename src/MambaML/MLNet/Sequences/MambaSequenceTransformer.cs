@@ -50,12 +50,12 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
         var (input, lengths) = SequenceBatches.Inputs(batch, _arch, _device);
-        var raw = _network.Forward(input, lengths);
+        var raw = _network.MemberOutputs(input, lengths);   // (members, batch, outputs)
         var output = _arch.Task switch
         {
-            MambaSequenceTask.MulticlassClassification => nn.functional.softmax(raw, 1),
-            MambaSequenceTask.Regression => raw * _arch.LabelScale + _arch.LabelMean,
-            _ => raw,
+            MambaSequenceTask.MulticlassClassification => nn.functional.softmax(raw, 2).mean(new long[] { 0 }),
+            MambaSequenceTask.Regression => raw.mean(new long[] { 0 }) * _arch.LabelScale + _arch.LabelMean,
+            _ => raw.mean(new long[] { 0 }),
         };
         return SplitRows(output, batch.Count);
     }
@@ -106,8 +106,10 @@ internal static class SequenceBatches
     {
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
-        var raw = network.Forward(input, lengths);
-        var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
+        // Every ensemble member is scored on the batch: the mean over (member, example) pairs is the mean of the members' losses.
+        var members = network.MemberOutputs(input, lengths);
+        var raw = members.reshape(-1, members.shape[2]);
+        var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device).repeat(members.shape[0]);
         var loss = arch.Task switch
         {
             MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),

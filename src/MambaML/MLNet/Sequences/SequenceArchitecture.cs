@@ -46,6 +46,8 @@ internal sealed record SequenceArchitecture
     public bool AddFirstDifference { get; init; }
     /// <summary>A second backbone reads each sequence backwards; its states, re-reversed, are added to the forward states.</summary>
     public bool Bidirectional { get; init; }
+    /// <summary>Networks trained side by side whose predictions are averaged (1 = a single network).</summary>
+    public int EnsembleSize { get; init; } = 1;
     /// <summary>Numeric, training only: standard deviation of the Gaussian noise added to the (normalised) values.</summary>
     public double TrainingNoise { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>

@@ -25,6 +25,11 @@ internal sealed class SequenceNetwork : nn.Module
     public MambaBackbone backbone;
     public MambaBackbone? reverse_backbone;
     public Linear head;
+    // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
+    public ModuleList<SequenceNetwork>? ensemble_members;
+
+    // Seed distance between ensemble members, so that members of nearby seeds do not coincide.
+    private const long MemberSeedStride = 7919;
 
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
@@ -39,6 +44,9 @@ internal sealed class SequenceNetwork : nn.Module
         backbone = new MambaBackbone(arch.Mamba, g);
         if (arch.Bidirectional) reverse_backbone = new MambaBackbone(arch.Mamba, g);
         head = nn.Linear(arch.Pooling == SequencePooling.MeanMax ? 2 * d : d, arch.Outputs);
+        if (arch.EnsembleSize > 1)
+            ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
+                .Select(k => new SequenceNetwork(arch with { EnsembleSize = 1 }, seed + MemberSeedStride * k)).ToArray());
         RegisterComponents();
         using var _ = no_grad();
         if (embed is not null) Init.UniformFanIn(embed, g);
@@ -46,7 +54,19 @@ internal sealed class SequenceNetwork : nn.Module
         Init.UniformFanIn(head, g);
     }
 
-    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs).</summary>
+    /// <summary>Raw outputs of every ensemble member, (members, batch, outputs); one member unless the architecture is an ensemble.</summary>
+    /// <param name="input">As for <see cref="Forward"/>.</param>
+    /// <param name="lengths">As for <see cref="Forward"/>.</param>
+    public Tensor MemberOutputs(Tensor input, Tensor lengths)
+    {
+        if (ensemble_members is null) return Forward(input, lengths).unsqueeze(0);
+        using var scope = NewDisposeScope();
+        var outputs = new List<Tensor> { Forward(input, lengths) };
+        outputs.AddRange(ensemble_members.Select(member => member.Forward(input, lengths)));
+        return stack(outputs, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Raw outputs of this network alone (logits or normalised regression values), (batch, outputs).</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
     public Tensor Forward(Tensor input, Tensor lengths)

@@ -90,6 +90,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         Pooling = _options.Pooling,
         Dropout = _options.Dropout,
         Bidirectional = _options.Bidirectional,
+        EnsembleSize = _options.EnsembleSize,
         Vocabulary = vocabulary,
         Outputs = classes,
         ClassNames = classNames,
