@@ -72,9 +72,9 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 20 : 100), BatchSize = args.Int("--batch", 16),
             LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05), NormalizeEachSequence = true,
             EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
-            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "Mean"), ignoreCase: true),
-            AddFirstDifference = args.Int("--diff", 0) != 0, Bidirectional = args.Int("--bidirectional", 0) != 0,
-            TrainingNoise = args.Double("--noise", 0), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
+            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "MeanMax"), ignoreCase: true),
+            AddFirstDifference = args.Int("--diff", 1) != 0, Bidirectional = args.Int("--bidirectional", 1) != 0,
+            TrainingNoise = args.Double("--noise", 0.1), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
             // --threads N: TorchSharp threads while fitting (1 is fastest for these tiny models on a busy machine); default: process setting.
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
         };
