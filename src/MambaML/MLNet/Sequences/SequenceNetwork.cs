@@ -102,12 +102,11 @@ internal sealed class SequenceNetwork : nn.Module
             var (reversed, _) = reverse_backbone.Forward(x.gather(1, reversal), lengths: padded ? tokenLengths : null);
             hidden = hidden + reversed.gather(1, reversal);
         }
-        var real = StepMask(hidden, tokenLengths);
         Tensor mean = hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype);
         Tensor pooled = _arch.Pooling switch
         {
             SequencePooling.Mean => mean,
-            SequencePooling.MeanMax => cat(new[] { mean, hidden.masked_fill(real.logical_not(), double.NegativeInfinity).amax(1) }, 1),
+            SequencePooling.MeanMax => cat(new[] { mean, hidden.masked_fill(StepMask(hidden, tokenLengths).logical_not(), double.NegativeInfinity).amax(1) }, 1),
             _ => hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1),
         };
         return head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
