@@ -30,22 +30,32 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         var args = new ArgParser(options.Args);
         int seeds = args.Int("--seeds", options.Quick ? 2 : 5);
         var only = args.String("--datasets", string.Join(",", Datasets.Select(d => d.Name))).Split(',');
-        Console.WriteLine($"## classify-ucr (official splits, {seeds} seeds)");
+        // --validate 1: each seed trains on a stratified part of the official TRAIN set and scores the rest (--val-fraction,
+        // default 0.3) instead of the TEST set, which is then not read: for choosing settings.
+        bool validate = args.Int("--validate", 0) != 0;
+        double validationFraction = args.Double("--val-fraction", 0.3);
+        var mambaOptions = MambaOptions(options);
+        Console.WriteLine(validate
+            ? $"## classify-ucr (VALIDATION: stratified {validationFraction:P0} of each seed's TRAIN rows held out, TEST unused; {seeds} seeds)"
+            : $"## classify-ucr (official splits, {seeds} seeds)");
+        Console.WriteLine($"Mamba settings: {Describe(mambaOptions)}");
         Console.WriteLine();
         Console.WriteLine("| dataset | model | accuracy mean ± std | target | ROCKET | MiniRocket | s |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var (name, rocket, miniRocket, target) in Datasets.Where(d => only.Contains(d.Name)))
         {
-            var train = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
-            var test = TsFile.Read(Path.Combine(root, name, name + "_TEST.ts"));
+            var officialTrain = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
+            var splits = Enumerable.Range(0, seeds).Select(seed => validate
+                ? StratifiedSplit(officialTrain, validationFraction, seed)
+                : (officialTrain, TsFile.Read(Path.Combine(root, name, name + "_TEST.ts")))).ToArray();
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(s => UcrModels.Mamba(train, test, s, MambaOptions(options))).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(s => UcrModels.Mamba(splits[s].Item1, splits[s].Item2, s, MambaOptions(options))).ToArray();
             Report(name, "Mamba (MambaSequence)", mamba, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             clock.Restart();
-            var lightGbm = Enumerable.Range(0, seeds).Select(s => UcrModels.LightGbm(train, test, s)).ToArray();
+            var lightGbm = Enumerable.Range(0, seeds).Select(s => UcrModels.LightGbm(splits[s].Item1, splits[s].Item2, s)).ToArray();
             Report(name, "LightGbm on raw series (ML.NET)", lightGbm, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
-            var majority = UcrModels.MajorityClass(train, test);
-            Report(name, "Majority class", new[] { majority }, target, rocket, miniRocket, 0);
+            var majority = Enumerable.Range(0, seeds).Select(s => UcrModels.MajorityClass(splits[s].Item1, splits[s].Item2)).ToArray();
+            Report(name, "Majority class", majority, target, rocket, miniRocket, 0);
             headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             headline[$"{name}_lightgbm"] = Math.Round(lightGbm.Average(), 4);
         }
@@ -62,7 +72,33 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 20 : 100), BatchSize = args.Int("--batch", 16),
             LearningRate = args.Double("--lr", 2e-3), WeightDecay = args.Double("--wd", 0.05), NormalizeEachSequence = true,
             EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
+            Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "MeanMax"), ignoreCase: true),
+            AddFirstDifference = args.Int("--diff", 1) != 0, Bidirectional = args.Int("--bidirectional", 1) != 0,
+            TrainingNoise = args.Double("--noise", 0.1), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
+            // --threads N: TorchSharp threads while fitting (1 is fastest for these tiny models on a busy machine); default: process setting.
+            NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
         };
+    }
+
+    private static string Describe(MambaSequenceClassificationOptions o) =>
+        $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
+        $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
+        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, per-sequence normalisation {o.NormalizeEachSequence}";
+
+    /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>
+    private static (IReadOnlyList<TsSeries> Train, IReadOnlyList<TsSeries> Validation) StratifiedSplit(IReadOnlyList<TsSeries> rows, double heldOut, int seed)
+    {
+        var rng = new Random(seed);
+        var train = new List<TsSeries>();
+        var validation = new List<TsSeries>();
+        foreach (var group in rows.GroupBy(r => r.Label).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var shuffled = group.OrderBy(_ => rng.Next()).ToArray();
+            int cut = (int)Math.Round(shuffled.Length * heldOut);
+            validation.AddRange(shuffled[..cut]);
+            train.AddRange(shuffled[cut..]);
+        }
+        return (train, validation);
     }
 
     private static void Report(string dataset, string model, double[] acc, double target, double? rocket, double? miniRocket, double seconds)

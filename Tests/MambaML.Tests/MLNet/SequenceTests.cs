@@ -49,10 +49,14 @@ public sealed class SequenceTests
     public void PaddedBatches_GiveTheSameResultAsEachSequenceAlone()
     {
         var ml = new MLContext(seed: 1);
-        foreach (var pooling in new[] { SequencePooling.Mean, SequencePooling.Last })
+        // The last case turns on every input and pooling option whose masking must ignore the padding.
+        foreach (var (pooling, extras) in new[] { (SequencePooling.Mean, false), (SequencePooling.Last, false), (SequencePooling.MeanMax, true) })
         {
             var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
             options.Pooling = pooling;
+            options.Bidirectional = extras;
+            options.AddFirstDifference = extras;
+            options.TrainingNoise = extras ? 0.1 : 0;
             options.PatchLength = 3;
             options.NormalizeEachSequence = true;
             var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 30, 5, 29)).Transform(Shapes(ml, 30, 5, 29));
@@ -63,7 +67,7 @@ public sealed class SequenceTests
             for (int i = 0; i < rows.Length; i++)
             {
                 var alone = engine.Predict(new SequenceInput { Features = rows[i].Features }).Score;
-                for (int k = 0; k < 3; k++) Assert.AreEqual(alone[k], batched[i][k], 1e-5f, $"{pooling}, row {i} (length {rows[i].Features.Length})");
+                for (int k = 0; k < 3; k++) Assert.AreEqual(alone[k], batched[i][k], 1e-5f, $"{pooling}, extras {extras}, row {i} (length {rows[i].Features.Length})");
             }
         }
     }
@@ -112,7 +116,12 @@ public sealed class SequenceTests
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedShape", "PredictedLabel"));
         var binary = ml.BinaryClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions { LabelColumnName = "IsSine", NumberOfEpochs = 1, ModelDimension = 8, NumberOfThreads = 1 });
         var regression = ml.Regression.Trainers.MambaSequence(new MambaSequenceRegressionOptions { LabelColumnName = "Frequency", NumberOfEpochs = 1, ModelDimension = 8, NumberOfThreads = 1 });
-        foreach (var estimator in new IEstimator<ITransformer>[] { multiclass, binary, regression })
+        var everyOption = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
+        everyOption.Pooling = SequencePooling.MeanMax;
+        everyOption.Bidirectional = everyOption.AddFirstDifference = everyOption.NormalizeEachSequence = true;
+        everyOption.TrainingNoise = 0.2;
+        var multiclassEveryOption = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(everyOption));
+        foreach (var estimator in new IEstimator<ITransformer>[] { multiclass, binary, regression, multiclassEveryOption })
         {
             var model = estimator.Fit(data);
             var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
@@ -150,6 +159,146 @@ public sealed class SequenceTests
         var withDropout = Scores(0.3, seed: 5);
         CollectionAssert.AreEqual(withDropout, Scores(0.3, seed: 5), "same seed, same model");
         CollectionAssert.AreNotEqual(withDropout, Scores(0.0, seed: 5), "dropout had no effect on training");
+    }
+
+    [TestMethod]
+    public void TrainingNoise_SameSeedSameModel_ChangesTraining_PredictsWithoutNoise()
+    {
+        float[] Scores(double noise, int seed)
+        {
+            var ml = new MLContext(seed: 1);
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+            options.TrainingNoise = noise;
+            options.NormalizeEachSequence = true;
+            options.Seed = seed;
+            var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90));
+            using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(key.Transform(Shapes(ml, 90)));
+            var test = key.Transform(Shapes(ml, 60, seed: 2));
+            var first = ScoreValues(model.Transform(test));
+            CollectionAssert.AreEqual(first, ScoreValues(model.Transform(test)), "prediction added noise");
+            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
+            Assert.IsTrue(accuracy > 0.6, $"noise {noise}: accuracy {accuracy:F3} (chance 0.33)");
+            return first;
+        }
+        var withNoise = Scores(0.2, seed: 5);
+        CollectionAssert.AreEqual(withNoise, Scores(0.2, seed: 5), "same seed, same model");
+        CollectionAssert.AreNotEqual(withNoise, Scores(0.0, seed: 5), "noise had no effect on training");
+        CollectionAssert.AreNotEqual(withNoise, Scores(0.2, seed: 6), "the seed does not drive the noise");
+    }
+
+    [TestMethod]
+    public void BidirectionalMeanMaxFirstDifference_LearnTheShapes_AndChangeTheModel()
+    {
+        var ml = new MLContext(seed: 1);
+        var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 150, 16, 40));
+        var test = key.Transform(Shapes(ml, 60, 16, 40, seed: 2));
+        float[]? plain = null;
+        foreach (var (bidirectional, difference, pooling) in new[] { (false, false, SequencePooling.Mean), (true, false, SequencePooling.Mean),
+                     (false, true, SequencePooling.Mean), (false, false, SequencePooling.MeanMax) })
+        {
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 10);
+            options.PatchLength = 2;
+            (options.Bidirectional, options.AddFirstDifference, options.Pooling) = (bidirectional, difference, pooling);
+            using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(key.Transform(Shapes(ml, 150, 16, 40)));
+            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
+            Assert.IsTrue(accuracy > 0.8, $"bidirectional {bidirectional}, difference {difference}, {pooling}: accuracy {accuracy:F3}");
+            var scores = ScoreValues(model.Transform(test));
+            if (plain is null) plain = scores;
+            else CollectionAssert.AreNotEqual(plain, scores, $"bidirectional {bidirectional}, difference {difference}, {pooling} left the model unchanged");
+        }
+    }
+
+    [TestMethod]
+    public void FirstDifferenceAndReversal_MatchPlainLoops_OddLengths()
+    {
+        var rng = new Random(3);
+        const int batch = 5, steps = 13, channels = 3;
+        long[] lengths = { 13, 1, 7, 12, 2 };
+        var values = new float[batch * steps * channels];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < lengths[b] * channels; t++) values[(b * steps) * channels + t] = (float)rng.NextDouble() * 4 - 2;
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var lengthTensor = TorchSharp.torch.tensor(lengths);
+        var difference = SequenceNetwork.FirstDifference(TorchSharp.torch.tensor(values, new long[] { batch, steps, channels }), lengthTensor)
+            .data<float>().ToArray();
+        var reversal = SequenceNetwork.ReversalIndex(lengthTensor, steps).data<long>().ToArray();
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < steps; t++)
+            {
+                Assert.AreEqual(t < lengths[b] ? lengths[b] - 1 - t : t, reversal[b * steps + t], $"reversal row {b}, step {t}");
+                for (int c = 0; c < channels; c++)
+                {
+                    int i = (b * steps + t) * channels + c;
+                    float expected = t >= 1 && t < lengths[b] ? values[i] - values[i - channels] : 0f;
+                    Assert.AreEqual(expected, difference[i], 1e-6f, $"difference row {b}, step {t}, channel {c}");
+                }
+            }
+    }
+
+    [TestMethod]
+    public void Ensemble_AveragesItsMembersProbabilities_SavesAndLoads()
+    {
+        var ml = new MLContext(seed: 1);
+        var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90));
+        var train = key.Transform(Shapes(ml, 90));
+        var test = key.Transform(Shapes(ml, 30, seed: 2));
+        MambaSequenceClassificationOptions Options(int members)
+        {
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+            options.EnsembleSize = members;
+            options.Seed = 4;
+            return options;
+        }
+        using var ensemble = ml.MulticlassClassification.Trainers.MambaSequence(Options(3)).Fit(train);
+        using var single = ml.MulticlassClassification.Trainers.MambaSequence(Options(1)).Fit(train);
+        var ensembleScores = Synthetic.ReadVectors(ensemble.Transform(test), "Score");
+        var singleScores = Synthetic.ReadVectors(single.Transform(test), "Score");
+        CollectionAssert.AreNotEqual(singleScores.SelectMany(v => v).ToArray(), ensembleScores.SelectMany(v => v).ToArray(), "the ensemble predicts as one network");
+
+        // Reference: each member run alone through the same network code, softmax, then the plain average over members.
+        var network = (SequenceNetwork)typeof(MambaSequenceTransformer).GetField("_network", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(ensemble)!;
+        Assert.AreEqual(2, network.ensemble_members!.Count);
+        var rows = Synthetic.Shapes(30, seed: 2);
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        using (TorchSharp.torch.no_grad())
+        {
+            var input = TorchSharp.torch.tensor(rows.SelectMany(r => r.Features).ToArray(), new long[] { rows.Length, rows[0].Features.Length, 1 });
+            var lengths = TorchSharp.torch.full(rows.Length, rows[0].Features.Length, TorchSharp.torch.ScalarType.Int64);
+            var members = new[] { network.Forward(input, lengths) }.Concat(network.ensemble_members.Select(m => m.Forward(input, lengths)))
+                .Select(raw => TorchSharp.torch.nn.functional.softmax(raw, 1).data<float>().ToArray()).ToArray();
+            for (int i = 0; i < rows.Length; i++)
+                for (int k = 0; k < 3; k++)
+                {
+                    double expected = members.Average(m => m[i * 3 + k]);
+                    Assert.AreEqual(expected, ensembleScores[i][k], 1e-5, $"row {i}, class {k}");
+                }
+            Assert.IsTrue(members.Skip(1).All(m => !m.SequenceEqual(members[0])), "ensemble members are identical");
+        }
+        var accuracy = ml.MulticlassClassification.Evaluate(ensemble.Transform(test)).MicroAccuracy;
+        Assert.IsTrue(accuracy > 0.6, $"ensemble accuracy {accuracy:F3} (chance 0.33)");
+
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(ensemble, train.Schema, path);
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            CollectionAssert.AreEqual(ensembleScores.SelectMany(v => v).ToArray(), ScoreValues(loaded.Transform(test)));
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void TrainingNoiseAndEnsembleSize_OutOfRange_NameTheOption()
+    {
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        options.TrainingNoise = -0.1;
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
+        StringAssert.Contains(e.Message, "TrainingNoise");
+        options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        options.EnsembleSize = 0;
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
+        StringAssert.Contains(e.Message, "EnsembleSize");
     }
 
     [TestMethod]

@@ -87,6 +87,10 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             Channels = _options.Channels,
             PatchLength = _options.PatchLength,
             NormalizeEachSequence = _options.NormalizeEachSequence,
+            AddFirstDifference = _options.AddFirstDifference,
+            Bidirectional = _options.Bidirectional,
+            EnsembleSize = _options.EnsembleSize,
+            TrainingNoise = _options.TrainingNoise,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null
                 : label is KeyLabelReader k ? k.ClassNames() : Enumerable.Repeat("", classes).ToArray(),

@@ -14,10 +14,24 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
     /// head (a regulariser for small data sets such as short texts); 0 turns it off. Prediction never drops.
     /// </summary>
     public double Dropout { get; set; }
+    /// <summary>
+    /// Adds a second Mamba backbone (as deep and wide as the first, so twice the parameters) that reads each sequence from its
+    /// last real step to its first; its hidden states, put back in time order, are added to the forward backbone's before
+    /// pooling, so every pooled state has seen the whole sequence.
+    /// </summary>
+    public bool Bidirectional { get; set; }
+    /// <summary>
+    /// Trains this many networks side by side (each initialised from its own seed derived from
+    /// <see cref="MambaTrainerOptions.Seed"/>, with its own dropout and noise draws, on the same shuffled batches; the loss is
+    /// the mean of their losses) and averages their predictions: class probabilities for multiclass, logits for binary,
+    /// values for regression. Costs this many times the training and prediction time and model size; 1 = a single network.
+    /// </summary>
+    public int EnsembleSize { get; set; } = 1;
 
     internal override void Validate()
     {
         base.Validate();
+        Check(EnsembleSize >= 1, nameof(EnsembleSize), EnsembleSize, ">= 1");
         Check(Dropout >= 0 && Dropout < 1, nameof(Dropout), Dropout, "in [0, 1)");
     }
 }
@@ -33,10 +47,23 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     public int PatchLength { get; set; } = 1;
     /// <summary>z-normalise each sequence (per channel, over its real steps) before the model, as is usual for UCR-style data.</summary>
     public bool NormalizeEachSequence { get; set; }
+    /// <summary>
+    /// Also feed each channel's first difference (x[t] − x[t−1], 0 at the first step; taken after
+    /// <see cref="NormalizeEachSequence"/>) as an extra channel, so the model sees slopes as well as levels.
+    /// </summary>
+    public bool AddFirstDifference { get; set; }
+    /// <summary>
+    /// Training-time data augmentation: standard deviation of the Gaussian noise added to every real value (after
+    /// <see cref="NormalizeEachSequence"/>, so in units of each sequence's own standard deviation when that is on) each time a
+    /// sequence is used; drawn from a generator seeded by <see cref="MambaTrainerOptions.Seed"/>. 0 turns it off. Prediction
+    /// never adds noise.
+    /// </summary>
+    public double TrainingNoise { get; set; }
 
     internal override void Validate()
     {
         base.Validate();
+        Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
     }

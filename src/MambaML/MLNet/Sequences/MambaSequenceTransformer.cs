@@ -50,12 +50,12 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
         var (input, lengths) = SequenceBatches.Inputs(batch, _arch, _device);
-        var raw = _network.Forward(input, lengths);
+        var raw = _network.MemberOutputs(input, lengths);   // (members, batch, outputs)
         var output = _arch.Task switch
         {
-            MambaSequenceTask.MulticlassClassification => nn.functional.softmax(raw, 1),
-            MambaSequenceTask.Regression => raw * _arch.LabelScale + _arch.LabelMean,
-            _ => raw,
+            MambaSequenceTask.MulticlassClassification => nn.functional.softmax(raw, 2).mean(new long[] { 0 }),
+            MambaSequenceTask.Regression => raw.mean(new long[] { 0 }) * _arch.LabelScale + _arch.LabelMean,
+            _ => raw.mean(new long[] { 0 }),
         };
         return SplitRows(output, batch.Count);
     }
@@ -107,14 +107,22 @@ internal static class SequenceBatches
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
         var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
-        var (mamba, ngram) = network.ForwardParts(input, lengths);
-        if (ngram is not null && arch.NgramHeadSeparateLoss)
+        if (arch.NgramHeadLength > 0 && arch.NgramHeadSeparateLoss)
         {
-            // The n-gram head learns as if alone; the Mamba path learns what it misses (the n-gram logits are held fixed there).
+            // Each member's n-gram head learns as if alone; its Mamba path learns what the head misses (the n-gram logits are
+            // held fixed there). The loss is the mean over members.
             var classes = target.to(ScalarType.Int64);
-            return (nn.functional.cross_entropy(ngram, classes) + nn.functional.cross_entropy(ngram.detach() + mamba, classes)).MoveToOuterDisposeScope();
+            var losses = network.Members().Select(member =>
+            {
+                var (mamba, ngram) = member.ForwardParts(input, lengths);
+                return nn.functional.cross_entropy(ngram!, classes) + nn.functional.cross_entropy(ngram!.detach() + mamba, classes);
+            }).ToList();
+            return stack(losses).mean().MoveToOuterDisposeScope();
         }
-        var raw = ngram is null ? mamba : mamba + ngram;
+        // Every ensemble member is scored on the batch: the mean over (member, example) pairs is the mean of the members' losses.
+        var members = network.MemberOutputs(input, lengths);
+        var raw = members.reshape(-1, members.shape[2]);
+        target = target.repeat(members.shape[0]);
         var loss = arch.Task switch
         {
             MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),

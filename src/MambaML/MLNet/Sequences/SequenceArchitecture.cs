@@ -20,6 +20,8 @@ public enum SequencePooling
     Mean,
     /// <summary>The hidden state at the last real step (Mamba's state has seen the whole sequence).</summary>
     Last,
+    /// <summary>Mean and maximum over the real steps, concatenated (the head reads 2 × d_model features).</summary>
+    MeanMax,
 }
 
 /// <summary>Whether the model reads numbers (values per time step) or token ids (text).</summary>
@@ -40,6 +42,14 @@ internal sealed record SequenceArchitecture
     public int PatchLength { get; init; } = 1;
     /// <summary>Numeric: z-normalise each sequence by its own statistics.</summary>
     public bool NormalizeEachSequence { get; init; }
+    /// <summary>Numeric: each channel's first difference is read as an extra channel.</summary>
+    public bool AddFirstDifference { get; init; }
+    /// <summary>A second backbone reads each sequence backwards; its states, re-reversed, are added to the forward states.</summary>
+    public bool Bidirectional { get; init; }
+    /// <summary>Networks trained side by side whose predictions are averaged (1 = a single network).</summary>
+    public int EnsembleSize { get; init; } = 1;
+    /// <summary>Numeric, training only: standard deviation of the Gaussian noise added to the (normalised) values.</summary>
+    public double TrainingNoise { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
     public TextVocabulary? Vocabulary { get; init; }
     /// <summary>Text: longest token n-gram of the linear bag-of-n-grams head beside the Mamba head; 0 = no such head.</summary>

@@ -7,10 +7,10 @@ namespace MambaML.MLNet;
 
 /// <summary>
 /// Sequence classifier/regressor: numeric steps (cut into patches and embedded linearly) or token ids (embedded) → a
-/// <see cref="MambaBackbone"/> over right-padded sequences with their true lengths → mask-aware mean (or last-step) pooling →
-/// a linear head with one output per class (multiclass) or one output (binary logit, regression value). Text models may add a
-/// linear bag-of-n-grams head whose logits are summed with the Mamba head's (wide and deep: the linear part learns from few
-/// examples what a from-scratch sequence model cannot, and both train jointly).
+/// <see cref="MambaBackbone"/> (and optionally a second one reading backwards) over right-padded sequences with their true
+/// lengths → mask-aware mean, mean + max or last-step pooling → a linear head with one output per class (multiclass) or one
+/// output (binary logit, regression value). Text models may add a linear bag-of-n-grams head whose logits are summed with the
+/// Mamba head's (wide and deep: the linear part learns from few examples what a from-scratch sequence model cannot).
 /// </summary>
 internal sealed class SequenceNetwork : nn.Module
 {
@@ -18,24 +18,38 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly SequenceArchitecture _arch;
     // Draws the dropout masks, so that a seed fixes training (the global generator is not seeded by the trainers).
     private readonly Generator _dropoutGenerator;
+    // Draws the training noise (a separate stream, so that turning noise on leaves the dropout masks unchanged).
+    private readonly Generator _noiseGenerator;
 
     public Linear? embed;
     public Embedding? tokens;
     public MambaBackbone backbone;
+    public MambaBackbone? reverse_backbone;
     public Linear head;
     public Embedding? ngramHead;
+    // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
+    public ModuleList<SequenceNetwork>? ensemble_members;
+
+    // Seed distance between ensemble members, so that members of nearby seeds do not coincide.
+    private const long MemberSeedStride = 7919;
 
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
         _arch = arch;
         var g = new Generator((ulong)seed);
         _dropoutGenerator = new Generator((ulong)seed + 1);
+        _noiseGenerator = new Generator((ulong)seed + 2);
         int d = arch.Mamba.DModel;
-        if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * arch.Channels, d);
+        int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
+        if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * valuesPerStep, d);
         else tokens = nn.Embedding(arch.Vocabulary!.Size, d);
         backbone = new MambaBackbone(arch.Mamba, g);
-        head = nn.Linear(d, arch.Outputs);
+        if (arch.Bidirectional) reverse_backbone = new MambaBackbone(arch.Mamba, g);
+        head = nn.Linear(arch.Pooling == SequencePooling.MeanMax ? 2 * d : d, arch.Outputs);
         if (arch.NgramHeadLength > 0) ngramHead = nn.Embedding(NgramFeatureCount(arch), arch.Outputs);
+        if (arch.EnsembleSize > 1)
+            ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
+                .Select(k => new SequenceNetwork(arch with { EnsembleSize = 1 }, seed + MemberSeedStride * k)).ToArray());
         RegisterComponents();
         using var _ = no_grad();
         if (embed is not null) Init.UniformFanIn(embed, g);
@@ -44,11 +58,24 @@ internal sealed class SequenceNetwork : nn.Module
         ngramHead?.weight!.zero_();   // starts as no opinion; the Mamba head alone gives the first logits
     }
 
+    /// <summary>Raw outputs of every ensemble member, (members, batch, outputs); one member unless the architecture is an ensemble.</summary>
+    /// <param name="input">As for <see cref="Forward"/>.</param>
+    /// <param name="lengths">As for <see cref="Forward"/>.</param>
+    public Tensor MemberOutputs(Tensor input, Tensor lengths)
+    {
+        if (ensemble_members is null) return Forward(input, lengths).unsqueeze(0);
+        using var scope = NewDisposeScope();
+        return stack(Members().Select(member => member.Forward(input, lengths)).ToList(), 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>This network and the other members of its ensemble, in order.</summary>
+    public IEnumerable<SequenceNetwork> Members() => ensemble_members is null ? new[] { this } : new[] { this }.Concat(ensemble_members);
+
     /// <summary>Rows of the n-gram head: every compact token id (padding and unknown included), then the n-gram hash buckets.</summary>
     internal static long NgramFeatureCount(SequenceArchitecture arch) =>
         arch.Vocabulary!.Size + (arch.NgramHeadLength >= 2 ? arch.NgramHeadBuckets : 0);
 
-    /// <summary>Raw outputs (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
+    /// <summary>Raw outputs of this network alone (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
     public Tensor Forward(Tensor input, Tensor lengths)
@@ -66,6 +93,9 @@ internal sealed class SequenceNetwork : nn.Module
         if (_arch.Input == SequenceInputKind.Numeric)
         {
             var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            if (training && _arch.TrainingNoise > 0)
+                values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
+            if (_arch.AddFirstDifference) values = cat(new[] { values, FirstDifference(values, lengths) }, 2);
             int p = _arch.PatchLength;
             long b = values.shape[0], steps = values.shape[1], c = values.shape[2];
             long pad = (p - steps % p) % p;
@@ -83,11 +113,44 @@ internal sealed class SequenceNetwork : nn.Module
         long length = x.shape[1];
         bool padded = tokenLengths.min().item<long>() < length;
         var (hidden, _) = backbone.Forward(x, lengths: padded ? tokenLengths : null);   // padded steps come out as zeros
-        Tensor pooled = _arch.Pooling == SequencePooling.Mean
-            ? hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype)
-            : hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
+        if (reverse_backbone is not null)
+        {
+            var reversal = ReversalIndex(tokenLengths, length).unsqueeze(-1).expand(-1, -1, x.shape[2]);
+            var (reversed, _) = reverse_backbone.Forward(x.gather(1, reversal), lengths: padded ? tokenLengths : null);
+            hidden = hidden + reversed.gather(1, reversal);
+        }
+        Tensor mean = hidden.sum(1) / tokenLengths.unsqueeze(1).to(hidden.dtype);
+        Tensor pooled = _arch.Pooling switch
+        {
+            SequencePooling.Mean => mean,
+            SequencePooling.MeanMax => cat(new[] { mean, hidden.masked_fill(StepMask(hidden, tokenLengths).logical_not(), double.NegativeInfinity).amax(1) }, 1),
+            _ => hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1),
+        };
         var output = head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
         return (output, ngramHead is null ? null : NgramLogits(input, tokenLengths).MoveToOuterDisposeScope());
+    }
+
+    // (batch, steps, 1) boolean: true at the real steps of each sequence.
+    private static Tensor StepMask(Tensor values, Tensor lengths) =>
+        (arange(values.shape[1], device: values.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1);
+
+    /// <summary>
+    /// (batch, steps) int64: position t of row b reads position lengths[b] − 1 − t (its own position at padded steps); applying
+    /// it twice is the identity.
+    /// </summary>
+    internal static Tensor ReversalIndex(Tensor lengths, long steps)
+    {
+        var t = arange(steps, device: lengths.device).unsqueeze(0);
+        var last = (lengths - 1).unsqueeze(1);
+        return where(t <= last, last - t, t);
+    }
+
+    /// <summary>(batch, steps, channels): x[t] − x[t − 1] at the real steps t ≥ 1; 0 at the first step and at padded steps.</summary>
+    internal static Tensor FirstDifference(Tensor values, Tensor lengths)
+    {
+        var previous = nn.functional.pad(values.narrow(1, 0, values.shape[1] - 1), new long[] { 0, 0, 1, 0 });
+        var inside = StepMask(values, lengths) & (arange(values.shape[1], device: values.device) >= 1).view(1, -1, 1);
+        return (values - previous) * inside.to(values.dtype);
     }
 
     /// <summary>
@@ -142,7 +205,7 @@ internal sealed class SequenceNetwork : nn.Module
     // z-normalise each sequence and channel over its real steps; padded steps stay zero.
     private static Tensor Normalize(Tensor values, Tensor lengths)
     {
-        var mask = (arange(values.shape[1], device: values.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1).to(values.dtype);
+        var mask = StepMask(values, lengths).to(values.dtype);
         var count = lengths.view(-1, 1, 1).to(values.dtype);
         var mean = (values * mask).sum(1, keepdim: true) / count;
         var centered = (values - mean) * mask;

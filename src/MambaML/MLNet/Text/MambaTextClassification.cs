@@ -122,6 +122,8 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         Mamba = _options.BuildConfig(),
         Pooling = _options.Pooling,
         Dropout = _options.Dropout,
+        Bidirectional = _options.Bidirectional,
+        EnsembleSize = _options.EnsembleSize,
         Vocabulary = vocabulary,
         NgramHeadLength = _options.NgramHeadLength,
         NgramHeadBuckets = _options.NgramHeadBuckets,
