@@ -21,6 +21,8 @@
 #error "The decode kernels are configured by the host with -D definitions (see CudaDecodeStep.cs)."
 #endif
 
+#include "bfloat16.cuh"
+
 namespace md {
 
 #if MD_BF16
@@ -73,17 +75,6 @@ struct Args {
     long long batch, vocab, generated_stride, generated_column;
     float eps;
 };
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(unsigned short x) { return __uint_as_float(((unsigned)x) << 16); }
-__device__ __forceinline__ void from_f(float v, float& out) { out = v; }
-__device__ __forceinline__ void from_f(float v, unsigned short& out)
-{
-    unsigned u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { out = (unsigned short)((u >> 16) | 0x40u); return; }   // NaN stays a (quiet) NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                                                            // round to nearest even
-    out = (unsigned short)(u >> 16);
-}
 
 __device__ __forceinline__ float warp_sum(float v)
 {

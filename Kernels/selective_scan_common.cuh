@@ -18,6 +18,8 @@
 #error "The selective-scan kernels are configured by the host with -D definitions (see ScanKernelConfig.cs)."
 #endif
 
+#include "bfloat16.cuh"
+
 namespace ss {
 
 #if SS_BF16
@@ -49,19 +51,7 @@ static_assert(THREADS % 32 == 0 && THREADS <= 1024, "a block must be whole warps
 static_assert(G == 4 || G == 8, "G must be 4 or 8");
 static_assert(T % G == 0 && T % V == 0 && (T & (T - 1)) == 0, "T must be a power of two, a multiple of G and of V");
 
-// ---- element conversion
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(unsigned short x) { return __uint_as_float(((unsigned)x) << 16); }
-
-__device__ __forceinline__ void from_f(float v, float& out) { out = v; }
-__device__ __forceinline__ void from_f(float v, unsigned short& out)
-{
-    unsigned u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { out = (unsigned short)((u >> 16) | 0x40u); return; }   // NaN stays a (quiet) NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                                                            // round to nearest even
-    out = (unsigned short)(u >> 16);
-}
+// ---- element conversion: to_f / from_f in bfloat16.cuh
 
 // ---- global memory: V consecutive elements, as one 16-byte access when SS_VEC
 

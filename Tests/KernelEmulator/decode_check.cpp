@@ -25,8 +25,8 @@ inline long long __shfl_xor_sync(unsigned, long long v, int mask)
 using md::w_t;
 using std::vector;
 
-static w_t W(double v) { w_t o; md::from_f((float)v, o); return o; }
-static double F(w_t v) { return md::to_f(v); }
+static w_t W(double v) { w_t o; from_f((float)v, o); return o; }
+static double F(w_t v) { return to_f(v); }
 
 struct Layer { vector<w_t> norm, in_w, in_b, conv_w, conv_b, xproj, dt_w, dt_b, a_log, d, out_w, out_b; };
 

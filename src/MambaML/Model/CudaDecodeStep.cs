@@ -33,7 +33,8 @@ internal sealed record DecodeKernelConfig(bool BFloat16, int DModel, int DInner,
     /// <inheritdoc/>
     public string SourceFile => "mamba_decode_step.cu";
     /// <inheritdoc/>
-    public IReadOnlyList<string> Headers => Array.Empty<string>();
+    public IReadOnlyList<string> Headers => s_headers;
+    private static readonly string[] s_headers = { "bfloat16.cuh" };
 
     /// <inheritdoc/>
     public IReadOnlyList<string> Defines()

@@ -90,7 +90,7 @@ internal sealed record ScanKernelConfig(
     public string SourceFile => EntryPoint + ".cu";
     /// <summary>The header both scan kernels include.</summary>
     public IReadOnlyList<string> Headers => s_headers;
-    private static readonly string[] s_headers = { "selective_scan_common.cuh" };
+    private static readonly string[] s_headers = { "selective_scan_common.cuh", "bfloat16.cuh" };
 
     /// <summary>The -D definitions that configure the kernel source.</summary>
     public IReadOnlyList<string> Defines()
