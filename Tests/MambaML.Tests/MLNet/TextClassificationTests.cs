@@ -234,6 +234,41 @@ public sealed class TextClassificationTests
         }
     }
 
+    [TestMethod]
+    public void Ensemble_WithNgramHead_LearnsAndSurvivesSaveLoad()
+    {
+        // Each member has its own n-gram head; with the separate loss every member's head and Mamba path are trained.
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(Reviews(120, 1));
+        var test = ml.Data.LoadFromEnumerable(Reviews(40, 2));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(train);
+        MambaSequenceTransformer Fit(int members)
+        {
+            var options = Options(MambaTokenizer.Cl100kBase);
+            options.NgramHeadBuckets = 101;
+            options.EnsembleSize = members;
+            return ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(toKey.Transform(train));
+        }
+
+        using var single = Fit(1);
+        using var ensemble = Fit(2);
+        var scored = ensemble.Transform(toKey.Transform(test));
+        var accuracy = ml.MulticlassClassification.Evaluate(scored).MicroAccuracy;
+        Assert.IsTrue(accuracy > 0.85, $"ensemble accuracy {accuracy:F3}");
+        var scores = ScoreValues(scored);
+        CollectionAssert.AreNotEqual(ScoreValues(single.Transform(toKey.Transform(test))), scores, "EnsembleSize did not change the model");
+
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(ensemble, toKey.Transform(train).Schema, path);
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            try { CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(toKey.Transform(test))), "save/load changed the scores"); }
+            finally { (loaded as IDisposable)?.Dispose(); }
+        }
+        finally { File.Delete(path); }
+    }
+
     private static float[] ScoreValues(IDataView scored) =>
         scored.GetColumn<float[]>("Score").SelectMany(v => v).ToArray();
 }
