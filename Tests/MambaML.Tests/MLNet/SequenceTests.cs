@@ -140,22 +140,7 @@ public sealed class SequenceTests
     [TestMethod]
     public void Dropout_SameSeedSameModel_ChangesTraining_PredictsWithoutDropping()
     {
-        float[] Scores(double dropout, int seed)
-        {
-            var ml = new MLContext(seed: 1);
-            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
-            options.Dropout = dropout;
-            options.Seed = seed;
-            var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90)).Transform(Shapes(ml, 90));
-            using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(data);
-            var test = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90)).Transform(Shapes(ml, 60, seed: 2));
-            var first = ScoreValues(model.Transform(test));
-            // Prediction is deterministic (no dropout outside training) and the model still learns the shapes.
-            CollectionAssert.AreEqual(first, ScoreValues(model.Transform(test)));
-            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
-            Assert.IsTrue(accuracy > 0.6, $"dropout {dropout}: accuracy {accuracy:F3} (chance 0.33)");
-            return first;
-        }
+        float[] Scores(double dropout, int seed) => TrainedShapeScores(o => { o.Dropout = dropout; o.Seed = seed; }, $"dropout {dropout}");
         var withDropout = Scores(0.3, seed: 5);
         CollectionAssert.AreEqual(withDropout, Scores(0.3, seed: 5), "same seed, same model");
         CollectionAssert.AreNotEqual(withDropout, Scores(0.0, seed: 5), "dropout had no effect on training");
@@ -164,26 +149,29 @@ public sealed class SequenceTests
     [TestMethod]
     public void TrainingNoise_SameSeedSameModel_ChangesTraining_PredictsWithoutNoise()
     {
-        float[] Scores(double noise, int seed)
-        {
-            var ml = new MLContext(seed: 1);
-            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
-            options.TrainingNoise = noise;
-            options.NormalizeEachSequence = true;
-            options.Seed = seed;
-            var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90));
-            using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(key.Transform(Shapes(ml, 90)));
-            var test = key.Transform(Shapes(ml, 60, seed: 2));
-            var first = ScoreValues(model.Transform(test));
-            CollectionAssert.AreEqual(first, ScoreValues(model.Transform(test)), "prediction added noise");
-            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
-            Assert.IsTrue(accuracy > 0.6, $"noise {noise}: accuracy {accuracy:F3} (chance 0.33)");
-            return first;
-        }
+        float[] Scores(double noise, int seed) =>
+            TrainedShapeScores(o => { o.TrainingNoise = noise; o.NormalizeEachSequence = true; o.Seed = seed; }, $"noise {noise}");
         var withNoise = Scores(0.2, seed: 5);
         CollectionAssert.AreEqual(withNoise, Scores(0.2, seed: 5), "same seed, same model");
         CollectionAssert.AreNotEqual(withNoise, Scores(0.0, seed: 5), "noise had no effect on training");
         CollectionAssert.AreNotEqual(withNoise, Scores(0.2, seed: 6), "the seed does not drive the noise");
+    }
+
+    // Trains a classifier of the shapes with the options set by `configure`, checks that prediction is deterministic (dropout
+    // and noise act only while training) and that the shapes are learnt, and returns the test scores.
+    private static float[] TrainedShapeScores(Action<MambaSequenceClassificationOptions> configure, string what)
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
+        configure(options);
+        var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 90));
+        using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(key.Transform(Shapes(ml, 90)));
+        var test = key.Transform(Shapes(ml, 60, seed: 2));
+        var first = ScoreValues(model.Transform(test));
+        CollectionAssert.AreEqual(first, ScoreValues(model.Transform(test)), $"{what}: prediction is not deterministic");
+        var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
+        Assert.IsTrue(accuracy > 0.6, $"{what}: accuracy {accuracy:F3} (chance 0.33)");
+        return first;
     }
 
     [TestMethod]

@@ -198,13 +198,7 @@ public sealed class CudaScanTests
     private static void AssertRelative(Tensor actual, Tensor expected, double tolerance, string what)
     {
         Assert.AreEqual(expected.dtype, actual.dtype, $"{what}: dtype");
-        CollectionAssert.AreEqual(expected.shape, actual.shape, $"{what}: shape");
-        var a = actual.to(ScalarType.Float64).cpu();
-        var e = expected.to(ScalarType.Float64).cpu();
-        bool finite = a.isfinite().all().item<bool>();
-        double diff = (a - e).abs().max().item<double>(), scale = e.abs().max().item<double>();
-        Assert.IsTrue(finite && diff <= tolerance * scale + 1e-30,
-            $"{what}: {(finite ? "" : "non-finite values; ")}max |diff| = {diff:G4}, max |expected| = {scale:G4}, relative {diff / scale:G3} > {tolerance}");
+        TensorAssert.MaxRelative(actual, expected, tolerance, what);
     }
 
     /// <summary>Auto picks the CUDA kernel for CUDA inputs.</summary>
