@@ -159,15 +159,16 @@ __device__ __forceinline__ void load_state_rows(const in_t* x, long long b, long
     }
 }
 
-// Stores loaded (state, step) rows transposed into a [T][SB] shared array.
-__device__ __forceinline__ void stage_state_rows(float* dst, const RawVec (&in)[BC_ITERS])
+// Stores loaded (state, step) rows transposed into a [T][SB] shared array; raw(r) gives the thread's r-th vector.
+template <class Raw>
+__device__ __forceinline__ void stage_state_rows(float* dst, Raw raw)
 {
 #pragma unroll
     for (int r = 0; r < BC_ITERS; ++r) {
         const int e = threadIdx.x + r * THREADS;
         if (e >= BC_VECS) break;
         float v[V];
-        unpack(in[r], v);
+        unpack(raw(r), v);
 #pragma unroll
         for (int i = 0; i < V; ++i) dst[(state_step(e) + i) * SB + state_row(e)] = v[i];
     }
@@ -208,6 +209,105 @@ struct ChunkInputs {
 #if SS_VAR_C
         load_state_rows(static_cast<const in_t*>(C_), b, len, t0, C);
 #endif
+    }
+
+    // The thread's r-th vector of each input (the interface stage_chunk reads; see SharedChunkInputs).
+    __device__ __forceinline__ RawVec row_u(int r) const { return u[r]; }
+    __device__ __forceinline__ RawVec row_delta(int r) const { return x[r]; }
+#if SS_VAR_B
+    __device__ __forceinline__ RawVec state_B(int r) const { return B[r]; }
+#endif
+#if SS_VAR_C
+    __device__ __forceinline__ RawVec state_C(int r) const { return C[r]; }
+#endif
+};
+
+// ---- one chunk's inputs copied straight into shared memory
+//
+// cp.async moves 16-byte vectors from global to shared memory without passing through registers, so a thread holds no
+// prefetched data while it scans and the registers saved buy resident warps. The raw copies keep the global element
+// type: (channel, step) rows as [CB][T], input-dependent B, C as [N][RAW_SB] (padded so that the state-fastest reads of
+// stage_state_rows hit different banks). Without 16-byte vectors (unaligned rows, scalar elements) the copy is an
+// ordinary load and store, so that path waits for memory.
+constexpr int RAW_SB = T + V;                                   // row stride of raw [N][.] arrays, in elements
+constexpr int RAW_ROW_ELEMS = CB * T;                          // elements of one raw [CB][T] array
+constexpr int RAW_STATE_ELEMS = N * RAW_SB;                    // elements of one raw [N][RAW_SB] array
+
+__device__ __forceinline__ void copy_vec_async(in_t* dst, const in_t* src, bool valid)
+{
+#if SS_VEC && !defined(SS_EMULATE)
+    unsigned d;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(d) : "l"(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#else
+    *reinterpret_cast<RawVec*>(dst) = valid ? load_raw(src) : zero_raw();
+#endif
+}
+
+// Waits for this thread's copies; a __syncthreads() after it makes every thread's copies visible.
+__device__ __forceinline__ void copy_async_wait()
+{
+#if SS_VEC && !defined(SS_EMULATE)
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Starts copying the chunk at t0 of a (batch, dim, len) tensor, channels d0.., into raw [CB][T] (zeros outside).
+__device__ __forceinline__ void prefetch_rows(const in_t* x, long long b, long long dim, long long len, long long d0, long long t0,
+                                              in_t* raw)
+{
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        if (e >= ROW_VECS) break;
+        const long long dd = d0 + row_channel(e), t = t0 + row_step(e);
+        const bool valid = dd < dim && t < len;
+        copy_vec_async(raw + row_channel(e) * T + row_step(e), valid ? x + (b * dim + dd) * len + t : x, valid);
+    }
+}
+
+// Starts copying the chunk at t0 of a (batch, N, len) tensor into raw [N][RAW_SB] (zeros past the end).
+__device__ __forceinline__ void prefetch_state_rows(const in_t* x, long long b, long long len, long long t0, in_t* raw)
+{
+#pragma unroll
+    for (int r = 0; r < BC_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        if (e >= BC_VECS) break;
+        const long long t = t0 + state_step(e);
+        const bool valid = t < len;
+        copy_vec_async(raw + state_row(e) * RAW_SB + state_step(e), valid ? x + (b * N + state_row(e)) * len + t : x, valid);
+    }
+}
+
+__device__ __forceinline__ RawVec raw_at(const in_t* p) { return *reinterpret_cast<const RawVec*>(p); }
+
+// A chunk's inputs in shared memory, read through the same interface as ChunkInputs.
+struct SharedChunkInputs {
+    in_t *u, *x, *B, *C;   // raw [CB][T], [CB][T], [N][RAW_SB], [N][RAW_SB] (B, C only when input-dependent)
+
+    __device__ __forceinline__ void prefetch(const in_t* u_, const in_t* delta, const void* B_, const void* C_, long long b,
+                                             long long dim, long long len, long long d0, long long t0) const
+    {
+        prefetch_rows(u_, b, dim, len, d0, t0, u);
+        prefetch_rows(delta, b, dim, len, d0, t0, x);
+        if (SS_VAR_B) prefetch_state_rows(static_cast<const in_t*>(B_), b, len, t0, B);
+        if (SS_VAR_C) prefetch_state_rows(static_cast<const in_t*>(C_), b, len, t0, C);
+    }
+
+    __device__ __forceinline__ RawVec row_u(int r) const { return raw_at(u + row_offset(r)); }
+    __device__ __forceinline__ RawVec row_delta(int r) const { return raw_at(x + row_offset(r)); }
+    __device__ __forceinline__ RawVec state_B(int r) const { return raw_at(B + state_offset(r)); }
+    __device__ __forceinline__ RawVec state_C(int r) const { return raw_at(C + state_offset(r)); }
+
+    static __device__ __forceinline__ int row_offset(int r)
+    {
+        const int e = threadIdx.x + r * THREADS;
+        return row_channel(e) * T + row_step(e);
+    }
+    static __device__ __forceinline__ int state_offset(int r)
+    {
+        const int e = threadIdx.x + r * THREADS;
+        return state_row(e) * RAW_SB + state_step(e);
     }
 };
 
@@ -286,8 +386,8 @@ __device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.f, 1.f +
 
 // Stages a loaded chunk in shared memory: delta' = softplus(delta + bias) per (channel, step) into dt_s, and if asked
 // delta'*u into dtu_s and u into u_s ([CB][TP] arrays); input-dependent B, C per (step, state) into B_s, C_s ([T][SB]).
-template <bool WITH_DTU, bool WITH_U>
-__device__ __forceinline__ void stage_chunk(const ChunkInputs& in, const float (&bias)[ROW_ITERS], float* dt_s, float* dtu_s,
+template <bool WITH_DTU, bool WITH_U, class Inputs>
+__device__ __forceinline__ void stage_chunk(const Inputs& in, const float (&bias)[ROW_ITERS], float* dt_s, float* dtu_s,
                                             float* u_s, float* B_s, float* C_s)
 {
 #pragma unroll
@@ -296,8 +396,8 @@ __device__ __forceinline__ void stage_chunk(const ChunkInputs& in, const float (
         if (e >= ROW_VECS) break;
         const int at = row_channel(e) * TP + row_step(e);
         float uv[V], dtv[V], dtuv[V];
-        unpack(in.u[r], uv);
-        unpack(in.x[r], dtv);
+        unpack(in.row_u(r), uv);
+        unpack(in.row_delta(r), dtv);
 #pragma unroll
         for (int i = 0; i < V; ++i) {
             if (SS_HAS_BIAS) dtv[i] += bias[r];
@@ -309,10 +409,10 @@ __device__ __forceinline__ void stage_chunk(const ChunkInputs& in, const float (
         if constexpr (WITH_U) sts(u_s + at, uv);
     }
 #if SS_VAR_B
-    stage_state_rows(B_s, in.B);
+    stage_state_rows(B_s, [&](int r) { return in.state_B(r); });
 #endif
 #if SS_VAR_C
-    stage_state_rows(C_s, in.C);
+    stage_state_rows(C_s, [&](int r) { return in.state_C(r); });
 #endif
 }
 

@@ -3,9 +3,10 @@
 //   out = y * silu(z).  Inputs in fp32 or bf16, all arithmetic in fp32.
 //
 // Layout: see selective_scan_common.cuh; a thread may run the same lane of Q channels (SS_Q), sharing its B_t, C_t loads.
-// Per chunk of T steps: (1) all threads stage delta' = softplus(delta + bias), delta'*u (and u) per (channel, step),
-// and B_t, C_t per (step, state), in shared memory, so the softplus runs once per element rather than once per state
-// (the chunk's global data was loaded into registers while the previous chunk was scanned);
+// Per chunk of T steps: (1) all threads stage delta' = softplus(delta + bias), delta'*u (and u, silu(z)) per
+// (channel, step), and B_t, C_t per (step, state), in shared memory, so the softplus runs once per element rather than
+// once per state (the chunk's global data was copied into shared memory by cp.async while the previous chunk was
+// scanned, holding no registers);
 // (2) each lane runs the recurrence over the chunk for its NP states, with exp(delta' A) as one ex2 instruction, and
 // the K lanes of a channel sum C.h by a transposing butterfly; (3) all threads form out = (y + D u) silu(z) and store
 // it with 16-byte accesses. The state stays in registers across chunks. For training, the state at the start of every
@@ -37,9 +38,11 @@ struct FwdParams {
     long long batch, dim, len, saved_per_row;
 };
 
-// Shared memory, in floats.
-constexpr int FWD_ROW_ARRAYS = 3 + SS_HAS_D;                   // delta', delta'*u, y, (u)
-constexpr int FWD_SMEM_FLOATS = FWD_ROW_ARRAYS * CB * TP + (SS_VAR_B + SS_VAR_C) * T * SB;
+// Shared memory, in floats: staged [CB][TP] rows, staged [T][SB] B and C, then the raw copies of the next chunk.
+constexpr int FWD_ROW_ARRAYS = 3 + SS_HAS_D + SS_HAS_Z;        // delta', delta'*u, y, (u), (silu(z))
+constexpr int FWD_STAGED_FLOATS = FWD_ROW_ARRAYS * CB * TP + (SS_VAR_B + SS_VAR_C) * T * SB;
+constexpr int FWD_RAW_ELEMS = (2 + SS_HAS_Z) * RAW_ROW_ELEMS + (SS_VAR_B + SS_VAR_C) * RAW_STATE_ELEMS;   // u, delta, (z), B, C
+constexpr int FWD_SMEM_FLOATS = FWD_STAGED_FLOATS + (FWD_RAW_ELEMS * (int)sizeof(in_t) + 15) / 16 * 4;
 // The host reads the launch's dynamic shared-memory size from here: one source of truth for the layout.
 extern "C" __constant__ unsigned selective_scan_fwd_smem_bytes = FWD_SMEM_FLOATS * 4;
 
@@ -51,8 +54,16 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
     float* const dtu_s = dt_s + CB * TP;    // [CB][TP] delta' * u
     float* const y_s = dtu_s + CB * TP;     // [CB][TP] C.h
     float* const u_s = y_s + CB * TP;       // [CB][TP] u (with D)
+#if SS_HAS_Z
+    float* const z_s = u_s + SS_HAS_D * CB * TP;                              // [CB][TP] silu(z)
+#endif
     float* const B_s = smem + FWD_ROW_ARRAYS * CB * TP;                       // [T][SB] (input-dependent B)
     float* const C_s = smem + FWD_ROW_ARRAYS * CB * TP + SS_VAR_B * T * SB;   // [T][SB] (input-dependent C)
+    in_t* const raw_base = reinterpret_cast<in_t*>(smem + FWD_STAGED_FLOATS);   // 16-byte aligned: the staged sizes are
+    const SharedChunkInputs next{raw_base, raw_base + RAW_ROW_ELEMS,           // multiples of 4 floats
+                                 raw_base + 2 * RAW_ROW_ELEMS + SS_HAS_Z * RAW_ROW_ELEMS,
+                                 raw_base + 2 * RAW_ROW_ELEMS + SS_HAS_Z * RAW_ROW_ELEMS + SS_VAR_B * RAW_STATE_ELEMS};
+    in_t* const z_raw = raw_base + 2 * RAW_ROW_ELEMS;                        // [CB][T] (with z)
 
     const int tid = threadIdx.x, j = tid % K;
     const long long b = blockIdx.y, d0 = (long long)blockIdx.x * CB;
@@ -81,12 +92,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         }
     }
 
-    // The next chunk's inputs are loaded into registers while the current chunk is scanned (and z while it is).
-    ChunkInputs next;
-    next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, 0);
-#if SS_HAS_Z
-    RawVec z_cur[ROW_ITERS];
-#endif
+    // The next chunk's inputs (and its z) are copied into shared memory while the current chunk is scanned.
+    auto prefetch = [&](long long t0) {
+        next.prefetch(p.u, p.delta, p.B, p.C, b, dim, len, d0, t0);
+        if (SS_HAS_Z) prefetch_rows(p.z, b, dim, len, d0, t0, z_raw);
+    };
+    prefetch(0);
     float bias[ROW_ITERS];
     load_row_bias(p.delta_bias, dim, d0, bias);
 
@@ -94,15 +105,26 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
     for (long long chunk = 0; chunk < nchunks; ++chunk) {
         const long long t0 = chunk * T;
         const int clen = (int)min((long long)T, len - t0);
-        __syncthreads();   // the previous chunk's readers are done with shared memory
+        copy_async_wait();
+        __syncthreads();   // this chunk's copies are visible, and the previous chunk's readers are done with shared memory
 
-        // (1) stage delta', delta'*u, u per (channel, step) and B, C per (step, state); start loading what comes next
+        // (1) stage delta', delta'*u, u, silu(z) per (channel, step) and B, C per (step, state); then start copying the
+        // next chunk into the raw buffers this staging has finished reading
         stage_chunk<true, SS_HAS_D>(next, bias, dt_s, dtu_s, u_s, B_s, C_s);
 #if SS_HAS_Z
-        load_rows(p.z, b, dim, len, d0, t0, z_cur);
+#pragma unroll
+        for (int r = 0; r < ROW_ITERS; ++r) {
+            const int e = tid + r * THREADS;
+            if (e >= ROW_VECS) break;
+            float zv[V];
+            unpack(raw_at(z_raw + SharedChunkInputs::row_offset(r)), zv);
+#pragma unroll
+            for (int i = 0; i < V; ++i) zv[i] *= sigmoid(zv[i]);
+            sts(z_s + row_channel(e) * TP + row_step(e), zv);
+        }
 #endif
-        if (chunk + 1 < nchunks) next.load(p.u, p.delta, p.B, p.C, b, dim, len, d0, t0 + T);
         __syncthreads();
+        if (chunk + 1 < nchunks) prefetch(t0 + T);
 
 #if SS_SAVE_EVERY
         if (t0 % SS_SAVE_EVERY == 0) {
@@ -178,9 +200,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
 #endif
 #if SS_HAS_Z
             float zv[V];
-            unpack(z_cur[r], zv);
+            lds(z_s + cc * TP + tt, zv);
 #pragma unroll
-            for (int i = 0; i < V; ++i) yv[i] *= zv[i] * sigmoid(zv[i]);
+            for (int i = 0; i < V; ++i) yv[i] *= zv[i];
 #endif
             store_vec(p.out + (b * dim + dd) * len + t0 + tt, yv);
         }

@@ -34,20 +34,17 @@ internal sealed record ScanKernelShape(int StatesPerLane, int ChannelsPerBlock, 
     {
         ("previous default NP2 K8 CB16 T64 / S8", new(2, 16, 64, 0), new(2, 16, 64, 8)),
         ("default, few recurrences", new(2, 8, 64, 0, 1, 8), new(2, 8, 64, 8, 1, 8)),
-        ("fwd NP4 K4 CB32 T32", new(4, 32, 32, 0), new(2, 16, 64, 8)),
         ("fwd NP4 K4 CB32 T32 G8", new(4, 32, 32, 0, 1, 8), new(2, 16, 64, 8)),   // the default for many recurrences
-        ("fwd NP4 K4 CB16 T32", new(4, 16, 32, 0), new(2, 16, 64, 8)),
+        ("fwd NP4 K4 CB32 T16 G8", new(4, 32, 16, 0, 1, 8), new(2, 16, 64, 8)),
+        ("fwd NP4 K4 CB16 T32 G8", new(4, 16, 32, 0, 1, 8), new(2, 16, 64, 8)),
+        ("fwd NP4 K4 CB64 T16 Q2 G8", new(4, 64, 16, 0, 2, 8), new(2, 16, 64, 8)),
+        ("fwd NP4 K4 CB64 T32 Q2 G4", new(4, 64, 32, 0, 2, 4), new(2, 16, 64, 8)),
         ("fwd NP2 K8 CB32 T32 Q2 G8", new(2, 32, 32, 0, 2, 8), new(2, 16, 64, 8)),
-        ("fwd NP2 K8 CB32 T64 Q2", new(2, 32, 64, 0, 2), new(2, 16, 64, 8)),
         ("fwd NP2 K8 CB16 T64 G8", new(2, 16, 64, 0, 1, 8), new(2, 16, 64, 8)),
-        ("fwd NP2 K8 CB8 T64", new(2, 8, 64, 0), new(2, 16, 64, 8)),
-        ("fwd NP2 K8 CB8 T64 G8", new(2, 8, 64, 0, 1, 8), new(2, 16, 64, 8)),
-        ("fwd NP2 K8 CB4 T64 G8", new(2, 4, 64, 0, 1, 8), new(2, 16, 64, 8)),
-        ("fwd NP1 K16 CB4 T64 G8", new(1, 4, 64, 0, 1, 8), new(2, 16, 64, 8)),
-        ("bwd NP2 CB8 S8", new(2, 16, 64, 0), new(2, 8, 64, 8)),
+        ("fwd NP2 K8 CB16 T32 G8", new(2, 16, 32, 0, 1, 8), new(2, 16, 64, 8)),
+        ("fwd NP2 K8 CB8 T32 G8", new(2, 8, 32, 0, 1, 8), new(2, 16, 64, 8)),
         ("bwd NP2 CB8 S8 G8", new(2, 16, 64, 0), new(2, 8, 64, 8, 1, 8)),
         ("bwd NP2 CB16 S8 G8", new(2, 16, 64, 0), new(2, 16, 64, 8, 1, 8)),
-        ("bwd NP2 CB4 S8", new(2, 16, 64, 0), new(2, 4, 64, 8)),
     };
 
     /// <summary>The state size rounded up to a power of two.</summary>
