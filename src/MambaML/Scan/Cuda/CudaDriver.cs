@@ -36,6 +36,11 @@ internal sealed unsafe class CudaDriver
     private readonly delegate* unmanaged<IntPtr, int, int, int> _cuFuncSetAttribute;
     private readonly delegate* unmanaged<int*, IntPtr, int, nuint, int> _cuOccupancyMaxActiveBlocksPerMultiprocessor;
     private readonly delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int> _cuLaunchKernel;
+    private readonly delegate* unmanaged<IntPtr*, uint, int> _cuEventCreate;
+    private readonly delegate* unmanaged<IntPtr, IntPtr, int> _cuEventRecord;
+    private readonly delegate* unmanaged<IntPtr, int> _cuEventSynchronize;
+    private readonly delegate* unmanaged<float*, IntPtr, IntPtr, int> _cuEventElapsedTime;
+    private readonly delegate* unmanaged<IntPtr, int> _cuEventDestroy;
     private readonly delegate* unmanaged<int, byte**, int> _cuGetErrorName;
     private readonly delegate* unmanaged<int, byte**, int> _cuGetErrorString;
 
@@ -66,6 +71,11 @@ internal sealed unsafe class CudaDriver
         _cuFuncSetAttribute = (delegate* unmanaged<IntPtr, int, int, int>)F("cuFuncSetAttribute");
         _cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, IntPtr, int, nuint, int>)F("cuOccupancyMaxActiveBlocksPerMultiprocessor");
         _cuLaunchKernel = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int>)F("cuLaunchKernel");
+        _cuEventCreate = (delegate* unmanaged<IntPtr*, uint, int>)F("cuEventCreate");
+        _cuEventRecord = (delegate* unmanaged<IntPtr, IntPtr, int>)F("cuEventRecord");
+        _cuEventSynchronize = (delegate* unmanaged<IntPtr, int>)F("cuEventSynchronize");
+        _cuEventElapsedTime = (delegate* unmanaged<float*, IntPtr, IntPtr, int>)F("cuEventElapsedTime");
+        _cuEventDestroy = (delegate* unmanaged<IntPtr, int>)F("cuEventDestroy_v2");
         _cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorName");
         _cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorString");
         Check(_cuInit(0), "cuInit");
@@ -171,6 +181,24 @@ internal sealed unsafe class CudaDriver
             Check(_cuLaunchKernel(function, gridX, gridY, 1, threads, 1, 1, sharedBytes, IntPtr.Zero, args, null), "cuLaunchKernel");
         }
     }
+
+    /// <summary>Creates a timing event in the current context (for benchmarks: GPU time without host gaps).</summary>
+    public IntPtr CreateEvent() { IntPtr e; Check(_cuEventCreate(&e, 0), "cuEventCreate"); return e; }
+
+    /// <summary>Records <paramref name="cudaEvent"/> on the legacy default stream, the stream <see cref="Launch"/> uses.</summary>
+    public void RecordEvent(IntPtr cudaEvent) => Check(_cuEventRecord(cudaEvent, IntPtr.Zero), "cuEventRecord");
+
+    /// <summary>Waits for <paramref name="end"/> and returns the GPU time between two recorded events, in milliseconds.</summary>
+    public float ElapsedMs(IntPtr start, IntPtr end)
+    {
+        Check(_cuEventSynchronize(end), "cuEventSynchronize");
+        float ms;
+        Check(_cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
+        return ms;
+    }
+
+    /// <summary>Destroys an event made by <see cref="CreateEvent"/>.</summary>
+    public void DestroyEvent(IntPtr cudaEvent) => Check(_cuEventDestroy(cudaEvent), "cuEventDestroy");
 
     private void Check(int result, string call)
     {
