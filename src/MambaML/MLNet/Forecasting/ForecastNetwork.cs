@@ -79,7 +79,7 @@ internal sealed class ForecastNetwork : nn.Module
     public static ForecastNetwork Ensemble(IReadOnlyList<ForecastNetwork> members)
     {
         var first = members[0];
-        if (first.ensemble_members is not null || members.Any(m => m.ensemble_members is not null))
+        if (members.Any(m => m.ensemble_members is not null))
             throw new ArgumentException("Ensemble members must be single networks.", nameof(members));
         if (members.Count > 1)
         {

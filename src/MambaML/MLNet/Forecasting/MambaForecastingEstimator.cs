@@ -41,7 +41,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
 
         // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling),
-        // fitted start and early stopping; the first member of an ensemble of one is the plain single model.
+        // fitted start and early stopping. The first member keeps the seed: it is the single model of that seed.
         var members = new List<ForecastNetwork>();
         try
         {
