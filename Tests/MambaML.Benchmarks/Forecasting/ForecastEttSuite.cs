@@ -75,14 +75,14 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             foreach (var (model, fit) in models)
             {
                 var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
-                Console.WriteLine($"| {h} | {model.Name} | {mse:F3} | {mae:F3} | {pasts.shape[0]} | {fit:F1} |");
+                Console.WriteLine($"| {h} | {model.Name} | {mse:F4} | {mae:F4} | {pasts.shape[0]} | {fit:F1} |");
                 results.Add(new Result(h, model.Name, mse, mae));
             }
         }
         foreach (var group in results.GroupBy(r => r.Model).ToList())
         {
             double mse = group.Average(r => r.Mse), mae = group.Average(r => r.Mae);
-            Console.WriteLine($"| avg | {group.Key} | {mse:F3} | {mae:F3} | | |");
+            Console.WriteLine($"| avg | {group.Key} | {mse:F4} | {mae:F4} | | |");
             results.Add(new Result(null, group.Key, mse, mae));
         }
         return results;
@@ -98,7 +98,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
-            FitLinearSkip = args.Int("--fit-skip", 1) != 0,
+            FitLinearSkip = args.Int("--fit-skip", 1) != 0, EnsembleSize = args.Int("--ensemble", 1),
         };
     }
 

@@ -172,6 +172,49 @@ public sealed class ForecastingTests
         Assert.IsTrue(kept < 0.9 * bestEpoch, $"kept model MSE {kept:G4}; epochs: {string.Join(", ", epochs.Select(p => p.ValidationLoss))}");
     }
 
+    [TestMethod]
+    public void Ensemble_IsTheMeanOfItsMembersTrainedAlone_SavesAndLoads()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Synthetic.Windows(ml, rows: 200);
+        var test = Synthetic.Windows(ml, rows: 80, seed: 5);
+        const int members = 3;
+        (float[] Forecast, int Epochs) Fit(int ensembleSize, long seed, string? savePath = null)
+        {
+            var options = Synthetic.ForecastOptions(epochs: 3);
+            options.EnsembleSize = ensembleSize;
+            options.Seed = checked((int)seed);
+            int epochs = 0;
+            options.ProgressCallback = _ => epochs++;
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(train);
+            if (savePath is not null) ml.Model.Save(model, train.Schema, savePath);
+            return (Synthetic.ReadVectors(model.Transform(test), "Forecast").SelectMany(f => f).ToArray(), epochs);
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+        try
+        {
+            var (ensemble, ensembleEpochs) = Fit(members, 4, path);
+            Assert.AreEqual(members * 3, ensembleEpochs, "every member trains its own epochs");
+            // Reference: each member is the single model of its own seed, trained alone; the ensemble forecasts their mean.
+            var alone = Enumerable.Range(0, members).Select(k => Fit(1, MambaTrainerOptions.MemberSeed(4, k)).Forecast).ToArray();
+            for (int i = 0; i < ensemble.Length; i++)
+                Assert.AreEqual(alone.Average(m => m[i]), ensemble[i], 1e-5, $"value {i}");
+            Assert.IsTrue(alone.Skip(1).All(m => !m.SequenceEqual(alone[0])), "ensemble members are identical");
+            CollectionAssert.AreNotEqual(alone[0], ensemble, "the ensemble forecasts as its first member");
+
+            var label = Synthetic.ReadVectors(test, "Label").SelectMany(f => f).ToArray();
+            double Mse(float[] forecast) => forecast.Zip(label).Average(p => (p.First - p.Second) * (p.First - p.Second));
+            double ensembleMse = Mse(ensemble), memberMse = alone.Average(Mse);
+            Assert.IsTrue(ensembleMse < memberMse, $"ensemble MSE {ensembleMse:G4}, mean member MSE {memberMse:G4}");
+
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            CollectionAssert.AreEqual(ensemble, Synthetic.ReadVectors(loaded.Transform(test), "Forecast").SelectMany(f => f).ToArray());
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
     private static double ValidationMse(ITransformer model, IDataView data)
     {
         var scored = model.Transform(data);

@@ -15,6 +15,8 @@ internal sealed record ForecastArchitecture
     public bool InstanceNormalization { get; init; }
     public bool LinearSkip { get; init; }
     public int PatchLength { get; init; }
+    /// <summary>Networks trained apart whose forecasts are averaged (1 = a single network).</summary>
+    public int EnsembleSize { get; init; } = 1;
     public required MambaConfig Mamba { get; init; }
     public string FeatureColumnName { get; init; } = "Features";
     public string OutputColumnName { get; init; } = "Forecast";
@@ -26,7 +28,8 @@ internal sealed record ForecastArchitecture
 /// cut into patches of <see cref="ForecastArchitecture.PatchLength"/> steps, embedded linearly and run through a
 /// <see cref="MambaBackbone"/>; a linear head maps the last hidden state to the horizon. Channel-independent models treat each
 /// channel as its own univariate series (shared weights); channel-mixing models embed all channels of a patch together.
-/// A DLinear-style linear map from the normalised window to the horizon runs beside the Mamba path.
+/// A DLinear-style linear map from the normalised window to the horizon runs beside the Mamba path. An ensemble is the first
+/// member carrying the others in <see cref="ensemble_members"/>; it forecasts the average of their forecasts.
 /// </summary>
 internal sealed class ForecastNetwork : nn.Module
 {
@@ -37,7 +40,13 @@ internal sealed class ForecastNetwork : nn.Module
     public MambaBackbone backbone;
     public Linear head;
     public Linear? skip;
+    // Members 2 to EnsembleSize of an ensemble (each a whole network of its own); null for a single network.
+    public ModuleList<ForecastNetwork>? ensemble_members;
 
+    /// <summary>
+    /// A network initialised from <paramref name="seed"/>; for an ensemble architecture, with its other members initialised
+    /// from their own seeds (<see cref="MambaTrainerOptions.MemberSeed"/>), as the members trained apart were.
+    /// </summary>
     public ForecastNetwork(ForecastArchitecture arch, long seed) : base(nameof(ForecastNetwork))
     {
         _arch = arch;
@@ -48,6 +57,9 @@ internal sealed class ForecastNetwork : nn.Module
         backbone = new MambaBackbone(arch.Mamba, g);
         head = nn.Linear(d, arch.ChannelIndependent ? arch.Horizon : (long)arch.Horizon * arch.Channels);
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
+        if (arch.EnsembleSize > 1)
+            ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
+                .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
         RegisterComponents();
         using var _ = no_grad();
         Init.UniformFanIn(embed, g);
@@ -60,7 +72,27 @@ internal sealed class ForecastNetwork : nn.Module
         }
     }
 
-    /// <summary>Forecast in each window's normalised units, with the statistics to undo it.</summary>
+    /// <summary>
+    /// The ensemble of separately trained single networks: the first, carrying the others as its
+    /// <see cref="ensemble_members"/> (the layout an ensemble architecture's constructor builds, so that saved weights load).
+    /// </summary>
+    public static ForecastNetwork Ensemble(IReadOnlyList<ForecastNetwork> members)
+    {
+        var first = members[0];
+        if (members.Any(m => m.ensemble_members is not null))
+            throw new ArgumentException("Ensemble members must be single networks.", nameof(members));
+        if (members.Count > 1)
+        {
+            first.ensemble_members = nn.ModuleList(members.Skip(1).ToArray());
+            first.register_module(nameof(ensemble_members), first.ensemble_members);
+        }
+        return first;
+    }
+
+    /// <summary>This network and the other members of its ensemble, in order.</summary>
+    public IEnumerable<ForecastNetwork> Members() => ensemble_members is null ? new[] { this } : new[] { this }.Concat(ensemble_members);
+
+    /// <summary>This network's own forecast in each window's normalised units, with the statistics to undo it.</summary>
     /// <param name="window">(batch, lookback, channels).</param>
     /// <returns>(batch, horizon, channels) normalised forecast; mean and std (batch, 1, channels).</returns>
     public (Tensor Normalized, Tensor Mean, Tensor Std) Forward(Tensor window)
@@ -129,8 +161,21 @@ internal sealed class ForecastNetwork : nn.Module
         return ((window - mean) / std, mean, std);
     }
 
-    /// <summary>Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels).</summary>
+    /// <summary>
+    /// Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels); for an ensemble, the mean of its
+    /// members' forecasts.
+    /// </summary>
     public Tensor Predict(Tensor window)
+    {
+        using var scope = NewDisposeScope();
+        var forecast = ensemble_members is null
+            ? PredictAlone(window)
+            : stack(Members().Select(member => member.PredictAlone(window)).ToList(), 0).mean(new long[] { 0 });
+        return forecast.MoveToOuterDisposeScope();
+    }
+
+    // This network's own forecast in the data's units.
+    private Tensor PredictAlone(Tensor window)
     {
         using var scope = NewDisposeScope();
         var (y, mean, std) = Forward(window);
@@ -138,7 +183,7 @@ internal sealed class ForecastNetwork : nn.Module
     }
 
     /// <summary>
-    /// Mean squared error against <paramref name="target"/> (batch, horizon, channels) in the data's units, after RevIN is undone
+    /// Mean squared error of <see cref="Predict"/> against <paramref name="target"/> (batch, horizon, channels) in the data's units, after RevIN is undone
     /// (as RevIN prescribes): measured in each window's own units, a nearly constant window would dominate the loss.
     /// </summary>
     public Tensor Loss(Tensor window, Tensor target)

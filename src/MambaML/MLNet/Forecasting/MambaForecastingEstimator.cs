@@ -32,29 +32,38 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         {
             Lookback = o.Lookback, Horizon = o.Horizon, Channels = o.Channels, ChannelIndependent = o.ChannelIndependent,
             InstanceNormalization = o.InstanceNormalization, LinearSkip = o.LinearSkip, PatchLength = o.PatchLength,
-            Mamba = o.BuildConfig(), FeatureColumnName = o.FeatureColumnName, OutputColumnName = o.OutputColumnName,
-            PredictionBatchSize = o.PredictionBatchSize,
+            EnsembleSize = o.EnsembleSize, Mamba = o.BuildConfig(), FeatureColumnName = o.FeatureColumnName,
+            OutputColumnName = o.OutputColumnName, PredictionBatchSize = o.PredictionBatchSize,
         };
         var train = CreateReader(input.Schema);
         var valid = o.ValidationSet is { } v ? (v, CreateReader(v.Schema)) : ((IDataView, ExampleReader)?)null;
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
 
-        var network = new ForecastNetwork(arch, seed);
+        // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling),
+        // fitted start and early stopping. The first member keeps the seed: it is the single model of that seed.
+        var members = new List<ForecastNetwork>();
         try
         {
-            network.to(device);
-            if (o.FitLinearSkip)
-                network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
-                    (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device))));
-            new TrainingLoop(_env, o, nameof(MambaForecastingEstimator)).Run(network, input, train, valid,
-                batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)), seed,
-                validateStart: o.FitLinearSkip);
-            return new MambaForecastingTransformer(arch, network, device);
+            for (int k = 0; k < o.EnsembleSize; k++)
+            {
+                long memberSeed = MambaTrainerOptions.MemberSeed(seed, k);
+                var network = new ForecastNetwork(arch with { EnsembleSize = 1 }, memberSeed);
+                members.Add(network);
+                network.to(device);
+                if (o.FitLinearSkip)
+                    network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device))));
+                string name = o.EnsembleSize == 1 ? nameof(MambaForecastingEstimator) : $"{nameof(MambaForecastingEstimator)} member {k + 1}/{o.EnsembleSize}";
+                new TrainingLoop(_env, o, name).Run(network, input, train, valid,
+                    batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)),
+                    (int)memberSeed, validateStart: o.FitLinearSkip);
+            }
+            return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members), device);
         }
         catch
         {
-            network.Dispose();
+            foreach (var member in members) member.Dispose();
             throw;
         }
     }

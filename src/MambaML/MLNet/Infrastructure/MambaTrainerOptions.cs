@@ -54,6 +54,17 @@ public abstract class MambaTrainerOptions
     /// <summary>Seed for initialisation and shuffling; null takes the MLContext's seed, or 0 when it has none. Same seed, same model on CPU.</summary>
     public int? Seed { get; set; }
     /// <summary>
+    /// Trains this many networks, each initialised from its own seed derived from <see cref="Seed"/>, and averages their
+    /// predictions (class probabilities for multiclass, logits for binary, values for regression and forecasts): averaging
+    /// removes much of the variance between training runs. Costs this many times the training and prediction time and model
+    /// size; 1 = a single network. Sequence trainers train the members side by side on the same shuffled batches, each with
+    /// its own dropout and noise draws (the loss is the mean of their losses, so early stopping judges them together). The
+    /// forecaster trains them one after another, each as if alone: its own shuffling order, fitted start
+    /// (<see cref="MambaForecastingOptions.FitLinearSkip"/>) and early stopping, so <see cref="ProgressCallback"/> reports
+    /// each member's epochs in turn.
+    /// </summary>
+    public int EnsembleSize { get; set; } = 1;
+    /// <summary>
     /// CPU threads TorchSharp uses while fitting (restored afterwards); null keeps the process setting. Small models train
     /// faster on one thread, and on a busy machine more threads than free cores slow training down sharply.
     /// </summary>
@@ -64,6 +75,10 @@ public abstract class MambaTrainerOptions
     public Action<MambaTrainingProgress>? ProgressCallback { get; set; }
     /// <summary>Cancels training between batches (the fit throws <see cref="OperationCanceledException"/>).</summary>
     public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>The seed of ensemble member <paramref name="member"/> (0 for the first, which keeps <paramref name="seed"/>).</summary>
+    // Seeds are spaced by a prime so that the members of nearby seeds do not coincide.
+    internal static long MemberSeed(long seed, int member) => seed + 7919L * member;
 
     internal MambaConfig BuildConfig() => new MambaConfig
     {
@@ -86,6 +101,7 @@ public abstract class MambaTrainerOptions
         Check(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, ">= 0");
         Check(GradientClipNorm >= 0 && double.IsFinite(GradientClipNorm), nameof(GradientClipNorm), GradientClipNorm, ">= 0");
         Check(ShuffleBufferSize >= 1, nameof(ShuffleBufferSize), ShuffleBufferSize, ">= 1");
+        Check(EnsembleSize >= 1, nameof(EnsembleSize), EnsembleSize, ">= 1");
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
         Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
         Check(NumberOfThreads is null or >= 1, nameof(NumberOfThreads), NumberOfThreads ?? 0, ">= 1 (or null)");

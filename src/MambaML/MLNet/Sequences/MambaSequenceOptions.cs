@@ -20,18 +20,10 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
     /// pooling, so every pooled state has seen the whole sequence.
     /// </summary>
     public bool Bidirectional { get; set; }
-    /// <summary>
-    /// Trains this many networks side by side (each initialised from its own seed derived from
-    /// <see cref="MambaTrainerOptions.Seed"/>, with its own dropout and noise draws, on the same shuffled batches; the loss is
-    /// the mean of their losses) and averages their predictions: class probabilities for multiclass, logits for binary,
-    /// values for regression. Costs this many times the training and prediction time and model size; 1 = a single network.
-    /// </summary>
-    public int EnsembleSize { get; set; } = 1;
 
     internal override void Validate()
     {
         base.Validate();
-        Check(EnsembleSize >= 1, nameof(EnsembleSize), EnsembleSize, ">= 1");
         Check(Dropout >= 0 && Dropout < 1, nameof(Dropout), Dropout, "in [0, 1)");
     }
 }

@@ -30,9 +30,6 @@ internal sealed class SequenceNetwork : nn.Module
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
     public ModuleList<SequenceNetwork>? ensemble_members;
 
-    // Seed distance between ensemble members, so that members of nearby seeds do not coincide.
-    private const long MemberSeedStride = 7919;
-
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
         _arch = arch;
@@ -49,7 +46,7 @@ internal sealed class SequenceNetwork : nn.Module
         if (arch.NgramHeadLength > 0) ngramHead = nn.Embedding(NgramFeatureCount(arch), arch.Outputs);
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
-                .Select(k => new SequenceNetwork(arch with { EnsembleSize = 1 }, seed + MemberSeedStride * k)).ToArray());
+                .Select(k => new SequenceNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
         RegisterComponents();
         using var _ = no_grad();
         if (embed is not null) Init.UniformFanIn(embed, g);
