@@ -226,24 +226,31 @@ extern "C" __global__ void __launch_bounds__(256) decode_in_proj(const Args a)
     }
 }
 
+// out = W x for every batch row, x (batch, DI) in global memory and W (ROWS, DI): the batch rows are staged BT at a time
+// in xs (shared memory, min(batch, BT) * DI floats), one warp per output row; epilogue(b, row, dot) stores each result.
+template <int ROWS, class Epilogue>
+__device__ __forceinline__ void project_di(const Args& a, const float* x, const w_t* W, float* xs, Epilogue epilogue)
+{
+    const int lane = threadIdx.x & 31, row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    for (long long b0 = 0; b0 < a.batch; b0 += BT) {
+        const int nb = (int)min((long long)BT, a.batch - b0);
+        for (int i = threadIdx.x; i < nb * DI; i += blockDim.x) xs[i] = x[b0 * DI + i];
+        __syncthreads();
+        if (row < ROWS) {
+            float acc[BT];
+            row_dot<DI>(W + (long long)row * DI, xs, nb, acc);
+            if (lane == 0)
+                for (int j = 0; j < nb; ++j) epilogue(b0 + j, row, acc[j]);
+        }
+        __syncthreads();
+    }
+}
+
 // grid: ceil(XD / warps per block); dynamic shared memory: min(batch, BT) * DI floats.
 extern "C" __global__ void __launch_bounds__(256) decode_x_proj(const Args a)
 {
     extern __shared__ float4 smem4[];
-    float* xs = reinterpret_cast<float*>(smem4);
-    const int lane = threadIdx.x & 31, row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    for (long long b0 = 0; b0 < a.batch; b0 += BT) {
-        const int nb = (int)min((long long)BT, a.batch - b0);
-        for (int i = threadIdx.x; i < nb * DI; i += blockDim.x) xs[i] = a.xc[b0 * DI + i];
-        __syncthreads();
-        if (row < XD) {
-            float acc[BT];
-            row_dot<DI>(a.xproj_w + (long long)row * DI, xs, nb, acc);
-            if (lane == 0)
-                for (int j = 0; j < nb; ++j) a.xdbl[(b0 + j) * XD + row] = acc[j];
-        }
-        __syncthreads();
-    }
+    project_di<XD>(a, a.xc, a.xproj_w, reinterpret_cast<float*>(smem4), [&](long long b, int row, float v) { a.xdbl[b * XD + row] = v; });
 }
 
 // G lanes per channel: lane g holds states g, g + G, ...; grid: ceil(DI / (threads / G)).
@@ -286,21 +293,9 @@ extern "C" __global__ void __launch_bounds__(256) decode_ssm(const Args a)
 extern "C" __global__ void __launch_bounds__(256) decode_out_proj(const Args a)
 {
     extern __shared__ float4 smem4[];
-    float* xs = reinterpret_cast<float*>(smem4);
-    const int lane = threadIdx.x & 31, row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    for (long long b0 = 0; b0 < a.batch; b0 += BT) {
-        const int nb = (int)min((long long)BT, a.batch - b0);
-        for (int i = threadIdx.x; i < nb * DI; i += blockDim.x) xs[i] = a.y[b0 * DI + i];
-        __syncthreads();
-        if (row < DM) {
-            float acc[BT];
-            row_dot<DI>(a.out_w + (long long)row * DI, xs, nb, acc);
-            const float bias = MD_BIAS ? to_f(a.out_b[row]) : 0.0f;
-            if (lane == 0)
-                for (int j = 0; j < nb; ++j) a.resid[(b0 + j) * DM + row] += acc[j] + bias;
-        }
-        __syncthreads();
-    }
+    project_di<DM>(a, a.y, a.out_w, reinterpret_cast<float*>(smem4), [&](long long b, int row, float v) {
+        a.resid[b * DM + row] += v + (MD_BIAS ? to_f(a.out_b[row]) : 0.0f);   // out_b is null without biases
+    });
 }
 
 // Any grid (warps stride over the rows: a few blocks per SM amortise the norm); dynamic shared memory: (min(batch, BT) * DM + BT)

@@ -193,22 +193,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
                 };
                 if (tg + G <= clen) steps(Flag<true>{}); else steps(Flag<false>{});
 #if SS_HAS_Z
-                lane_reduce(yv, j);
-                if (lane_stores_sum(j)) {
-#pragma unroll
-                    for (int r = 0; r < SUMS_PER_LANE; ++r) gb_s[c * TP + tg + lane_sum_step(j) + r] = yv[r];
-                }
+                reduce_store(yv, j, gb_s + c * TP + tg);
 #endif
             }
         }
         __syncthreads();
 
         // dy = dout * silu(z); dz = dout * (y + D u) * silu'(z); dD += dy u.
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
-            const int cc = row_channel(e), tt = row_step(e);
+        for_each_row_vec([&](int r, int cc, int tt) {
             float dyv[V], uv[V];
             unpack(dout_cur[r], dyv);   // zero outside the tensor
             lds(u_s + cc * TP + tt, uv);
@@ -234,7 +226,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #pragma unroll
             for (int i = 0; i < V; ++i) dD_acc[r] = fmaf(dyv[i], uv[i], dD_acc[r]);
             sts(dy_s + cc * TP + tt, dyv);
-        }
+        });
         __syncthreads();
 
         // (R) Sub-chunks last to first: re-run forward keeping a_t, h_{t-1}; then the adjoint backwards.
@@ -304,16 +296,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
 #endif
                         }
                     }
-                    lane_reduce(gbv, j);
-                    lane_reduce(ghv, j);
-                    if (lane_stores_sum(j)) {
-#pragma unroll
-                        for (int r = 0; r < SUMS_PER_LANE; ++r) {
-                            const int t = ts + grp * G + lane_sum_step(j) + r;
-                            gb_s[c * TP + t] = gbv[r];
-                            gh_s[c * TP + t] = ghv[r];
-                        }
-                    }
+                    reduce_store(gbv, j, gb_s + c * TP + ts + grp * G);
+                    reduce_store(ghv, j, gh_s + c * TP + ts + grp * G);
                 }
             };
             if (ts + S <= clen) sub_chunk(Flag<true>{}); else sub_chunk(Flag<false>{});
@@ -363,13 +347,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
         }
 
         // du = delta' sum(gB) + D dy;  d delta = (u sum(gB) + sum(g a h A)) * softplus'.
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
-            const int cc = row_channel(e), tt = row_step(e);
+        for_each_row_vec([&](int r, int cc, int tt) {
             const long long dd = d0 + cc;
-            if (dd >= dim || t0 + tt >= len) continue;
+            if (dd >= dim || t0 + tt >= len) return;
             const long long off = (b * dim + dd) * len + t0 + tt;
             float dtv[V], uv[V], dyv[V], gbv[V], ghv[V], duv[V], ddv[V];
             lds(dt_s + cc * TP + tt, dtv);
@@ -394,7 +374,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_bwd(const B
             }
             store_vec(p.du + off, duv);
             store_vec(p.ddelta + off, ddv);
-        }
+        });
     }
 
     // Per-channel and per-(channel, state) parameter gradients.

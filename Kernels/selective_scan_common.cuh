@@ -131,6 +131,18 @@ constexpr int BC_ITERS = (BC_VECS + THREADS - 1) / THREADS;
 __device__ __forceinline__ int row_channel(int e) { return e / (T / V); }
 __device__ __forceinline__ int row_step(int e) { return (e % (T / V)) * V; }
 
+// Calls f(r, channel, step) for each of this thread's vectors of a chunk's (channel, step) rows, r = 0, 1, ...
+template <class F>
+__device__ __forceinline__ void for_each_row_vec(F f)
+{
+#pragma unroll
+    for (int r = 0; r < ROW_ITERS; ++r) {
+        const int e = threadIdx.x + r * THREADS;
+        if (e >= ROW_VECS) break;
+        f(r, row_channel(e), row_step(e));
+    }
+}
+
 // Loads the chunk starting at t0 of a (batch, dim, len) tensor for channels d0.. (zeros outside the tensor).
 __device__ __forceinline__ void load_rows(const in_t* x, long long b, long long dim, long long len, long long d0, long long t0,
                                           RawVec (&out)[ROW_ITERS])
@@ -256,14 +268,11 @@ __device__ __forceinline__ void copy_async_wait()
 __device__ __forceinline__ void prefetch_rows(const in_t* x, long long b, long long dim, long long len, long long d0, long long t0,
                                               in_t* raw)
 {
-#pragma unroll
-    for (int r = 0; r < ROW_ITERS; ++r) {
-        const int e = threadIdx.x + r * THREADS;
-        if (e >= ROW_VECS) break;
-        const long long dd = d0 + row_channel(e), t = t0 + row_step(e);
+    for_each_row_vec([&](int, int c, int s) {
+        const long long dd = d0 + c, t = t0 + s;
         const bool valid = dd < dim && t < len;
-        copy_vec_async(raw + row_channel(e) * T + row_step(e), valid ? x + (b * dim + dd) * len + t : x, valid);
-    }
+        copy_vec_async(raw + c * T + s, valid ? x + (b * dim + dd) * len + t : x, valid);
+    });
 }
 
 // Starts copying the chunk at t0 of a (batch, N, len) tensor into raw [N][RAW_SB] (zeros past the end).
@@ -390,11 +399,8 @@ template <bool WITH_DTU, bool WITH_U, class Inputs>
 __device__ __forceinline__ void stage_chunk(const Inputs& in, const float (&bias)[ROW_ITERS], float* dt_s, float* dtu_s,
                                             float* u_s, float* B_s, float* C_s)
 {
-#pragma unroll
-    for (int r = 0; r < ROW_ITERS; ++r) {
-        const int e = threadIdx.x + r * THREADS;
-        if (e >= ROW_VECS) break;
-        const int at = row_channel(e) * TP + row_step(e);
+    for_each_row_vec([&](int r, int c, int s) {
+        const int at = c * TP + s;
         float uv[V], dtv[V], dtuv[V];
         unpack(in.row_u(r), uv);
         unpack(in.row_delta(r), dtv);
@@ -407,7 +413,7 @@ __device__ __forceinline__ void stage_chunk(const Inputs& in, const float (&bias
         sts(dt_s + at, dtv);
         if constexpr (WITH_DTU) sts(dtu_s + at, dtuv);
         if constexpr (WITH_U) sts(u_s + at, uv);
-    }
+    });
 #if SS_VAR_B
     stage_state_rows(B_s, [&](int r) { return in.state_B(r); });
 #endif
@@ -464,6 +470,16 @@ __device__ __forceinline__ void lane_reduce(float (&v)[G], int j) { lane_transpo
 constexpr int SUMS_PER_LANE = K <= G ? G / K : 1;
 __device__ __forceinline__ int lane_sum_step(int j) { return K <= G ? j * (G / K) : j / (K / G); }
 __device__ __forceinline__ bool lane_stores_sum(int j) { return K <= G || (j & (K / G - 1)) == 0; }
+
+// Sums v (one partial sum per step of a group) over the channel's K lanes and stores the G sums at group_row[0..G).
+__device__ __forceinline__ void reduce_store(float (&v)[G], int j, float* group_row)
+{
+    lane_reduce(v, j);
+    if (lane_stores_sum(j)) {
+#pragma unroll
+        for (int r = 0; r < SUMS_PER_LANE; ++r) group_row[lane_sum_step(j) + r] = v[r];
+    }
+}
 
 // Sum over groups of GRP consecutive lanes (GRP a power of two <= 32); every lane gets the group's sum.
 template <int GRP>

@@ -112,16 +112,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
         // next chunk into the raw buffers this staging has finished reading
         stage_chunk<true, SS_HAS_D>(next, bias, dt_s, dtu_s, u_s, B_s, C_s);
 #if SS_HAS_Z
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
+        for_each_row_vec([&](int, int cc, int tt) {
             float zv[V];
-            unpack(raw_at(z_raw + SharedChunkInputs::row_offset(r)), zv);
+            unpack(raw_at(z_raw + cc * T + tt), zv);
 #pragma unroll
             for (int i = 0; i < V; ++i) zv[i] *= sigmoid(zv[i]);
-            sts(z_s + row_channel(e) * TP + row_step(e), zv);
-        }
+            sts(z_s + cc * TP + tt, zv);
+        });
 #endif
         __syncthreads();
         if (chunk + 1 < nchunks) prefetch(t0 + T);
@@ -171,24 +168,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
             };
             if (tg + G <= clen) steps(Flag<true>{}); else steps(Flag<false>{});
 #pragma unroll
-            for (int q = 0; q < Q; ++q) {
-                lane_reduce(yv[q], j);
-                if (lane_stores_sum(j)) {
-#pragma unroll
-                    for (int r = 0; r < SUMS_PER_LANE; ++r) y_s[c[q] * TP + tg + lane_sum_step(j) + r] = yv[q][r];
-                }
-            }
+            for (int q = 0; q < Q; ++q) reduce_store(yv[q], j, y_s + c[q] * TP + tg);
         }
         __syncthreads();
 
         // (3) out = (y + D u) * silu(z)
-#pragma unroll
-        for (int r = 0; r < ROW_ITERS; ++r) {
-            const int e = tid + r * THREADS;
-            if (e >= ROW_VECS) break;
-            const int cc = row_channel(e), tt = row_step(e);
+        for_each_row_vec([&](int, int cc, int tt) {
             const long long dd = d0 + cc;
-            if (dd >= dim || t0 + tt >= len) continue;
+            if (dd >= dim || t0 + tt >= len) return;
             float yv[V];
             lds(y_s + cc * TP + tt, yv);
 #if SS_HAS_D
@@ -205,7 +192,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
             for (int i = 0; i < V; ++i) yv[i] *= zv[i];
 #endif
             store_vec(p.out + (b * dim + dd) * len + t0 + tt, yv);
-        }
+        });
     }
 
     if (p.last_state != nullptr) {

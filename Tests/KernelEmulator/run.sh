@@ -5,13 +5,8 @@
 #   Tests/KernelEmulator/run.sh -DSS_N=... one configuration (every flag must be given)
 set -euo pipefail
 cd "$(dirname "$0")"
-out=$(mktemp -d)
-run() {   # run "B D L seed" -D...
-  local args=$1; shift
-  g++ -std=c++20 -O1 -pthread -w "$@" scan_check.cpp -o "$out/check"
-  echo "== $* (B D L seed = $args)"
-  "$out/check" $args
-}
+source ./emulate.sh
+run() { check scan_check.cpp "$@"; }   # run "B D L seed" -D...
 flags() { echo "-DSS_VAR_B=$1 -DSS_VAR_C=$2 -DSS_HAS_D=$3 -DSS_HAS_Z=$4 -DSS_HAS_BIAS=$5 -DSS_SOFTPLUS=$6 -DSS_HAS_H0=$7 -DSS_HAS_DLAST=$8"; }
 if [ $# -gt 0 ]; then run "2 5 37 1" "$@"; exit; fi
 # shape N NP K CB T S [Q [G]]: Q > 1 (channels per thread) is a forward-only layout, so those runs check the forward only;
