@@ -43,6 +43,8 @@ constexpr int FWD_ROW_ARRAYS = 3 + SS_HAS_D + SS_HAS_Z;        // delta', delta'
 constexpr int FWD_STAGED_FLOATS = FWD_ROW_ARRAYS * CB * TP + (SS_VAR_B + SS_VAR_C) * T * SB;
 constexpr int FWD_RAW_ELEMS = (2 + SS_HAS_Z) * RAW_ROW_ELEMS + (SS_VAR_B + SS_VAR_C) * RAW_STATE_ELEMS;   // u, delta, (z), B, C
 constexpr int FWD_SMEM_FLOATS = FWD_STAGED_FLOATS + (FWD_RAW_ELEMS * (int)sizeof(in_t) + 15) / 16 * 4;
+static_assert(FWD_STAGED_FLOATS % 4 == 0 && (RAW_ROW_ELEMS * sizeof(in_t)) % 16 == 0 && (RAW_STATE_ELEMS * sizeof(in_t)) % 16 == 0,
+              "every raw buffer must start 16-byte aligned for cp.async");
 // The host reads the launch's dynamic shared-memory size from here: one source of truth for the layout.
 extern "C" __constant__ unsigned selective_scan_fwd_smem_bytes = FWD_SMEM_FLOATS * 4;
 
@@ -59,8 +61,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) selective_scan_fwd(const F
 #endif
     float* const B_s = smem + FWD_ROW_ARRAYS * CB * TP;                       // [T][SB] (input-dependent B)
     float* const C_s = smem + FWD_ROW_ARRAYS * CB * TP + SS_VAR_B * T * SB;   // [T][SB] (input-dependent C)
-    in_t* const raw_base = reinterpret_cast<in_t*>(smem + FWD_STAGED_FLOATS);   // 16-byte aligned: the staged sizes are
-    const SharedChunkInputs next{raw_base, raw_base + RAW_ROW_ELEMS,           // multiples of 4 floats
+    in_t* const raw_base = reinterpret_cast<in_t*>(smem + FWD_STAGED_FLOATS);
+    const SharedChunkInputs next{raw_base, raw_base + RAW_ROW_ELEMS,
                                  raw_base + 2 * RAW_ROW_ELEMS + SS_HAS_Z * RAW_ROW_ELEMS,
                                  raw_base + 2 * RAW_ROW_ELEMS + SS_HAS_Z * RAW_ROW_ELEMS + SS_VAR_B * RAW_STATE_ELEMS};
     in_t* const z_raw = raw_base + 2 * RAW_ROW_ELEMS;                        // [CB][T] (with z)
