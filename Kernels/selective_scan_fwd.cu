@@ -43,8 +43,8 @@ constexpr int FWD_ROW_ARRAYS = 3 + SS_HAS_D + SS_HAS_Z;        // delta', delta'
 constexpr int FWD_STAGED_FLOATS = FWD_ROW_ARRAYS * CB * TP + (SS_VAR_B + SS_VAR_C) * T * SB;
 constexpr int FWD_RAW_ELEMS = (2 + SS_HAS_Z) * RAW_ROW_ELEMS + (SS_VAR_B + SS_VAR_C) * RAW_STATE_ELEMS;   // u, delta, (z), B, C
 constexpr int FWD_SMEM_FLOATS = FWD_STAGED_FLOATS + (FWD_RAW_ELEMS * (int)sizeof(in_t) + 15) / 16 * 4;
-static_assert(FWD_STAGED_FLOATS % 4 == 0 && (RAW_ROW_ELEMS * sizeof(in_t)) % 16 == 0 && (RAW_STATE_ELEMS * sizeof(in_t)) % 16 == 0,
-              "every raw buffer must start 16-byte aligned for cp.async");
+static_assert(FWD_STAGED_FLOATS % 4 == 0 && (RAW_ROW_ELEMS * sizeof(in_t)) % sizeof(RawVec) == 0 &&
+              (RAW_STATE_ELEMS * sizeof(in_t)) % sizeof(RawVec) == 0, "every raw buffer must start aligned for its copies");
 // The host reads the launch's dynamic shared-memory size from here: one source of truth for the layout.
 extern "C" __constant__ unsigned selective_scan_fwd_smem_bytes = FWD_SMEM_FLOATS * 4;
 

@@ -73,7 +73,11 @@ public sealed class CudaScanTests
             {
                 ScanKernelShape ShapeFor(int n) { var (fwd, bwd) = ScanKernelShape.Default(n, recurrences, 132); return backward ? bwd : fwd; }
                 foreach (var f in flagSets) yield return Make(16, ShapeFor(16), f);
-                foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 }) yield return Make(n, ShapeFor(n), flagSets[0]);
+                foreach (int n in new[] { 1, 2, 3, 7, 33, 64, 256 })
+                {
+                    yield return Make(n, ShapeFor(n), flagSets[0]);
+                    yield return Make(n, ShapeFor(n), flagSets[2]);   // all on but 16-byte vectors: scalar staging at odd sizes
+                }
             }
             // the layouts the benchmark compares, and a few more, at N = 16
             var others = ScanKernelShape.Candidates.Select(c => backward ? c.Backward : c.Forward)
