@@ -75,6 +75,8 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "MeanMax"), ignoreCase: true),
             AddFirstDifference = args.Int("--diff", 1) != 0, Bidirectional = args.Int("--bidirectional", 1) != 0,
             TrainingNoise = args.Double("--noise", 0.1), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
+            WindowFraction = args.Double("--window", 1), PredictionWindows = args.Int("--pred-windows", 5),
+            LabelSmoothing = args.Double("--smoothing", 0),
             // --threads N: TorchSharp threads while fitting (1 is fastest for these tiny models on a busy machine); default: process setting.
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
         };
@@ -83,7 +85,8 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
     private static string Describe(MambaSequenceClassificationOptions o) =>
         $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
         $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
-        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, per-sequence normalisation {o.NormalizeEachSequence}";
+        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, window fraction {o.WindowFraction} ({o.PredictionWindows} at prediction), " +
+        $"label smoothing {o.LabelSmoothing}, per-sequence normalisation {o.NormalizeEachSequence}";
 
     /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>
     private static (IReadOnlyList<TsSeries> Train, IReadOnlyList<TsSeries> Validation) StratifiedSplit(IReadOnlyList<TsSeries> rows, double heldOut, int seed)

@@ -57,6 +57,8 @@ public sealed class SequenceTests
             options.Bidirectional = extras;
             options.AddFirstDifference = extras;
             options.TrainingNoise = extras ? 0.1 : 0;
+            options.WindowFraction = extras ? 0.6 : 1;
+            options.PredictionWindows = 3;
             options.PatchLength = 3;
             options.NormalizeEachSequence = true;
             var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 30, 5, 29)).Transform(Shapes(ml, 30, 5, 29));
@@ -120,6 +122,9 @@ public sealed class SequenceTests
         everyOption.Pooling = SequencePooling.MeanMax;
         everyOption.Bidirectional = everyOption.AddFirstDifference = everyOption.NormalizeEachSequence = true;
         everyOption.TrainingNoise = 0.2;
+        everyOption.WindowFraction = 0.7;
+        everyOption.PredictionWindows = 3;
+        everyOption.LabelSmoothing = 0.1;
         var multiclassEveryOption = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(everyOption));
         foreach (var estimator in new IEstimator<ITransformer>[] { multiclass, binary, regression, multiclassEveryOption })
         {
@@ -155,6 +160,131 @@ public sealed class SequenceTests
         CollectionAssert.AreEqual(withNoise, Scores(0.2, seed: 5), "same seed, same model");
         CollectionAssert.AreNotEqual(withNoise, Scores(0.0, seed: 5), "noise had no effect on training");
         CollectionAssert.AreNotEqual(withNoise, Scores(0.2, seed: 6), "the seed does not drive the noise");
+    }
+
+    [TestMethod]
+    public void WindowSlicing_SameSeedSameModel_ChangesTraining_AveragesTheWindowsAtPrediction()
+    {
+        float[] Scores(double fraction, int seed) =>
+            TrainedShapeScores(o => { o.WindowFraction = fraction; o.PredictionWindows = 4; o.NormalizeEachSequence = true; o.Seed = seed; }, $"window {fraction}");
+        var windowed = Scores(0.75, seed: 5);
+        CollectionAssert.AreEqual(windowed, Scores(0.75, seed: 5), "same seed, same model");
+        CollectionAssert.AreNotEqual(windowed, Scores(1.0, seed: 5), "windows had no effect");
+        CollectionAssert.AreNotEqual(windowed, Scores(0.75, seed: 6), "the seed does not drive the windows");
+
+        // The prediction is the plain average of the softmax of each prediction window, each read on its own.
+        var ml = new MLContext(seed: 1);
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 2);
+        (options.WindowFraction, options.PredictionWindows, options.NormalizeEachSequence, options.PatchLength) = (0.5, 3, false, 2);
+        var key = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(Shapes(ml, 30));
+        using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(key.Transform(Shapes(ml, 30)));
+        var rows = Synthetic.Shapes(7, 9, 23, seed: 2);
+        var scores = Synthetic.ReadVectors(model.Transform(key.Transform(ml.Data.LoadFromEnumerable(rows))), "Score");
+        const System.Reflection.BindingFlags privateField = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
+        var network = (SequenceNetwork)typeof(MambaSequenceTransformer).GetField("_network", privateField)!.GetValue(model)!;
+        var arch = (SequenceArchitecture)typeof(MambaSequenceTransformer).GetField("_arch", privateField)!.GetValue(model)!;
+        // The same weights in a network without windows, fed each window cut out by hand (without per-sequence normalisation a
+        // window of the input is exactly what the windowed network reads).
+        using var plain = new SequenceNetwork(arch with { WindowFraction = 1 }, seed: 0);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var noGrad = TorchSharp.torch.no_grad();
+        plain.load_state_dict(network.state_dict());
+        plain.eval();
+        for (int i = 0; i < rows.Length; i++)
+        {
+            int length = rows[i].Features.Length, width = (int)Math.Round(0.5 * length);
+            var average = new double[3];
+            for (int w = 0; w < 3; w++)
+            {
+                int start = (length - width) * w / 2;
+                var window = TorchSharp.torch.tensor(rows[i].Features[start..(start + width)], new long[] { 1, width, 1 });
+                var probabilities = TorchSharp.torch.nn.functional.softmax(plain.Forward(window, TorchSharp.torch.tensor(new long[] { width })), 1);
+                var p = probabilities.data<float>().ToArray();
+                for (int k = 0; k < 3; k++) average[k] += p[k] / 3;
+            }
+            for (int k = 0; k < 3; k++) Assert.AreEqual(average[k], scores[i][k], 1e-5, $"row {i} (length {length}), class {k}");
+        }
+    }
+
+    [TestMethod]
+    public void WindowHelpers_MatchPlainLoops_OddLengths()
+    {
+        const int steps = 13, channels = 2;
+        long[] lengths = { 13, 1, 7, 12, 2 };
+        int batch = lengths.Length;
+        var rng = new Random(5);
+        var values = Enumerable.Range(0, batch * steps * channels).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var lengthTensor = TorchSharp.torch.tensor(lengths);
+        var input = TorchSharp.torch.tensor(values, new long[] { batch, steps, channels });
+        foreach (double fraction in new[] { 0.3, 0.55, 1.0 })
+        {
+            var windowLengths = SequenceNetwork.WindowLengths(lengthTensor, fraction);
+            long[] expectedLengths = lengths.Select(n => Math.Max(1L, (long)Math.Round(fraction * n, MidpointRounding.ToEven))).ToArray();
+            CollectionAssert.AreEqual(expectedLengths, windowLengths.data<long>().ToArray(), $"window lengths, fraction {fraction}");
+            foreach (int windows in new[] { 1, 2, 5 })
+                for (int w = 0; w < windows; w++)
+                {
+                    var starts = SequenceNetwork.PredictionWindowStarts(lengthTensor, windowLengths, w, windows).data<long>().ToArray();
+                    for (int b = 0; b < batch; b++)
+                    {
+                        long room = lengths[b] - expectedLengths[b];
+                        Assert.AreEqual(windows == 1 ? room / 2 : room * w / (windows - 1), starts[b], $"start, fraction {fraction}, window {w} of {windows}, row {b}");
+                    }
+                }
+            var generator = new TorchSharp.torch.Generator(11);
+            var random = SequenceNetwork.RandomWindowStarts(lengthTensor, windowLengths, generator);
+            var randomStarts = random.data<long>().ToArray();
+            CollectionAssert.AreEqual(randomStarts, SequenceNetwork.RandomWindowStarts(lengthTensor, windowLengths, new TorchSharp.torch.Generator(11)).data<long>().ToArray(), "same seed, same starts");
+            for (int b = 0; b < batch; b++)
+                Assert.IsTrue(randomStarts[b] >= 0 && randomStarts[b] <= lengths[b] - expectedLengths[b], $"random start {randomStarts[b]} of row {b} outside its room");
+
+            var output = SequenceNetwork.Window(input, random, windowLengths);
+            long width = expectedLengths.Max();
+            CollectionAssert.AreEqual(new[] { (long)batch, width, (long)channels }, output.shape);
+            var taken = output.data<float>().ToArray();
+            for (int b = 0; b < batch; b++)
+                for (int t = 0; t < width; t++)
+                    for (int c = 0; c < channels; c++)
+                    {
+                        float expected = t < expectedLengths[b] ? values[(b * steps + randomStarts[b] + t) * channels + c] : 0f;
+                        Assert.AreEqual(expected, taken[(b * width + t) * channels + c], $"window value, fraction {fraction}, row {b}, step {t}, channel {c}");
+                    }
+        }
+        // Over many draws every start in a row's room comes up (uniform over the room, inclusive at both ends).
+        var seen = new HashSet<long>();
+        var draws = new TorchSharp.torch.Generator(3);
+        for (int i = 0; i < 200; i++)
+            seen.Add(SequenceNetwork.RandomWindowStarts(TorchSharp.torch.tensor(new long[] { 7 }), TorchSharp.torch.tensor(new long[] { 4 }), draws).item<long>());
+        CollectionAssert.AreEquivalent(new long[] { 0, 1, 2, 3 }, seen.ToArray());
+    }
+
+    [TestMethod]
+    public void LabelSmoothing_LossMatchesSoftTargets_ChangesTraining()
+    {
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        {
+            var rng = new Random(2);
+            const int rows = 5, classes = 4;
+            var logits = Enumerable.Range(0, rows * classes).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+            long[] labels = { 0, 3, 1, 1, 2 };
+            foreach (double epsilon in new[] { 0.0, 0.1, 0.5 })
+            {
+                double expected = 0;
+                for (int r = 0; r < rows; r++)
+                {
+                    var row = logits.Skip(r * classes).Take(classes).Select(v => (double)v).ToArray();
+                    double logSum = Math.Log(row.Sum(Math.Exp));
+                    for (int k = 0; k < classes; k++)
+                        expected -= ((k == labels[r] ? 1 - epsilon : 0) + epsilon / classes) * (row[k] - logSum) / rows;
+                }
+                var loss = SequenceBatches.SmoothedCrossEntropy(TorchSharp.torch.tensor(logits, new long[] { rows, classes }), TorchSharp.torch.tensor(labels), epsilon);
+                Assert.AreEqual(expected, loss.item<float>(), 1e-5, $"epsilon {epsilon}");
+            }
+        }
+        var smoothed = TrainedShapeScores(o => { o.LabelSmoothing = 0.2; o.Seed = 5; }, "label smoothing 0.2");
+        CollectionAssert.AreEqual(smoothed, TrainedShapeScores(o => { o.LabelSmoothing = 0.2; o.Seed = 5; }, "label smoothing 0.2"), "same seed, same model");
+        CollectionAssert.AreNotEqual(smoothed, TrainedShapeScores(o => { o.LabelSmoothing = 0; o.Seed = 5; }, "no label smoothing"), "label smoothing had no effect");
     }
 
     // Trains a classifier of the shapes with the options set by `configure`, checks that prediction is deterministic (dropout
@@ -277,7 +407,7 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
-    public void TrainingNoiseAndEnsembleSize_OutOfRange_NameTheOption()
+    public void NumericSequenceOptions_OutOfRange_NameTheOption()
     {
         var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
         options.TrainingNoise = -0.1;
@@ -287,6 +417,18 @@ public sealed class SequenceTests
         options.EnsembleSize = 0;
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
         StringAssert.Contains(e.Message, "EnsembleSize");
+        foreach (var (set, name) in new (Action<MambaSequenceClassificationOptions>, string)[]
+                 {
+                     (o => o.WindowFraction = 0, "WindowFraction"), (o => o.WindowFraction = 1.5, "WindowFraction"),
+                     (o => o.PredictionWindows = 0, "PredictionWindows"), (o => o.LabelSmoothing = 1, "LabelSmoothing"),
+                     (o => o.LabelSmoothing = -0.1, "LabelSmoothing"),
+                 })
+        {
+            options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+            set(options);
+            e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext().MulticlassClassification.Trainers.MambaSequence(options));
+            StringAssert.Contains(e.Message, name);
+        }
     }
 
     [TestMethod]

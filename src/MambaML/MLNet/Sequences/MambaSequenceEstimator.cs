@@ -91,6 +91,9 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             Bidirectional = _options.Bidirectional,
             EnsembleSize = _options.EnsembleSize,
             TrainingNoise = _options.TrainingNoise,
+            WindowFraction = _options.WindowFraction,
+            PredictionWindows = _options.PredictionWindows,
+            LabelSmoothing = classification?.LabelSmoothing ?? 0,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null
                 : label is KeyLabelReader k ? k.ClassNames() : Enumerable.Repeat("", classes).ToArray(),

@@ -51,11 +51,28 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     /// never adds noise.
     /// </summary>
     public double TrainingNoise { get; set; }
+    /// <summary>
+    /// Window slicing, a data augmentation for small training sets: while training, each time a sequence is used the model
+    /// reads only a random contiguous window of this fraction of its real steps (rounded, at least one step; the start is drawn
+    /// uniformly from a generator seeded by <see cref="MambaTrainerOptions.Seed"/>; taken after
+    /// <see cref="NormalizeEachSequence"/>, so a window keeps its place in the whole sequence's scale). At prediction the model
+    /// reads <see cref="PredictionWindows"/> windows of the same length, evenly spaced from the first step to the last, and
+    /// averages their outputs as ensemble members are averaged. 1 = whole sequences (off); must be in (0, 1].
+    /// </summary>
+    public double WindowFraction { get; set; } = 1;
+    /// <summary>
+    /// Windows averaged per sequence at prediction when <see cref="WindowFraction"/> is below 1: the first starts at the first
+    /// step, the last ends at the last step, the others are evenly spaced between (1 = one window in the middle). Each costs
+    /// a forward pass. Ignored when <see cref="WindowFraction"/> is 1.
+    /// </summary>
+    public int PredictionWindows { get; set; } = 5;
 
     internal override void Validate()
     {
         base.Validate();
         Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
+        Check(WindowFraction > 0 && WindowFraction <= 1, nameof(WindowFraction), WindowFraction, "in (0, 1]");
+        Check(PredictionWindows >= 1, nameof(PredictionWindows), PredictionWindows, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
     }
@@ -68,6 +85,18 @@ public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOpt
     public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
     /// <summary>Probability output column (binary only).</summary>
     public string ProbabilityColumnName { get; set; } = "Probability";
+    /// <summary>
+    /// Label smoothing, a regulariser against over-confident fits of small training sets: the training target puts
+    /// 1 − ε + ε/K on the true class and ε/K on each of the K classes (K = 2 for binary), with ε this value in [0, 1). The loss
+    /// is cross-entropy against that target; prediction is unchanged. 0 = one-hot targets (off).
+    /// </summary>
+    public double LabelSmoothing { get; set; }
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Check(LabelSmoothing >= 0 && LabelSmoothing < 1, nameof(LabelSmoothing), LabelSmoothing, "in [0, 1)");
+    }
 }
 
 /// <summary>Options of <c>mlContext.Regression.Trainers.MambaSequence</c>.</summary>

@@ -125,11 +125,24 @@ internal static class SequenceBatches
         target = target.repeat(members.shape[0]);
         var loss = arch.Task switch
         {
-            MambaSequenceTask.MulticlassClassification => nn.functional.cross_entropy(raw, target.to(ScalarType.Int64)),
-            MambaSequenceTask.BinaryClassification => nn.functional.binary_cross_entropy_with_logits(raw.squeeze(1), target),
+            MambaSequenceTask.MulticlassClassification => SmoothedCrossEntropy(raw, target.to(ScalarType.Int64), arch.LabelSmoothing),
+            MambaSequenceTask.BinaryClassification => nn.functional.binary_cross_entropy_with_logits(raw.squeeze(1), target * (1 - arch.LabelSmoothing) + arch.LabelSmoothing / 2),
             _ => nn.functional.mse_loss(raw.squeeze(1), (target - arch.LabelMean) / arch.LabelScale),
         };
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Mean cross-entropy of <paramref name="logits"/> (rows, K) against targets with 1 − ε + ε/K on the class and ε/K on every
+    /// class: (1 − ε) · cross-entropy + ε · the mean over classes of −log p.
+    /// </summary>
+    internal static Tensor SmoothedCrossEntropy(Tensor logits, Tensor classes, double epsilon)
+    {
+        var loss = nn.functional.cross_entropy(logits, classes);
+        if (epsilon == 0) return loss;
+        using var scope = NewDisposeScope();
+        var uniform = -nn.functional.log_softmax(logits, 1).mean(new long[] { 1 }).mean();
+        return (loss * (1 - epsilon) + uniform * epsilon).MoveToOuterDisposeScope();
     }
 }
 

@@ -50,6 +50,12 @@ internal sealed record SequenceArchitecture
     public int EnsembleSize { get; init; } = 1;
     /// <summary>Numeric, training only: standard deviation of the Gaussian noise added to the (normalised) values.</summary>
     public double TrainingNoise { get; init; }
+    /// <summary>Numeric: fraction of each sequence's steps in a window (random while training; 1 = whole sequences).</summary>
+    public double WindowFraction { get; init; } = 1;
+    /// <summary>Numeric: evenly spaced windows whose outputs are averaged at prediction when <see cref="WindowFraction"/> &lt; 1.</summary>
+    public int PredictionWindows { get; init; } = 1;
+    /// <summary>Classification, training only: the label-smoothing ε of the cross-entropy targets.</summary>
+    public double LabelSmoothing { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
     public TextVocabulary? Vocabulary { get; init; }
     /// <summary>Text: longest token n-gram of the linear bag-of-n-grams head beside the Mamba head; 0 = no such head.</summary>

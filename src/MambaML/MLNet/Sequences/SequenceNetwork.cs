@@ -20,6 +20,8 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly Generator _dropoutGenerator;
     // Draws the training noise (a separate stream, so that turning noise on leaves the dropout masks unchanged).
     private readonly Generator _noiseGenerator;
+    // Draws the training windows' starts (a stream of its own, so that windows leave the dropout and noise draws unchanged).
+    private readonly Generator _windowGenerator;
 
     public Linear? embed;
     public Embedding? tokens;
@@ -36,6 +38,7 @@ internal sealed class SequenceNetwork : nn.Module
         var g = new Generator((ulong)seed);
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
+        _windowGenerator = new Generator((ulong)seed + 3);
         int d = arch.Mamba.DModel;
         int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
         if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * valuesPerStep, d);
@@ -55,14 +58,19 @@ internal sealed class SequenceNetwork : nn.Module
         ngramHead?.weight!.zero_();   // starts as no opinion; the Mamba head alone gives the first logits
     }
 
-    /// <summary>Raw outputs of every ensemble member, (members, batch, outputs); one member unless the architecture is an ensemble.</summary>
+    /// <summary>
+    /// Raw outputs of every ensemble member and, in evaluation mode with windows (<see cref="SequenceArchitecture.WindowFraction"/>
+    /// &lt; 1), of every prediction window: (members × windows, batch, outputs), member-major; (1, batch, outputs) for a single
+    /// network without windows. Averaging over the first dimension gives the prediction.
+    /// </summary>
     /// <param name="input">As for <see cref="Forward"/>.</param>
     /// <param name="lengths">As for <see cref="Forward"/>.</param>
     public Tensor MemberOutputs(Tensor input, Tensor lengths)
     {
-        if (ensemble_members is null) return Forward(input, lengths).unsqueeze(0);
         using var scope = NewDisposeScope();
-        return stack(Members().Select(member => member.Forward(input, lengths)).ToList(), 0).MoveToOuterDisposeScope();
+        int windows = !training && _arch.WindowFraction < 1 ? _arch.PredictionWindows : 1;
+        var outputs = Members().SelectMany(member => Enumerable.Range(0, windows).Select(window => member.Forward(input, lengths, window))).ToList();
+        return stack(outputs, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>This network and the other members of its ensemble, in order.</summary>
@@ -75,21 +83,38 @@ internal sealed class SequenceNetwork : nn.Module
     /// <summary>Raw outputs of this network alone (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
-    public Tensor Forward(Tensor input, Tensor lengths)
+    /// <param name="window">
+    /// Numeric with <see cref="SequenceArchitecture.WindowFraction"/> &lt; 1, in evaluation mode: which of the
+    /// <see cref="SequenceArchitecture.PredictionWindows"/> evenly spaced windows is read. In training mode each row reads a
+    /// random window instead; ignored without windows.
+    /// </param>
+    public Tensor Forward(Tensor input, Tensor lengths, int window = 0)
     {
         using var scope = NewDisposeScope();
-        var (mamba, ngram) = ForwardParts(input, lengths);
+        var (mamba, ngram) = ForwardParts(input, lengths, window);
         return (ngram is null ? mamba : mamba + ngram).MoveToOuterDisposeScope();
     }
 
     /// <summary>The Mamba head's outputs and, when the model has one, the n-gram head's logits, each (batch, outputs).</summary>
-    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths)
+    /// <param name="input">As for <see cref="Forward"/>.</param>
+    /// <param name="lengths">As for <see cref="Forward"/>.</param>
+    /// <param name="window">As for <see cref="Forward"/>.</param>
+    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths, int window = 0)
     {
         using var scope = NewDisposeScope();
         Tensor x, tokenLengths;
         if (_arch.Input == SequenceInputKind.Numeric)
         {
             var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            if (_arch.WindowFraction < 1)
+            {
+                var windowLengths = WindowLengths(lengths, _arch.WindowFraction);
+                var starts = training
+                    ? RandomWindowStarts(lengths, windowLengths, _windowGenerator)
+                    : PredictionWindowStarts(lengths, windowLengths, window, _arch.PredictionWindows);
+                values = Window(values, starts, windowLengths);
+                lengths = windowLengths;
+            }
             if (training && _arch.TrainingNoise > 0)
                 values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
             if (_arch.AddFirstDifference) values = cat(new[] { values, FirstDifference(values, lengths) }, 2);
@@ -140,6 +165,40 @@ internal sealed class SequenceNetwork : nn.Module
         var t = arange(steps, device: lengths.device).unsqueeze(0);
         var last = (lengths - 1).unsqueeze(1);
         return where(t <= last, last - t, t);
+    }
+
+    /// <summary>(batch) int64: each row's window length, round(<paramref name="fraction"/> × length), at least 1.</summary>
+    internal static Tensor WindowLengths(Tensor lengths, double fraction) =>
+        (lengths.to(ScalarType.Float64) * fraction).round().clamp_min(1).to(ScalarType.Int64);
+
+    /// <summary>(batch) int64: window starts drawn uniformly from 0 to length − window length (inclusive) of each row.</summary>
+    internal static Tensor RandomWindowStarts(Tensor lengths, Tensor windowLengths, Generator generator)
+    {
+        var room = (lengths - windowLengths + 1).to(ScalarType.Float64);
+        var draw = rand(lengths.shape, dtype: ScalarType.Float64, generator: generator).to(lengths.device);
+        return (draw * room).floor().to(ScalarType.Int64).minimum(lengths - windowLengths);
+    }
+
+    /// <summary>
+    /// (batch) int64: start of prediction window <paramref name="window"/> of <paramref name="windows"/>: ⌊(length − window
+    /// length) · window / (windows − 1)⌋, so the first starts at step 0 and the last ends at the last real step; one window
+    /// is centred (⌊(length − window length) / 2⌋).
+    /// </summary>
+    internal static Tensor PredictionWindowStarts(Tensor lengths, Tensor windowLengths, int window, int windows) =>
+        windows == 1
+            ? (lengths - windowLengths).div(2, rounding_mode: RoundingMode.floor)
+            : ((lengths - windowLengths) * window).div(windows - 1, rounding_mode: RoundingMode.floor);
+
+    /// <summary>
+    /// (batch, longest window, channels): row b's steps starts[b] to starts[b] + windowLengths[b] − 1, zero after its window.
+    /// </summary>
+    internal static Tensor Window(Tensor values, Tensor starts, Tensor windowLengths)
+    {
+        long width = windowLengths.max().item<long>();
+        var t = arange(width, device: values.device).unsqueeze(0);
+        var index = (starts.unsqueeze(1) + t).clamp_max(values.shape[1] - 1);
+        var taken = values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.shape[2]));
+        return taken * (t < windowLengths.unsqueeze(1)).unsqueeze(-1).to(values.dtype);
     }
 
     /// <summary>(batch, steps, channels): x[t] − x[t − 1] at the real steps t ≥ 1; 0 at the first step and at padded steps.</summary>
