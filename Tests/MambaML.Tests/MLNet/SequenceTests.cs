@@ -58,6 +58,7 @@ public sealed class SequenceTests
             options.AddFirstDifference = extras;
             options.TrainingNoise = extras ? 0.1 : 0;
             options.WindowFraction = extras ? 0.6 : 1;
+            options.StemKernelSizes = extras ? new[] { 1, 5 } : Array.Empty<int>();
             options.PredictionWindows = 3;
             options.PatchLength = 3;
             options.NormalizeEachSequence = true;
@@ -125,6 +126,8 @@ public sealed class SequenceTests
         everyOption.WindowFraction = 0.7;
         everyOption.PredictionWindows = 3;
         everyOption.LabelSmoothing = 0.1;
+        everyOption.StemKernelSizes = new[] { 3, 7 };
+        everyOption.StemChannels = 4;
         var multiclassEveryOption = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(everyOption));
         foreach (var estimator in new IEstimator<ITransformer>[] { multiclass, binary, regression, multiclassEveryOption })
         {
@@ -204,6 +207,17 @@ public sealed class SequenceTests
             }
             for (int k = 0; k < 3; k++) Assert.AreEqual(average[k], scores[i][k], 1e-5, $"row {i} (length {length}), class {k}");
         }
+    }
+
+    [TestMethod]
+    public void ConvolutionalStem_SameSeedSameModel_ChangesTheModel()
+    {
+        float[] Scores(int[] kernels, int seed) =>
+            TrainedShapeScores(o => { o.StemKernelSizes = kernels; o.StemChannels = 4; o.PatchLength = 2; o.Seed = seed; }, $"stem [{string.Join(",", kernels)}]");
+        var withStem = Scores(new[] { 3, 9 }, seed: 5);
+        CollectionAssert.AreEqual(withStem, Scores(new[] { 3, 9 }, seed: 5), "same seed, same model");
+        CollectionAssert.AreNotEqual(withStem, Scores(Array.Empty<int>(), seed: 5), "the stem had no effect");
+        CollectionAssert.AreNotEqual(withStem, Scores(new[] { 3, 5 }, seed: 5), "the kernel sizes had no effect");
     }
 
     [TestMethod]
@@ -421,7 +435,8 @@ public sealed class SequenceTests
                  {
                      (o => o.WindowFraction = 0, "WindowFraction"), (o => o.WindowFraction = 1.5, "WindowFraction"),
                      (o => o.PredictionWindows = 0, "PredictionWindows"), (o => o.LabelSmoothing = 1, "LabelSmoothing"),
-                     (o => o.LabelSmoothing = -0.1, "LabelSmoothing"),
+                     (o => o.LabelSmoothing = -0.1, "LabelSmoothing"), (o => o.StemKernelSizes = new[] { 3, 4 }, "StemKernelSizes"),
+                     (o => o.StemChannels = 0, "StemChannels"),
                  })
         {
             options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();

@@ -207,11 +207,17 @@ internal sealed class ForecastNetwork : nn.Module
 internal static class Init
 {
     /// <summary>U(±1/√fan_in) for weight and bias (PyTorch's Linear default).</summary>
-    public static void UniformFanIn(Linear layer, Generator g)
+    public static void UniformFanIn(Linear layer, Generator g) => UniformFanIn(layer.weight!, layer.bias, g);
+
+    /// <summary>U(±1/√fan_in), fan_in = input channels × kernel size, for weight and bias (PyTorch's Conv1d default).</summary>
+    public static void UniformFanIn(Conv1d layer, Generator g) => UniformFanIn(layer.weight!, layer.bias, g);
+
+    // fan_in: the weights feeding one output unit.
+    private static void UniformFanIn(Tensor weight, Tensor? bias, Generator g)
     {
-        double bound = 1.0 / Math.Sqrt(layer.weight!.shape[1]);
+        double bound = 1.0 / Math.Sqrt(weight.numel() / weight.shape[0]);
         // Tensor.uniform_, not nn.init.uniform_: TorchSharp 0.107's nn.init ignores the generator.
-        layer.weight.uniform_(-bound, bound, g);
-        layer.bias?.uniform_(-bound, bound, g);
+        weight.uniform_(-bound, bound, g);
+        bias?.uniform_(-bound, bound, g);
     }
 }

@@ -93,6 +93,8 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             TrainingNoise = _options.TrainingNoise,
             WindowFraction = _options.WindowFraction,
             PredictionWindows = _options.PredictionWindows,
+            StemKernelSizes = _options.StemKernelSizes.ToArray(),
+            StemChannels = _options.StemChannels,
             LabelSmoothing = classification?.LabelSmoothing ?? 0,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null

@@ -66,6 +66,15 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     /// a forward pass. Ignored when <see cref="WindowFraction"/> is 1.
     /// </summary>
     public int PredictionWindows { get; set; } = 5;
+    /// <summary>
+    /// A multi-scale convolutional stem before the patch embedding: one 1-D convolution per kernel size listed here (odd sizes,
+    /// in time steps, zero-padded to keep the length), each with <see cref="StemChannels"/> output channels over every input
+    /// channel (and first difference), followed by SiLU; their outputs are appended to the step values, so each patch
+    /// token also sees local shapes at these scales. Empty = no stem (the patches are embedded directly).
+    /// </summary>
+    public int[] StemKernelSizes { get; set; } = Array.Empty<int>();
+    /// <summary>Output channels of each convolution of the stem (<see cref="StemKernelSizes"/>).</summary>
+    public int StemChannels { get; set; } = 8;
 
     internal override void Validate()
     {
@@ -73,6 +82,9 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
         Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
         Check(WindowFraction > 0 && WindowFraction <= 1, nameof(WindowFraction), WindowFraction, "in (0, 1]");
         Check(PredictionWindows >= 1, nameof(PredictionWindows), PredictionWindows, ">= 1");
+        Check(StemKernelSizes is not null && StemKernelSizes.All(k => k >= 1 && k % 2 == 1), nameof(StemKernelSizes),
+              StemKernelSizes is null ? "null" : string.Join(",", StemKernelSizes), "odd sizes >= 1");
+        Check(StemChannels >= 1, nameof(StemChannels), StemChannels, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
     }

@@ -54,6 +54,10 @@ internal sealed record SequenceArchitecture
     public double WindowFraction { get; init; } = 1;
     /// <summary>Numeric: evenly spaced windows whose outputs are averaged at prediction when <see cref="WindowFraction"/> &lt; 1.</summary>
     public int PredictionWindows { get; init; } = 1;
+    /// <summary>Numeric: kernel sizes of the convolutional stem (empty = none).</summary>
+    public int[] StemKernelSizes { get; init; } = Array.Empty<int>();
+    /// <summary>Numeric: output channels of each stem convolution.</summary>
+    public int StemChannels { get; init; }
     /// <summary>Classification, training only: the label-smoothing ε of the cross-entropy targets.</summary>
     public double LabelSmoothing { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>

@@ -24,6 +24,8 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly Generator _windowGenerator;
 
     public Linear? embed;
+    // Numeric: the multi-scale convolutional stem (one convolution per kernel size); null without a stem.
+    public ModuleList<Conv1d>? stem;
     public Embedding? tokens;
     public MambaBackbone backbone;
     public MambaBackbone? reverse_backbone;
@@ -41,7 +43,10 @@ internal sealed class SequenceNetwork : nn.Module
         _windowGenerator = new Generator((ulong)seed + 3);
         int d = arch.Mamba.DModel;
         int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
-        if (arch.Input == SequenceInputKind.Numeric) embed = nn.Linear(arch.PatchLength * valuesPerStep, d);
+        if (arch.Input == SequenceInputKind.Numeric && arch.StemKernelSizes.Length > 0)
+            stem = nn.ModuleList(arch.StemKernelSizes.Select(k => nn.Conv1d(valuesPerStep, arch.StemChannels, k, padding: k / 2)).ToArray());
+        if (arch.Input == SequenceInputKind.Numeric)
+            embed = nn.Linear(arch.PatchLength * (valuesPerStep + arch.StemKernelSizes.Length * arch.StemChannels), d);
         else tokens = nn.Embedding(arch.Vocabulary!.Size, d);
         backbone = new MambaBackbone(arch.Mamba, g);
         if (arch.Bidirectional) reverse_backbone = new MambaBackbone(arch.Mamba, g);
@@ -53,6 +58,7 @@ internal sealed class SequenceNetwork : nn.Module
         RegisterComponents();
         using var _ = no_grad();
         if (embed is not null) Init.UniformFanIn(embed, g);
+        foreach (var convolution in stem ?? Enumerable.Empty<Conv1d>()) Init.UniformFanIn(convolution, g);
         if (tokens is not null) tokens.weight!.normal_(0, 0.02, g);
         Init.UniformFanIn(head, g);
         ngramHead?.weight!.zero_();   // starts as no opinion; the Mamba head alone gives the first logits
@@ -118,6 +124,7 @@ internal sealed class SequenceNetwork : nn.Module
             if (training && _arch.TrainingNoise > 0)
                 values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
             if (_arch.AddFirstDifference) values = cat(new[] { values, FirstDifference(values, lengths) }, 2);
+            if (stem is not null) values = cat(new[] { values, Stem(values, lengths) }, 2);
             int p = _arch.PatchLength;
             long b = values.shape[0], steps = values.shape[1], c = values.shape[2];
             long pad = (p - steps % p) % p;
@@ -165,6 +172,15 @@ internal sealed class SequenceNetwork : nn.Module
         var t = arange(steps, device: lengths.device).unsqueeze(0);
         var last = (lengths - 1).unsqueeze(1);
         return where(t <= last, last - t, t);
+    }
+
+    // (batch, steps, kernels × stem channels): SiLU of each stem convolution over the zero-padded steps, zero at padded steps
+    // (so a row's features do not depend on the batch it is in).
+    private Tensor Stem(Tensor values, Tensor lengths)
+    {
+        var channelsFirst = values.transpose(1, 2);
+        var features = cat(stem!.Select(convolution => nn.functional.silu(convolution.forward(channelsFirst))).ToList(), 1).transpose(1, 2);
+        return features * StepMask(features, lengths).to(features.dtype);
     }
 
     /// <summary>(batch) int64: each row's window length, round(<paramref name="fraction"/> × length), at least 1.</summary>
