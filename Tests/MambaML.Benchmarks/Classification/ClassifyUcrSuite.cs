@@ -29,6 +29,8 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         }
         var args = new ArgParser(options.Args);
         int seeds = args.Int("--seeds", options.Quick ? 2 : 5);
+        // --seed-start S: seeds S to S + seeds − 1 (so that one setting's seeds can run in separate processes).
+        int firstSeed = args.Int("--seed-start", 0);
         var only = args.String("--datasets", string.Join(",", Datasets.Select(d => d.Name))).Split(',');
         // --validate 1: each seed trains on a stratified part of the official TRAIN set and scores the rest (--val-fraction,
         // default 0.3) instead of the TEST set, which is then not read: for choosing settings.
@@ -38,6 +40,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         Console.WriteLine(validate
             ? $"## classify-ucr (VALIDATION: stratified {validationFraction:P0} of each seed's TRAIN rows held out, TEST unused; {seeds} seeds)"
             : $"## classify-ucr (official splits, {seeds} seeds)");
+        if (firstSeed != 0) Console.WriteLine($"Seeds {firstSeed} to {firstSeed + seeds - 1}.");
         Console.WriteLine($"Mamba settings: {Describe(mambaOptions)}");
         Console.WriteLine();
         Console.WriteLine("| dataset | model | accuracy mean ± std | target | ROCKET | MiniRocket | s |");
@@ -45,16 +48,17 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         foreach (var (name, rocket, miniRocket, target) in Datasets.Where(d => only.Contains(d.Name)))
         {
             var officialTrain = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
-            var splits = Enumerable.Range(0, seeds).Select(seed => validate
+            var seedList = Enumerable.Range(firstSeed, seeds).ToArray();
+            var splits = seedList.Select(seed => validate
                 ? StratifiedSplit(officialTrain, validationFraction, seed)
                 : (officialTrain, TsFile.Read(Path.Combine(root, name, name + "_TEST.ts")))).ToArray();
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(s => UcrModels.Mamba(splits[s].Item1, splits[s].Item2, s, MambaOptions(options))).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(i => UcrModels.Mamba(splits[i].Item1, splits[i].Item2, seedList[i], MambaOptions(options))).ToArray();
             Report(name, "Mamba (MambaSequence)", mamba, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             clock.Restart();
-            var lightGbm = Enumerable.Range(0, seeds).Select(s => UcrModels.LightGbm(splits[s].Item1, splits[s].Item2, s)).ToArray();
+            var lightGbm = Enumerable.Range(0, seeds).Select(i => UcrModels.LightGbm(splits[i].Item1, splits[i].Item2, seedList[i])).ToArray();
             Report(name, "LightGbm on raw series (ML.NET)", lightGbm, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
-            var majority = Enumerable.Range(0, seeds).Select(s => UcrModels.MajorityClass(splits[s].Item1, splits[s].Item2)).ToArray();
+            var majority = splits.Select(split => UcrModels.MajorityClass(split.Item1, split.Item2)).ToArray();
             Report(name, "Majority class", majority, target, rocket, miniRocket, 0);
             headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             headline[$"{name}_lightgbm"] = Math.Round(lightGbm.Average(), 4);
