@@ -45,6 +45,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         Console.WriteLine();
         Console.WriteLine("| dataset | model | accuracy mean ± std | target | ROCKET | MiniRocket | s |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
+        var perSeed = new List<string>();
         foreach (var (name, rocket, miniRocket, target) in Datasets.Where(d => only.Contains(d.Name)))
         {
             var officialTrain = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
@@ -60,9 +61,13 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             Report(name, "LightGbm on raw series (ML.NET)", lightGbm, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             var majority = splits.Select(split => UcrModels.MajorityClass(split.Item1, split.Item2)).ToArray();
             Report(name, "Majority class", majority, target, rocket, miniRocket, 0);
+            perSeed.Add($"{name}: " + string.Join(" ", mamba.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture))));
             headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             headline[$"{name}_lightgbm"] = Math.Round(lightGbm.Average(), 4);
         }
+        // Per-seed accuracies (seed order), for paired comparisons of settings on the same splits.
+        Console.WriteLine();
+        foreach (var line in perSeed) Console.WriteLine($"Mamba per seed, seeds {firstSeed}–{firstSeed + seeds - 1}: {line}");
         return headline;
     }
 
