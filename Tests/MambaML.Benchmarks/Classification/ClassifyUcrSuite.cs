@@ -12,9 +12,12 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
     public string Name => "classify-ucr";
     public string Description => "GunPoint, ItalyPowerDemand, ArrowHead, BasicMotions: accuracy over 5 seeds (needs ../shared/data/ucr)";
 
-    private static readonly (string Name, double? Rocket, double? MiniRocket, double Target)[] Datasets =
+    // Tuned: each dataset's own Mamba flags, chosen on its validation split (BENCHMARKS.md, classify-ucr); they come after the
+    // command line's, so a flag given there wins, and --tuned 0 drops them (the suite's defaults for every dataset).
+    private static readonly (string Name, double? Rocket, double? MiniRocket, double Target, string Tuned)[] Datasets =
     {
-        ("GunPoint", 1.000, 0.993, 1.000), ("ItalyPowerDemand", 0.970, 0.969, 0.970), ("ArrowHead", 0.814, 0.863, 0.88), ("BasicMotions", null, null, 1.000),
+        ("GunPoint", 1.000, 0.993, 1.000, ""), ("ItalyPowerDemand", 0.970, 0.969, 0.970, "--ensemble 3"),
+        ("ArrowHead", 0.814, 0.863, 0.88, "--stem 3,9,27 --ensemble 3"), ("BasicMotions", null, null, 1.000, ""),
     };
 
     public IReadOnlyDictionary<string, object> Run(BenchmarkOptions options)
@@ -36,25 +39,29 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         // default 0.3) instead of the TEST set, which is then not read: for choosing settings.
         bool validate = args.Int("--validate", 0) != 0;
         double validationFraction = args.Double("--val-fraction", 0.3);
-        var mambaOptions = MambaOptions(options);
+        bool tuned = args.Int("--tuned", 1) != 0;
         Console.WriteLine(validate
             ? $"## classify-ucr (VALIDATION: stratified {validationFraction:P0} of each seed's TRAIN rows held out, TEST unused; {seeds} seeds)"
             : $"## classify-ucr (official splits, {seeds} seeds)");
         if (firstSeed != 0) Console.WriteLine($"Seeds {firstSeed} to {firstSeed + seeds - 1}.");
-        Console.WriteLine($"Mamba settings: {Describe(mambaOptions)}");
+        Console.WriteLine($"Mamba settings: {Describe(MambaOptions(options))}");
+        if (tuned)
+            foreach (var d in Datasets.Where(d => only.Contains(d.Name) && d.Tuned != ""))
+                Console.WriteLine($"{d.Name} (tuned: {d.Tuned}): {Describe(MambaOptions(WithTuned(options, d.Tuned)))}");
         Console.WriteLine();
         Console.WriteLine("| dataset | model | accuracy mean ± std | target | ROCKET | MiniRocket | s |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         var perSeed = new List<string>();
-        foreach (var (name, rocket, miniRocket, target) in Datasets.Where(d => only.Contains(d.Name)))
+        foreach (var (name, rocket, miniRocket, target, tunedFlags) in Datasets.Where(d => only.Contains(d.Name)))
         {
+            var datasetOptions = tuned ? WithTuned(options, tunedFlags) : options;
             var officialTrain = TsFile.Read(Path.Combine(root, name, name + "_TRAIN.ts"));
             var seedList = Enumerable.Range(firstSeed, seeds).ToArray();
             var splits = seedList.Select(seed => validate
                 ? StratifiedSplit(officialTrain, validationFraction, seed)
                 : (officialTrain, TsFile.Read(Path.Combine(root, name, name + "_TEST.ts")))).ToArray();
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(i => UcrModels.Mamba(splits[i].Item1, splits[i].Item2, seedList[i], MambaOptions(options))).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(i => UcrModels.Mamba(splits[i].Item1, splits[i].Item2, seedList[i], MambaOptions(datasetOptions))).ToArray();
             Report(name, "Mamba (MambaSequence)", mamba, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             clock.Restart();
             var lightGbm = Enumerable.Range(0, seeds).Select(i => UcrModels.LightGbm(splits[i].Item1, splits[i].Item2, seedList[i])).ToArray();
@@ -71,7 +78,11 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         return headline;
     }
 
-    /// <summary>The Mamba settings of this suite (one setting for every dataset; see BENCHMARKS.md for how it was chosen).</summary>
+    /// <summary>The command line followed by a dataset's tuned flags (the command line's win: the first occurrence is read).</summary>
+    private static BenchmarkOptions WithTuned(BenchmarkOptions options, string flags) =>
+        options with { Args = options.Args.Concat(flags.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToArray() };
+
+    /// <summary>The Mamba settings of this suite's defaults (before any dataset's tuned flags; see BENCHMARKS.md for how they were chosen).</summary>
     internal static MambaSequenceClassificationOptions MambaOptions(BenchmarkOptions options)
     {
         var args = new ArgParser(options.Args);
