@@ -34,7 +34,7 @@ internal static class Timing
     public static (double MedianMs, double[] SamplesMs) MeasureGpu(Action action, int warmup, int repetitions)
     {
         var driver = CudaKernels.Driver.Driver ?? throw new InvalidOperationException(CudaKernels.Driver.Error);
-        driver.MakeCurrent(driver.PrimaryContext(driver.Device(0)));
+        driver.MakeCurrent(CudaKernels.Context(0));
         for (int i = 0; i < warmup; i++) action();
         var events = Enumerable.Range(0, repetitions + 1).Select(_ => driver.CreateEvent()).ToArray();
         try

@@ -104,6 +104,10 @@ internal static class CudaKernels
     /// <exception cref="CudaException">The driver could not be loaded.</exception>
     public static int Multiprocessors(int ordinal) => DeviceInfo(Driver.Driver ?? throw new CudaException(Driver.Error!), ordinal).Multiprocessors;
 
+    /// <summary>The primary context of CUDA device <paramref name="ordinal"/> (the one the kernels and PyTorch use), retained once.</summary>
+    /// <exception cref="CudaException">The driver could not be loaded.</exception>
+    public static IntPtr Context(int ordinal) => DeviceInfo(Driver.Driver ?? throw new CudaException(Driver.Error!), ordinal).Context;
+
     private static (IntPtr Context, int Arch, int SharedOptin, int Multiprocessors) DeviceInfo(CudaDriver driver, int ordinal) =>
         s_devices.GetOrAdd(ordinal, o =>
         {
