@@ -27,7 +27,9 @@ SRC
 # The verified fix: take libstdc++6 from Debian 13 (trixie), pinned low so nothing else moves unasked.
 ensure_libstdcxx() {
   local lib
-  lib=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')
+  # Every reader in a pipeline reads to the end: under pipefail a reader that quits early (awk exit, grep -q, head) lets
+  # SIGPIPE kill the writer once its output outgrows the pipe buffer, and the script dies with 141.
+  lib=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found=1}')
   [ -n "$lib" ] || lib=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
   if [ -f "$lib" ] && grep -qa 'GLIBCXX_3\.4\.32' "$lib"; then return 0; fi
   local id="" ver=""
@@ -44,7 +46,7 @@ ensure_libstdcxx() {
 # The CUDA scan kernels are compiled at run time by NVRTC. CI has no GPU, but with NVRTC alone the kernels still compile to PTX,
 # so the tests check that every variant builds. Debian ships NVRTC 12 in trixie's non-free component: add it, pinned low.
 ensure_nvrtc() {
-  if ldconfig -p 2>/dev/null | grep -qE 'libnvrtc\.so(\.[0-9]+)? '; then return 0; fi
+  if ldconfig -p 2>/dev/null | grep -E 'libnvrtc\.so(\.[0-9]+)? ' >/dev/null; then return 0; fi
   local id="" ver=""
   if [ -r /etc/os-release ]; then . /etc/os-release; id=${ID:-}; ver=${VERSION_ID:-}; fi
   if [ "$id" != debian ] || [ "$(id -u)" != 0 ]; then
@@ -75,7 +77,7 @@ case "${1:-}" in
     trx="$results/run.trx"
     if [ ! -f "$trx" ]; then say "test run wrote no results (exit $rc)"; exit $(( rc == 0 ? 1 : rc )); fi
     # The closing line CI reads, taken from the run's own TRX counters.
-    counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
+    counters=$(grep -o -m1 '<Counters [^>]*>' "$trx")
     get() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*'; }
     passed=$(get passed); failed=$(get failed); total=$(get total); executed=$(get executed)
     failed=$(( failed + $(get error) + $(get timeout) + $(get aborted) ))

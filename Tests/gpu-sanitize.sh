@@ -8,7 +8,7 @@ set -euo pipefail
 tool=${1:?usage: gpu-sanitize.sh TOOL NAME PROGRAM.dll [args]}; name=${2:?}; dll=${3:?}; shift 3
 gpu=$(cd "$(dirname "$0")/../.gpu" && pwd)
 if [ ! -x /tmp/dotnet-rt/dotnet/dotnet ]; then mkdir -p /tmp/dotnet-rt && tar xJf "$gpu/dotnet-runtime.tar.xz" -C /tmp/dotnet-rt; fi
-DN=$(dirname "$(find /tmp/dotnet-rt -maxdepth 2 -name dotnet -type f | head -1)")
+DN=$(dirname "$(find /tmp/dotnet-rt -maxdepth 2 -name dotnet -type f -print -quit)")
 export DOTNET_ROOT=$DN DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 TL=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
 export LD_LIBRARY_PATH="$TL:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" LIBTORCH_DIR="$TL"
