@@ -14,10 +14,12 @@ internal sealed class EttDataset
     /// <summary>z-scored values, (rows, channels), row-major.</summary>
     public float[,] Values { get; }
     public int RowsPerMonth { get; }
+    /// <summary>Rows per day (24 hourly, 96 every 15 minutes): the length of the daily cycle. Row 0 is midnight.</summary>
+    public int StepsPerDay { get; }
 
-    private EttDataset(string name, string[] channels, float[,] values, int rowsPerMonth)
+    private EttDataset(string name, string[] channels, float[,] values, int rowsPerMonth, int stepsPerDay)
     {
-        Name = name; Channels = channels; Values = values; RowsPerMonth = rowsPerMonth;
+        Name = name; Channels = channels; Values = values; RowsPerMonth = rowsPerMonth; StepsPerDay = stepsPerDay;
     }
 
     public int Rows => Values.GetLength(0);
@@ -27,7 +29,7 @@ internal sealed class EttDataset
     public static EttDataset Load(string path)
     {
         var name = Path.GetFileNameWithoutExtension(path);
-        int rowsPerMonth = name.StartsWith("ETTm", StringComparison.Ordinal) ? 30 * 24 * 4 : 30 * 24;
+        int stepsPerDay = name.StartsWith("ETTm", StringComparison.Ordinal) ? 24 * 4 : 24, rowsPerMonth = 30 * stepsPerDay;
         var lines = File.ReadAllLines(path);
         var header = lines[0].Split(',');
         var channels = header[1..];
@@ -38,14 +40,15 @@ internal sealed class EttDataset
             if (cells.Length != header.Length) throw new FormatException($"{path}, line {r + 1}: expected {header.Length} fields, found {cells.Length}.");
             for (int c = 0; c < channels.Length; c++) raw[r - 1, c] = float.Parse(cells[c + 1], CultureInfo.InvariantCulture);
         }
-        return FromValues(name, channels, raw, rowsPerMonth);
+        return FromValues(name, channels, raw, rowsPerMonth, stepsPerDay);
     }
 
     /// <summary>
     /// A data set from raw values (rows, channels) with the ETT split geometry scaled to <paramref name="rowsPerMonth"/>
-    /// (at least 20 months of rows), z-scored in place with train statistics; used for embedded synthetic data.
+    /// (at least 20 months of rows) and <paramref name="stepsPerDay"/> rows per daily cycle, z-scored in place with train
+    /// statistics; used for embedded synthetic data.
     /// </summary>
-    public static EttDataset FromValues(string name, string[] channels, float[,] raw, int rowsPerMonth)
+    public static EttDataset FromValues(string name, string[] channels, float[,] raw, int rowsPerMonth, int stepsPerDay)
     {
         if (raw.GetLength(1) != channels.Length) throw new ArgumentException($"{name}: {raw.GetLength(1)} value columns but {channels.Length} channel names.", nameof(channels));
         if (raw.GetLength(0) < 20 * rowsPerMonth) throw new ArgumentException($"{name}: {raw.GetLength(0)} rows; the 12/4/4-month split needs {20 * rowsPerMonth}.", nameof(raw));
@@ -57,7 +60,7 @@ internal sealed class EttDataset
             double mean = sum / trainRows, std = Math.Sqrt(sumSq / trainRows - mean * mean);
             for (int r = 0; r < raw.GetLength(0); r++) raw[r, c] = (float)((raw[r, c] - mean) / std);
         }
-        return new EttDataset(name, channels, raw, rowsPerMonth);
+        return new EttDataset(name, channels, raw, rowsPerMonth, stepsPerDay);
     }
 
     /// <summary>The [start, end) rows a split's windows are drawn from (windows of lookback + horizon rows, stride 1).</summary>
@@ -72,6 +75,9 @@ internal sealed class EttDataset
             _ => throw new ArgumentOutOfRangeException(nameof(split)),
         };
     }
+
+    /// <summary>Row index of the first step of window <paramref name="index"/> of a split (its time index).</summary>
+    public long WindowStart(EttSplit split, int index, int lookback) => SplitRows(split, lookback).Start + index;
 
     /// <summary>Number of windows of a split.</summary>
     public int WindowCount(EttSplit split, int lookback, int horizon)

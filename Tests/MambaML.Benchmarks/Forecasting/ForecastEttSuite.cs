@@ -29,67 +29,93 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
         int[] horizons = args.String("--horizons", options.Quick ? "96" : "96,192,336,720").Split(',').Select(int.Parse).ToArray();
         int trainStride = args.Int("--train-stride", 1);
         // --validate 1: score every window of the validation split instead of the test split (for tuning; test rows unused).
-        // Mamba early-stops on the same validation split, so its validation scores are slightly optimistic.
-        var scored = args.Int("--validate", 0) != 0 ? EttSplit.Validation : EttSplit.Test;
+        // --validate 2: score both, validation table first, from the same fitted models (one fit where CPU time is short).
+        // Mamba early-stops on the validation split, so its validation scores are slightly optimistic.
+        var scored = args.Int("--validate", 0) switch
+        {
+            0 => new[] { EttSplit.Test },
+            1 => new[] { EttSplit.Validation },
+            _ => new[] { EttSplit.Validation, EttSplit.Test },
+        };
         int? gpu = args.Int("--gpu", -1) is >= 0 and var device ? device : null;   // --gpu N: train Mamba on CUDA device N
         foreach (var file in args.String("--datasets", "ETTh1,ETTm1").Split(','))
         {
             var data = EttDataset.Load(Path.Combine(options.DataDirectory, "ett", file + ".csv"));
             Console.WriteLine($"## {file} (input {Lookback}, {data.ChannelCount} channels, z-scored with train statistics"
                 + (trainStride > 1 ? $"; Mamba trained and validated on every {trainStride}th window" : "")
-                + (scored == EttSplit.Validation ? "; scored on the VALIDATION split, test rows unused)" : ")"));
+                + (scored.SequenceEqual(new[] { EttSplit.Test }) ? ")" : $"; scored on the {string.Join(" and ", scored.Select(split => split.ToString().ToUpperInvariant()))} split{(scored.Length > 1 ? "s" : "")})"));
             Console.WriteLine();
-            foreach (var row in Evaluate(data, Lookback, horizons, () => MambaOptions(options), trainStride, scored, gpu))
+            foreach (var row in Evaluate(data, Lookback, horizons, () => MambaOptions(options, data.StepsPerDay), trainStride, scored, gpu))
             {
-                if (row.Horizon == 96) headline[$"{file}_96_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
-                if (row.Horizon is null) headline[$"{file}_avg_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
+                var prefix = row.Split == EttSplit.Test ? file : $"{file}_validation";
+                if (row.Horizon == 96) headline[$"{prefix}_96_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
+                if (row.Horizon is null) headline[$"{prefix}_avg_{Key(row.Model)}_mse"] = Math.Round(row.Mse, 4);
             }
-            Console.WriteLine();
         }
         return headline;
     }
 
-    /// <summary>One row of the table: a model at one horizon, or its average over the horizons (Horizon null).</summary>
-    internal sealed record Result(int? Horizon, string Model, double Mse, double Mae);
+    /// <summary>One row of a table: a model at one horizon, or its average over the horizons (Horizon null), on one split.</summary>
+    internal sealed record Result(int? Horizon, string Model, double Mse, double Mae, EttSplit Split = EttSplit.Test)
+    {
+        public long Windows { get; init; }
+        public double FitSeconds { get; init; }
+    }
 
     /// <summary>
-    /// Fits repeat-last-value, the linear baseline and Mamba (fresh options from <paramref name="mambaOptions"/> per horizon) on
-    /// the train split, scores each on every window of <paramref name="scored"/> (the test split unless tuning), prints the
-    /// Markdown table and returns its rows, averages last. Mamba runs on CUDA device <paramref name="gpuDeviceId"/> when given.
+    /// Fits repeat-last-value, the linear baseline (plain and with the daily cycle) and Mamba (fresh options from <paramref name="mambaOptions"/> per horizon) on
+    /// the train split, scores each on every window of each split in <paramref name="scored"/> (the test split unless tuning),
+    /// prints one Markdown table per split and returns their rows, averages last. Mamba runs on CUDA device
+    /// <paramref name="gpuDeviceId"/> when given.
     /// </summary>
     internal static List<Result> Evaluate(EttDataset data, int lookback, int[] horizons, Func<MambaForecastingOptions> mambaOptions, int trainStride = 1,
-                                          EttSplit scored = EttSplit.Test, int? gpuDeviceId = null)
+                                          EttSplit[]? scored = null, int? gpuDeviceId = null)
     {
-        Console.WriteLine($"| horizon | model | MSE | MAE | {(scored == EttSplit.Test ? "test" : "validation")} windows | fit s |");
-        Console.WriteLine("|---|---|---|---|---|---|");
+        scored ??= new[] { EttSplit.Test };
         var results = new List<Result>();
         foreach (int h in horizons)
         {
             using var scope = NewDisposeScope();
-            var (pasts, futures) = EttWindows.All(data, scored, lookback, h);
             var models = new List<(IWindowForecaster Model, double FitSeconds)> { (new RepeatLastValue(h), 0) };
             var clock = Stopwatch.StartNew();
             models.Add((new LinearWindowForecaster(data, lookback, h), clock.Elapsed.TotalSeconds));
             clock.Restart();
+            models.Add((new LinearWindowForecaster(data, lookback, h, cycleLength: data.StepsPerDay), clock.Elapsed.TotalSeconds));
+            clock.Restart();
             models.Add((new MambaEttForecaster(data, lookback, h, mambaOptions(), "Mamba (ForecastByMamba)", trainStride, gpuDeviceId), clock.Elapsed.TotalSeconds));
-            foreach (var (model, fit) in models)
+            foreach (var split in scored)
             {
-                var (mse, mae) = EttWindows.Score(model.Predict(pasts), futures);
-                Console.WriteLine($"| {h} | {model.Name} | {mse:F4} | {mae:F4} | {pasts.shape[0]} | {fit:F1} |");
-                results.Add(new Result(h, model.Name, mse, mae));
+                var (pasts, futures, starts) = EttWindows.All(data, split, lookback, h);
+                foreach (var (model, fit) in models)
+                {
+                    var (mse, mae) = EttWindows.Score(model.Predict(pasts, starts), futures);
+                    results.Add(new Result(h, model.Name, mse, mae, split) { Windows = pasts.shape[0], FitSeconds = fit });
+                }
             }
         }
-        foreach (var group in results.GroupBy(r => r.Model).ToList())
+        foreach (var split in scored)
         {
-            double mse = group.Average(r => r.Mse), mae = group.Average(r => r.Mae);
-            Console.WriteLine($"| avg | {group.Key} | {mse:F4} | {mae:F4} | | |");
-            results.Add(new Result(null, group.Key, mse, mae));
+            if (scored.Length > 1) Console.WriteLine($"{split}:");
+            Console.WriteLine($"| horizon | model | MSE | MAE | {split.ToString().ToLowerInvariant()} windows | fit s |");
+            Console.WriteLine("|---|---|---|---|---|---|");
+            var rows = results.Where(r => r.Split == split).ToList();
+            foreach (var r in rows) Console.WriteLine($"| {r.Horizon} | {r.Model} | {r.Mse:F4} | {r.Mae:F4} | {r.Windows} | {r.FitSeconds:F1} |");
+            foreach (var group in rows.GroupBy(r => r.Model))
+            {
+                double mse = group.Average(r => r.Mse), mae = group.Average(r => r.Mae);
+                Console.WriteLine($"| avg | {group.Key} | {mse:F4} | {mae:F4} | | |");
+                results.Add(new Result(null, group.Key, mse, mae, split));
+            }
+            Console.WriteLine();
         }
         return results;
     }
 
-    /// <summary>The Mamba settings of this suite (chosen on the validation split; see BENCHMARKS.md).</summary>
-    internal static MambaForecastingOptions MambaOptions(BenchmarkOptions options)
+    /// <summary>
+    /// The Mamba settings of this suite (chosen on the validation split; see BENCHMARKS.md); <paramref name="stepsPerDay"/> is
+    /// the data's daily cycle, which <c>--cycle 1</c> gives the model (0: none).
+    /// </summary>
+    internal static MambaForecastingOptions MambaOptions(BenchmarkOptions options, int stepsPerDay)
     {
         var args = new ArgParser(options.Args);
         return new MambaForecastingOptions
@@ -99,8 +125,10 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
             FitLinearSkip = args.Int("--fit-skip", 1) != 0, EnsembleSize = args.Int("--ensemble", 1),
+            CycleLength = args.Int("--cycle", 0) != 0 ? stepsPerDay : 0,
         };
     }
 
-    private static string Key(string modelName) => new string(modelName.TakeWhile(char.IsLetter).ToArray()).ToLowerInvariant();
+    // JSON key of a model: its name before any parenthesis, letters only, lower case ("Linear + daily cycle (…)" → "lineardailycycle").
+    private static string Key(string modelName) => new string(modelName.Split(" (")[0].Where(char.IsLetter).ToArray()).ToLowerInvariant();
 }

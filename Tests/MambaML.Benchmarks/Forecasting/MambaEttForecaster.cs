@@ -5,11 +5,15 @@ using static TorchSharp.torch;
 
 namespace MambaML.Benchmarks.Forecasting;
 
-/// <summary>One ETT window as an ML.NET row: the past as Features, the future as Label (time-major, channels interleaved).</summary>
+/// <summary>
+/// One ETT window as an ML.NET row: the past as Features, the future as Label (time-major, channels interleaved), and the row
+/// index of its first step as WindowStart (the time index a forecaster with a cycle reads, as TimeSeriesWindows provides it).
+/// </summary>
 internal sealed class EttWindowRow
 {
     public float[] Features { get; set; } = Array.Empty<float>();
     public float[] Label { get; set; } = Array.Empty<float>();
+    public long WindowStart { get; set; }
 }
 
 /// <summary>The Mamba forecaster trained and applied through the public ML.NET API, as a user would.</summary>
@@ -42,7 +46,7 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         var rows = new EttWindowRow[n];
         for (int i = 0; i < n; i++)
         {
-            rows[i] = new EttWindowRow { Features = new float[_lookback * c], Label = new float[_horizon * c] };
+            rows[i] = new EttWindowRow { Features = new float[_lookback * c], Label = new float[_horizon * c], WindowStart = data.WindowStart(split, i * stride, _lookback) };
             data.Window(split, i * stride, _lookback, _horizon, rows[i].Features, rows[i].Label);
         }
         return _ml.Data.LoadFromEnumerable(rows, Schema(c));
@@ -56,14 +60,15 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         return schema;
     }
 
-    public Tensor Predict(Tensor pasts)
+    public Tensor Predict(Tensor pasts, Tensor starts)
     {
         long n = pasts.shape[0];
         var flat = pasts.reshape(n, -1).data<float>().ToArray();
+        var first = starts.data<long>().ToArray();
         int w = _lookback * _channels;
         var rows = Enumerable.Range(0, (int)n).Select(i => new EttWindowRow
         {
-            Features = flat.AsSpan(i * w, w).ToArray(), Label = new float[_horizon * _channels],
+            Features = flat.AsSpan(i * w, w).ToArray(), Label = new float[_horizon * _channels], WindowStart = first[i],
         });
         var scored = _model.Transform(_ml.Data.LoadFromEnumerable(rows, Schema(_channels)));
         var forecasts = scored.GetColumn<VBuffer<float>>("Forecast").SelectMany(v => v.DenseValues()).ToArray();

@@ -21,7 +21,7 @@ public sealed class QualitySmokeTests
         var (data, stride, epochs) = path is null ? (SeasonalEtt(), 4, 3) : (EttDataset.Load(path), 32, 1);
         var quick = new BenchmarkOptions(Quick: true, DataDirectory: null, Args: new[] { "--epochs", epochs.ToString(), "--d-model", "32", "--layers", "1" });
 
-        var results = ForecastEttSuite.Evaluate(data, ForecastEttSuite.Lookback, new[] { 96 }, () => ForecastEttSuite.MambaOptions(quick), stride);
+        var results = ForecastEttSuite.Evaluate(data, ForecastEttSuite.Lookback, new[] { 96 }, () => ForecastEttSuite.MambaOptions(quick, data.StepsPerDay), stride);
 
         var mamba = results.Single(r => r.Horizon == 96 && r.Model.StartsWith("Mamba", StringComparison.Ordinal));
         var repeat = results.Single(r => r.Horizon == 96 && r.Model == new RepeatLastValue(96).Name);
@@ -55,7 +55,7 @@ public sealed class QualitySmokeTests
         for (int t = 0; t < values.GetLength(0); t++)
             for (int c = 0; c < channels; c++)
                 values[t, c] = (float)((1 + 0.2 * c) * Math.Sin(2 * Math.PI * t / 24 + c) + 0.5 * Math.Sin(2 * Math.PI * t / 168) + 0.2 * rng.NextDouble());
-        return EttDataset.FromValues("seasonal-synthetic", Enumerable.Range(0, channels).Select(c => $"S{c}").ToArray(), values, rowsPerMonth);
+        return EttDataset.FromValues("seasonal-synthetic", Enumerable.Range(0, channels).Select(c => $"S{c}").ToArray(), values, rowsPerMonth, stepsPerDay: 24);
     }
 
     /// <summary>The sine/square/ramp sequences of the ML.NET tests as UCR-style cases.</summary>

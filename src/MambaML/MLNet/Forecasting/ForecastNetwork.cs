@@ -17,6 +17,9 @@ internal sealed record ForecastArchitecture
     public int PatchLength { get; init; }
     /// <summary>Networks trained apart whose forecasts are averaged (1 = a single network).</summary>
     public int EnsembleSize { get; init; } = 1;
+    /// <summary>Length of the seasonal cycle removed from the input and added to the forecast (0 = none).</summary>
+    public int CycleLength { get; init; }
+    public string CycleIndexColumnName { get; init; } = TimeSeriesWindows.WindowStartColumnName;
     public required MambaConfig Mamba { get; init; }
     public string FeatureColumnName { get; init; } = "Features";
     public string OutputColumnName { get; init; } = "Forecast";
@@ -28,7 +31,9 @@ internal sealed record ForecastArchitecture
 /// cut into patches of <see cref="ForecastArchitecture.PatchLength"/> steps, embedded linearly and run through a
 /// <see cref="MambaBackbone"/>; a linear head maps the last hidden state to the horizon. Channel-independent models treat each
 /// channel as its own univariate series (shared weights); channel-mixing models embed all channels of a patch together.
-/// A DLinear-style linear map from the normalised window to the horizon runs beside the Mamba path. An ensemble is the first
+/// A DLinear-style linear map from the normalised window to the horizon runs beside the Mamba path. With a seasonal cycle
+/// (<see cref="ForecastArchitecture.CycleLength"/>), a learned value per cycle position and channel is subtracted from the window
+/// before all this and added to the forecast after (CycleNet's residual cycle forecasting). An ensemble is the first
 /// member carrying the others in <see cref="ensemble_members"/>; it forecasts the average of their forecasts.
 /// </summary>
 internal sealed class ForecastNetwork : nn.Module
@@ -40,6 +45,8 @@ internal sealed class ForecastNetwork : nn.Module
     public MambaBackbone backbone;
     public Linear head;
     public Linear? skip;
+    // (cycle length, channels): the seasonal cycle; null without one.
+    public Parameter? cycle;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own); null for a single network.
     public ModuleList<ForecastNetwork>? ensemble_members;
 
@@ -57,6 +64,7 @@ internal sealed class ForecastNetwork : nn.Module
         backbone = new MambaBackbone(arch.Mamba, g);
         head = nn.Linear(d, arch.ChannelIndependent ? arch.Horizon : (long)arch.Horizon * arch.Channels);
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
+        cycle = arch.CycleLength > 0 ? new Parameter(zeros(arch.CycleLength, arch.Channels)) : null;
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
@@ -92,14 +100,18 @@ internal sealed class ForecastNetwork : nn.Module
     /// <summary>This network and the other members of its ensemble, in order.</summary>
     public IEnumerable<ForecastNetwork> Members() => ensemble_members is null ? new[] { this } : new[] { this }.Concat(ensemble_members);
 
-    /// <summary>This network's own forecast in each window's normalised units, with the statistics to undo it.</summary>
+    /// <summary>
+    /// This network's own forecast in each window's normalised units, with the statistics to undo it; with a cycle, of the
+    /// window less its cycle (add <see cref="CycleValues"/> over the horizon after undoing the normalisation).
+    /// </summary>
     /// <param name="window">(batch, lookback, channels).</param>
+    /// <param name="cycleIndex">(batch) int64 time index of each window's first step; null without a cycle.</param>
     /// <returns>(batch, horizon, channels) normalised forecast; mean and std (batch, 1, channels).</returns>
-    public (Tensor Normalized, Tensor Mean, Tensor Std) Forward(Tensor window)
+    public (Tensor Normalized, Tensor Mean, Tensor Std) Forward(Tensor window, Tensor? cycleIndex = null)
     {
         using var scope = NewDisposeScope();
         long b = window.shape[0], l = _arch.Lookback, c = _arch.Channels, h = _arch.Horizon;
-        var (x, mean, std) = Normalize(window);
+        var (x, mean, std) = Normalize(RemoveCycle(window, cycleIndex));
 
         var series = _arch.ChannelIndependent ? x.permute(0, 2, 1).reshape(b * c, l, 1) : x;   // (n, L, width)
         var (hidden, _) = backbone.Forward(embed.forward(Patches(series)));
@@ -117,8 +129,11 @@ internal sealed class ForecastNetwork : nn.Module
     /// training loss itself (squared error in data units after RevIN is undone): per (window, channel) row, with the window's
     /// std s and normalised input x, the error is s·(W·x + b − y_normalised), a least-squares problem with rows scaled by s.
     /// </summary>
-    /// <param name="windows">Batches of (batch, lookback, channels) windows and their (batch, horizon, channels) targets.</param>
-    public void FitLinearSkip(IEnumerable<(Tensor Window, Tensor Target)> windows)
+    /// <param name="windows">
+    /// Batches of (batch, lookback, channels) windows, their (batch, horizon, channels) targets and, with a cycle, their (batch)
+    /// cycle indices (the fit is of the series less the cycle, as <see cref="Forward"/> sees it).
+    /// </param>
+    public void FitLinearSkip(IEnumerable<(Tensor Window, Tensor Target, Tensor? CycleIndex)> windows)
     {
         if (skip is null) throw new InvalidOperationException("FitLinearSkip needs LinearSkip = true.");
         long l = _arch.Lookback, h = _arch.Horizon;
@@ -128,16 +143,18 @@ internal sealed class ForecastNetwork : nn.Module
         var cross = zeros(l + 1, h, ScalarType.Float64, device);        // Σ s²·[x,1]ᵀ y_normalised
         using (no_grad())
         {
-            foreach (var (window, target) in windows)
+            foreach (var (window, target, cycleIndex) in windows)
             {
                 using var batchScope = NewDisposeScope();
                 using var windowOwned = window;   // made by the caller's enumerator: free each batch as it is used
                 using var targetOwned = target;
-                var (x, mean, std) = Normalize(window.to(ScalarType.Float64));
+                using var indexOwned = cycleIndex;
+                var (x, mean, std) = Normalize(RemoveCycle(window, cycleIndex).to(ScalarType.Float64));
                 var rows = x.permute(0, 2, 1).reshape(-1, l);                                   // (batch·channels, lookback)
                 var scale = std.permute(0, 2, 1).reshape(-1, 1);
                 var inputs = cat(new[] { rows, ones_like(scale) }, 1) * scale;
-                var outputs = (target.to(ScalarType.Float64) - mean).permute(0, 2, 1).reshape(-1, h);   // s·y_normalised
+                var future = cycleIndex is null ? target : target - CycleValues(cycleIndex, l, h);
+                var outputs = (future.to(ScalarType.Float64) - mean).permute(0, 2, 1).reshape(-1, h);   // s·y_normalised
                 gram.add_(inputs.T.matmul(inputs));
                 cross.add_(inputs.T.matmul(outputs));
             }
@@ -149,6 +166,58 @@ internal sealed class ForecastNetwork : nn.Module
             head.weight!.zero_();
             head.bias!.zero_();
         }
+    }
+
+    /// <summary>
+    /// Sets the cycle to the mean of the training windows' values at each cycle position, per channel (positions no window
+    /// covers stay 0): the seasonal profile that training then refines.
+    /// </summary>
+    /// <param name="windows">Batches of (batch, lookback, channels) windows with their (batch) cycle indices.</param>
+    public void FitCycle(IEnumerable<(Tensor Window, Tensor CycleIndex)> windows)
+    {
+        if (cycle is null) throw new InvalidOperationException("FitCycle needs CycleLength > 0.");
+        var device = cycle.device;
+        using var scope = NewDisposeScope();
+        var sums = zeros(_arch.CycleLength, _arch.Channels, ScalarType.Float64, device);
+        var counts = zeros(_arch.CycleLength, ScalarType.Float64, device);
+        using (no_grad())
+        {
+            foreach (var (window, cycleIndex) in windows)
+            {
+                using var batchScope = NewDisposeScope();
+                using var windowOwned = window;
+                using var indexOwned = cycleIndex;
+                var positions = CyclePositions(cycleIndex, 0, _arch.Lookback).reshape(-1);
+                sums.index_add_(0, positions, window.reshape(-1, _arch.Channels).to(ScalarType.Float64), 1.0);
+                counts.index_add_(0, positions, ones(positions.shape[0], ScalarType.Float64, device), 1.0);
+            }
+            cycle.copy_(sums / counts.clamp_min(1).unsqueeze(1));
+        }
+    }
+
+    /// <summary>(batch, length) int64: the cycle positions of steps <paramref name="offset"/> to offset + length − 1 after each window's first step.</summary>
+    private Tensor CyclePositions(Tensor cycleIndex, long offset, long length) =>
+        (cycleIndex.to(ScalarType.Int64).unsqueeze(1) + offset + arange(length, device: cycleIndex.device).unsqueeze(0)).remainder(_arch.CycleLength);
+
+    /// <summary>
+    /// (batch, length, channels): the cycle's values at steps <paramref name="offset"/> to offset + length − 1 counted from each
+    /// window's first step (offset = lookback gives the horizon's).
+    /// </summary>
+    /// <param name="cycleIndex">(batch) int64 time index of each window's first step.</param>
+    /// <param name="offset">Steps after the window's first step.</param>
+    /// <param name="length">Steps.</param>
+    public Tensor CycleValues(Tensor cycleIndex, long offset, long length)
+    {
+        var positions = CyclePositions(cycleIndex, offset, length);
+        return cycle!.index_select(0, positions.reshape(-1)).view(positions.shape[0], length, _arch.Channels);
+    }
+
+    // The window less its cycle (the window itself without a cycle); a cycle needs the windows' indices.
+    private Tensor RemoveCycle(Tensor window, Tensor? cycleIndex)
+    {
+        if (cycle is null) return window;
+        if (cycleIndex is null) throw new ArgumentNullException(nameof(cycleIndex), "A forecaster with a cycle needs each window's cycle index.");
+        return window - CycleValues(cycleIndex, 0, _arch.Lookback);
     }
 
     // RevIN statistics of (batch, lookback, channels) windows: normalised window, mean and std (batch, 1, channels).
@@ -165,31 +234,38 @@ internal sealed class ForecastNetwork : nn.Module
     /// Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels); for an ensemble, the mean of its
     /// members' forecasts.
     /// </summary>
-    public Tensor Predict(Tensor window)
+    /// <param name="window">(batch, lookback, channels).</param>
+    /// <param name="cycleIndex">(batch) int64 time index of each window's first step; null without a cycle.</param>
+    public Tensor Predict(Tensor window, Tensor? cycleIndex = null)
     {
         using var scope = NewDisposeScope();
         var forecast = ensemble_members is null
-            ? PredictAlone(window)
-            : stack(Members().Select(member => member.PredictAlone(window)).ToList(), 0).mean(new long[] { 0 });
+            ? PredictAlone(window, cycleIndex)
+            : stack(Members().Select(member => member.PredictAlone(window, cycleIndex)).ToList(), 0).mean(new long[] { 0 });
         return forecast.MoveToOuterDisposeScope();
     }
 
     // This network's own forecast in the data's units.
-    private Tensor PredictAlone(Tensor window)
+    private Tensor PredictAlone(Tensor window, Tensor? cycleIndex)
     {
         using var scope = NewDisposeScope();
-        var (y, mean, std) = Forward(window);
-        return (y * std + mean).MoveToOuterDisposeScope();
+        var (y, mean, std) = Forward(window, cycleIndex);
+        var forecast = y * std + mean;
+        if (cycle is not null) forecast = forecast + CycleValues(cycleIndex!, _arch.Lookback, _arch.Horizon);
+        return forecast.MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// Mean squared error of <see cref="Predict"/> against <paramref name="target"/> (batch, horizon, channels) in the data's units, after RevIN is undone
     /// (as RevIN prescribes): measured in each window's own units, a nearly constant window would dominate the loss.
     /// </summary>
-    public Tensor Loss(Tensor window, Tensor target)
+    /// <param name="window">(batch, lookback, channels).</param>
+    /// <param name="target">(batch, horizon, channels).</param>
+    /// <param name="cycleIndex">(batch) int64 time index of each window's first step; null without a cycle.</param>
+    public Tensor Loss(Tensor window, Tensor target, Tensor? cycleIndex = null)
     {
         using var scope = NewDisposeScope();
-        return nn.functional.mse_loss(Predict(window), target).MoveToOuterDisposeScope();
+        return nn.functional.mse_loss(Predict(window, cycleIndex), target).MoveToOuterDisposeScope();
     }
 
     // (n, L, width) → (n, ceil(L / P), P·width); the front is padded by repeating the first step so the last patch ends at the newest value.

@@ -32,7 +32,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         {
             Lookback = o.Lookback, Horizon = o.Horizon, Channels = o.Channels, ChannelIndependent = o.ChannelIndependent,
             InstanceNormalization = o.InstanceNormalization, LinearSkip = o.LinearSkip, PatchLength = o.PatchLength,
-            EnsembleSize = o.EnsembleSize, Mamba = o.BuildConfig(), FeatureColumnName = o.FeatureColumnName,
+            EnsembleSize = o.EnsembleSize, CycleLength = o.CycleLength, CycleIndexColumnName = o.CycleIndexColumnName, Mamba = o.BuildConfig(), FeatureColumnName = o.FeatureColumnName,
             OutputColumnName = o.OutputColumnName, PredictionBatchSize = o.PredictionBatchSize,
         };
         var train = CreateReader(input.Schema);
@@ -51,12 +51,15 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
                 var network = new ForecastNetwork(arch with { EnsembleSize = 1 }, memberSeed);
                 members.Add(network);
                 network.to(device);
+                if (o.CycleLength > 0)
+                    network.FitCycle(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)!)));
                 if (o.FitLinearSkip)
                     network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
-                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device))));
+                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device))));
                 string name = o.EnsembleSize == 1 ? nameof(MambaForecastingEstimator) : $"{nameof(MambaForecastingEstimator)} member {k + 1}/{o.EnsembleSize}";
                 new TrainingLoop(_env, o, name).Run(network, input, train, valid,
-                    batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device)),
+                    batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)),
                     (int)memberSeed, validateStart: o.FitLinearSkip);
             }
             return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members), device);
@@ -73,6 +76,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
     {
         EstimatorSchema.RequireSingleVector(inputSchema, _options.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName));
         EstimatorSchema.RequireSingleVector(inputSchema, _options.LabelColumnName, nameof(MambaForecastingOptions.LabelColumnName));
+        if (_options.CycleLength > 0) EstimatorSchema.RequireNumericScalar(inputSchema, _options.CycleIndexColumnName, nameof(MambaForecastingOptions.CycleIndexColumnName));
         return EstimatorSchema.Append(inputSchema, b =>
             b.AddColumn(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, _options.Horizon * _options.Channels)));
     }
@@ -80,5 +84,6 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
     private ExampleReader CreateReader(DataViewSchema schema) => new(
         new NumericSequenceReader(schema, _options.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _options.Channels, _options.Lookback),
         new VectorTargetReader(schema, _options.LabelColumnName, nameof(MambaForecastingOptions.LabelColumnName), _options.Horizon * _options.Channels,
-            $"Horizon ({_options.Horizon}) × Channels ({_options.Channels})"));
+            $"Horizon ({_options.Horizon}) × Channels ({_options.Channels})"),
+        _options.CycleLength > 0 ? new CycleIndexReader(schema, _options.CycleIndexColumnName, nameof(MambaForecastingOptions.CycleIndexColumnName)) : null);
 }

@@ -32,6 +32,20 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// too and kept if no epoch beats it.
     /// </summary>
     public bool FitLinearSkip { get; set; }
+    /// <summary>
+    /// Length in steps of a known seasonal cycle (e.g. 24 for hourly data with a daily pattern, 96 for 15-minute data); 0 (the
+    /// default) for none. The model then keeps one value per cycle position and channel (residual cycle forecasting, as
+    /// CycleNet): it subtracts the cycle from the input window, forecasts the rest, and adds the cycle back over the horizon.
+    /// The cycle starts as the mean of the training windows' values at each position and is trained with the rest of the model.
+    /// Each row needs the time index of its window's first step in <see cref="CycleIndexColumnName"/>; position = index mod
+    /// <see cref="CycleLength"/>, so the index must count steps in the same frame at training and prediction (row numbers of one table do).
+    /// </summary>
+    public int CycleLength { get; set; }
+    /// <summary>
+    /// Input column with each window's time index (a whole number; <see cref="TimeSeriesWindows.WindowStartColumnName"/>, the row
+    /// number of the window's first step, by default). Read only when <see cref="CycleLength"/> is set.
+    /// </summary>
+    public string CycleIndexColumnName { get; set; } = TimeSeriesWindows.WindowStartColumnName;
     /// <summary>Time steps per token: the window is cut into patches of this length (1 = one token per step). Shorter sequences scan faster.</summary>
     public int PatchLength { get; set; } = 8;
 
@@ -41,6 +55,7 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
         Check(Lookback >= 1, nameof(Lookback), Lookback, ">= 1");
         Check(Horizon >= 1, nameof(Horizon), Horizon, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
+        Check(CycleLength >= 0, nameof(CycleLength), CycleLength, ">= 0 (0 = no cycle)");
         Check(PatchLength >= 1 && PatchLength <= Lookback, nameof(PatchLength), PatchLength, $"in [1, Lookback = {Lookback}]");
         if (FitLinearSkip && !LinearSkip) throw new ArgumentException("FitLinearSkip needs LinearSkip = true; set LinearSkip or clear FitLinearSkip.", nameof(FitLinearSkip));
         if (string.IsNullOrEmpty(OutputColumnName)) throw new ArgumentException("OutputColumnName must not be empty.", nameof(OutputColumnName));

@@ -44,6 +44,10 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     public int Channels => _arch.Channels;
     /// <summary>Input column name.</summary>
     public string FeatureColumnName => _arch.FeatureColumnName;
+    /// <summary>Length of the seasonal cycle the model removes and adds back (0 = none).</summary>
+    public int CycleLength => _arch.CycleLength;
+    /// <summary>Input column with each window's time index, read when <see cref="CycleLength"/> is set.</summary>
+    public string CycleIndexColumnName => _arch.CycleIndexColumnName;
     /// <summary>Output column name.</summary>
     public string OutputColumnName => _arch.OutputColumnName;
     /// <inheritdoc/>
@@ -53,11 +57,12 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     private protected override int PredictionBatchSize => _arch.PredictionBatchSize;
 
     private protected override ExampleReader CreateReader(DataViewSchema inputSchema) =>
-        new(new NumericSequenceReader(inputSchema, _arch.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _arch.Channels, _arch.Lookback));
+        new(new NumericSequenceReader(inputSchema, _arch.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _arch.Channels, _arch.Lookback),
+            cycleIndex: _arch.CycleLength > 0 ? new CycleIndexReader(inputSchema, _arch.CycleIndexColumnName, nameof(MambaForecastingOptions.CycleIndexColumnName)) : null);
 
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
-        return SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device)), batch.Count);
+        return SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device), ForecastBatches.CycleIndices(batch, _arch, _device)), batch.Count);
     }
 
     private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
@@ -83,6 +88,10 @@ internal static class ForecastBatches
         for (int i = 0; i < batch.Count; i++) batch[i].Values.CopyTo(flat, i * width);
         return tensor(flat, new long[] { batch.Count, arch.Lookback, arch.Channels }).to(device);
     }
+
+    /// <summary>(batch) int64 cycle indices on <paramref name="device"/>; null when the model has no cycle.</summary>
+    public static Tensor? CycleIndices(IReadOnlyList<SequenceExample> batch, ForecastArchitecture arch, Device device) =>
+        arch.CycleLength > 0 ? tensor(batch.Select(example => example.CycleIndex).ToArray()).to(device) : null;
 
     /// <summary>(batch, horizon, channels) targets on <paramref name="device"/>.</summary>
     public static Tensor Targets(IReadOnlyList<SequenceExample> batch, ForecastArchitecture arch, Device device)

@@ -27,6 +27,15 @@ internal static class EstimatorSchema
                 "Convert it with mlContext.Transforms.Conversion.ConvertType or build it with mlContext.Transforms.Concatenate.");
     }
 
+    /// <summary>Requires a numeric scalar (not a key).</summary>
+    public static void RequireNumericScalar(SchemaShape input, string name, string option)
+    {
+        var column = Find(input, name, option);
+        if (column.Kind != SchemaShape.Column.VectorKind.Scalar || column.ItemType is not NumberDataViewType || column.IsKey)
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Column '{name}' ({option}) is {Describe(column)}; it must be a numeric scalar (e.g. Int64 or Single) holding each row's time index.");
+    }
+
     /// <summary><paramref name="input"/> with the columns that <paramref name="addColumns"/> declares added (replacing same-named ones).</summary>
     public static SchemaShape Append(SchemaShape input, Action<DataViewSchema.Builder> addColumns)
     {

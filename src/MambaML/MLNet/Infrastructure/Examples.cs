@@ -14,6 +14,8 @@ internal sealed class SequenceExample
     public long[]? Tokens { get; init; }
     /// <summary>Training target: forecast values, a class index or a regression value.</summary>
     public float[] Target { get; set; } = Array.Empty<float>();
+    /// <summary>Forecasting with a seasonal cycle: the time index of the sequence's first step (e.g. its row number).</summary>
+    public long CycleIndex { get; set; }
 }
 
 /// <summary>An input column that an example is read from; the column is found and checked when the reader is created.</summary>
@@ -49,32 +51,86 @@ internal abstract class TargetReader : ColumnReader
     public abstract Action<SequenceExample> Bind(DataViewRow row);
 }
 
-/// <summary>Reads examples (sequence and optional target) from rows of one schema.</summary>
+/// <summary>Reads the cycle index of a row (<see cref="SequenceExample.CycleIndex"/>) from an integer-valued numeric column.</summary>
+internal sealed class CycleIndexReader : ColumnReader
+{
+    private readonly string _option;
+
+    /// <param name="schema">Input schema.</param>
+    /// <param name="name">Column name.</param>
+    /// <param name="option">Option that named the column (for messages).</param>
+    public CycleIndexReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
+    {
+        _option = option;
+        if (Column.Type is not NumberDataViewType || Column.Type.RawType == typeof(ulong))
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Column '{name}' ({option}) has type {Column.Type}; it must be a numeric scalar holding each window's time index " +
+                "(TimeSeriesWindows' WindowStart column, or a row number).");
+    }
+
+    /// <summary>A function that sets an example's cycle index from <paramref name="row"/>'s current value.</summary>
+    public Action<SequenceExample> Bind(DataViewRow row)
+    {
+        Action<SequenceExample> Whole<T>(Func<T, double> convert)
+        {
+            var get = row.GetGetter<T>(Column);
+            T value = default!;
+            return example =>
+            {
+                get(ref value);
+                double index = convert(value);
+                if (!double.IsFinite(index) || index != Math.Floor(index) || Math.Abs(index) > 1L << 53)
+                    throw new InvalidOperationException(
+                        $"Row {row.Position} of column '{Column.Name}' ({_option}) holds {index}; the cycle index must be a whole number " +
+                        "(the time index of the window's first step, such as TimeSeriesWindows' WindowStart).");
+                example.CycleIndex = (long)index;
+            };
+        }
+        return Column.Type.RawType switch
+        {
+            var t when t == typeof(long) => Whole<long>(v => v),
+            var t when t == typeof(int) => Whole<int>(v => v),
+            var t when t == typeof(uint) => Whole<uint>(v => v),
+            var t when t == typeof(short) => Whole<short>(v => v),
+            var t when t == typeof(ushort) => Whole<ushort>(v => v),
+            var t when t == typeof(sbyte) => Whole<sbyte>(v => v),
+            var t when t == typeof(byte) => Whole<byte>(v => v),
+            var t when t == typeof(float) => Whole<float>(v => v),
+            _ => Whole<double>(v => v),
+        };
+    }
+}
+
+/// <summary>Reads examples (sequence, optional target, optional cycle index) from rows of one schema.</summary>
 internal sealed class ExampleReader
 {
     private readonly SequenceReader _sequence;
     private readonly TargetReader? _target;
+    private readonly CycleIndexReader? _cycleIndex;
 
-    /// <summary>Combines a sequence reader with an optional target reader.</summary>
-    public ExampleReader(SequenceReader sequence, TargetReader? target = null)
+    /// <summary>Combines a sequence reader with optional target and cycle-index readers.</summary>
+    public ExampleReader(SequenceReader sequence, TargetReader? target = null, CycleIndexReader? cycleIndex = null)
     {
         _sequence = sequence;
         _target = target;
+        _cycleIndex = cycleIndex;
     }
 
     /// <summary>The input columns read.</summary>
     public IReadOnlyList<DataViewSchema.Column> Columns =>
-        _target is null ? new[] { _sequence.Column } : new[] { _sequence.Column, _target.Column };
+        new ColumnReader?[] { _sequence, _target, _cycleIndex }.OfType<ColumnReader>().Select(reader => reader.Column).ToArray();
 
     /// <summary>A function that reads <paramref name="row"/>'s current values into a new example.</summary>
     public Func<SequenceExample> Bind(DataViewRow row)
     {
         var readSequence = _sequence.Bind(row);
         var readTarget = _target?.Bind(row);
+        var readCycleIndex = _cycleIndex?.Bind(row);
         return () =>
         {
             var example = readSequence();
             readTarget?.Invoke(example);
+            readCycleIndex?.Invoke(example);
             return example;
         };
     }
