@@ -94,8 +94,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             EarlyStoppingPatience = 1000, Dropout = args.Double("--dropout", 0),
             Pooling = Enum.Parse<SequencePooling>(args.String("--pooling", "MeanMax"), ignoreCase: true),
             AddFirstDifference = args.Int("--diff", 1) != 0, Bidirectional = args.Int("--bidirectional", 1) != 0,
-            TrainingNoise = args.Double("--noise", 0.1), TimeWarp = args.Double("--warp", 0), TimeWarpKnots = args.Int("--warp-knots", 4),
-            StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
+            TrainingNoise = args.Double("--noise", 0.1), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
             WindowFraction = args.Double("--window", 1), PredictionWindows = args.Int("--pred-windows", 5),
             LabelSmoothing = args.Double("--smoothing", 0),
             // --stem 3,9,27: kernel sizes of the convolutional stem (default none); --stem-channels: outputs per kernel.
@@ -109,7 +108,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
     private static string Describe(MambaSequenceClassificationOptions o) =>
         $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
         $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
-        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, time warp {o.TimeWarp} ({o.TimeWarpKnots} knots), ensemble {o.EnsembleSize}, window fraction {o.WindowFraction} ({o.PredictionWindows} at prediction), " +
+        $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, window fraction {o.WindowFraction} ({o.PredictionWindows} at prediction), " +
         $"label smoothing {o.LabelSmoothing}, stem kernels [{string.Join(",", o.StemKernelSizes)}] × {o.StemChannels} channels, per-sequence normalisation {o.NormalizeEachSequence}";
 
     /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>

@@ -123,7 +123,6 @@ public sealed class SequenceTests
         everyOption.Pooling = SequencePooling.MeanMax;
         everyOption.Bidirectional = everyOption.AddFirstDifference = everyOption.NormalizeEachSequence = true;
         everyOption.TrainingNoise = 0.2;
-        everyOption.TimeWarp = 0.3;
         everyOption.WindowFraction = 0.7;
         everyOption.PredictionWindows = 3;
         everyOption.LabelSmoothing = 0.1;
@@ -167,72 +166,6 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
-    public void TimeWarp_SameSeedSameModel_ChangesTraining_PredictsWithoutWarping()
-    {
-        float[] Scores(double warp, int seed) =>
-            TrainedShapeScores(o => { o.TimeWarp = warp; o.NormalizeEachSequence = true; o.Seed = seed; }, $"warp {warp}");
-        var warped = Scores(0.15, seed: 5);
-        CollectionAssert.AreEqual(warped, Scores(0.15, seed: 5), "same seed, same model");
-        CollectionAssert.AreNotEqual(warped, Scores(0.0, seed: 5), "the warp had no effect on training");
-        CollectionAssert.AreNotEqual(warped, Scores(0.15, seed: 6), "the seed does not drive the warp");
-    }
-
-    [TestMethod]
-    public void TimeWarp_MatchesAPlainLoop_OddLengths_EqualSpeedsAreTheIdentity()
-    {
-        const int steps = 17, channels = 3, knots = 5;
-        long[] lengths = { 17, 1, 2, 9, 16, 5 };
-        int batch = lengths.Length;
-        var rng = new Random(7);
-        var values = new float[batch * steps * channels];
-        for (int b = 0; b < batch; b++)
-            for (int i = 0; i < steps * channels; i++)
-                values[b * steps * channels + i] = i < lengths[b] * channels ? (float)rng.NextDouble() * 4 - 2 : 0f;   // zero-padded as the trainer pads
-        var speeds = Enumerable.Range(0, batch * knots).Select(_ => (float)Math.Exp(0.5 * (rng.NextDouble() * 2 - 1))).ToArray();
-        using var scope = TorchSharp.torch.NewDisposeScope();
-        var input = TorchSharp.torch.tensor(values, new long[] { batch, steps, channels });
-        var lengthTensor = TorchSharp.torch.tensor(lengths);
-        var warped = SequenceNetwork.TimeWarp(input, lengthTensor, TorchSharp.torch.tensor(speeds, new long[] { batch, knots })).data<float>().ToArray();
-        for (int b = 0; b < batch; b++)
-        {
-            // The same warp in plain loops: speed of each step between the knots, running sum, scaled to end on the last step.
-            int last = (int)lengths[b] - 1;
-            var position = new double[steps];
-            for (int t = 1; t <= last; t++)
-            {
-                double k = (double)t / last * (knots - 1);
-                int lower = Math.Min((int)Math.Floor(k), knots - 2);
-                double w = k - lower;
-                position[t] = position[t - 1] + speeds[b * knots + lower] * (1 - w) + speeds[b * knots + lower + 1] * w;
-            }
-            for (int t = 0; t < steps; t++)
-                for (int c = 0; c < channels; c++)
-                {
-                    double expected = 0;
-                    if (t <= last)
-                    {
-                        double p = last == 0 ? 0 : Math.Min(position[t] * last / position[last], last);
-                        int left = Math.Min((int)Math.Floor(p), Math.Max(last - 1, 0));
-                        int right = Math.Min(left + 1, last);
-                        double f = p - left;
-                        expected = values[(b * steps + left) * channels + c] * (1 - f) + values[(b * steps + right) * channels + c] * f;
-                    }
-                    Assert.AreEqual(expected, warped[(b * steps + t) * channels + c], 1e-5, $"row {b} (length {lengths[b]}), step {t}, channel {c}");
-                }
-            // The first and last real steps stay in place.
-            for (int c = 0; c < channels; c++)
-            {
-                Assert.AreEqual(values[b * steps * channels + c], warped[b * steps * channels + c], 1e-6, $"row {b}: first step moved");
-                Assert.AreEqual(values[(b * steps + last) * channels + c], warped[(b * steps + last) * channels + c], 1e-5, $"row {b}: last step moved");
-            }
-        }
-        var same = SequenceNetwork.TimeWarp(input, lengthTensor, TorchSharp.torch.full(new long[] { batch, knots }, 1.7f)).data<float>().ToArray();
-        for (int i = 0; i < values.Length; i++) Assert.AreEqual(values[i], same[i], 1e-5, $"equal speeds moved element {i}");
-        // The warp moves something: the interpolated values differ from the input.
-        Assert.IsTrue(values.Zip(warped).Any(p => Math.Abs(p.First - p.Second) > 1e-3), "the random speeds left every value in place");
-    }
-
-        [TestMethod]
     public void WindowSlicing_SameSeedSameModel_ChangesTraining_AveragesTheWindowsAtPrediction()
     {
         float[] Scores(double fraction, int seed) =>
@@ -503,8 +436,7 @@ public sealed class SequenceTests
                      (o => o.WindowFraction = 0, "WindowFraction"), (o => o.WindowFraction = 1.5, "WindowFraction"),
                      (o => o.PredictionWindows = 0, "PredictionWindows"), (o => o.LabelSmoothing = 1, "LabelSmoothing"),
                      (o => o.LabelSmoothing = -0.1, "LabelSmoothing"), (o => o.StemKernelSizes = new[] { 3, 4 }, "StemKernelSizes"),
-                     (o => o.StemChannels = 0, "StemChannels"), (o => o.TimeWarp = -0.1, "TimeWarp"),
-                     (o => o.TimeWarp = double.NaN, "TimeWarp"), (o => o.TimeWarpKnots = 0, "TimeWarpKnots"),
+                     (o => o.StemChannels = 0, "StemChannels"),
                  })
         {
             options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();

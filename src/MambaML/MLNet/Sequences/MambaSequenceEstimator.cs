@@ -91,8 +91,6 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             Bidirectional = _options.Bidirectional,
             EnsembleSize = _options.EnsembleSize,
             TrainingNoise = _options.TrainingNoise,
-            TimeWarp = _options.TimeWarp,
-            TimeWarpKnots = _options.TimeWarpKnots,
             WindowFraction = _options.WindowFraction,
             PredictionWindows = _options.PredictionWindows,
             StemKernelSizes = _options.StemKernelSizes.ToArray(),

@@ -52,17 +52,6 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     /// </summary>
     public double TrainingNoise { get; set; }
     /// <summary>
-    /// Time warping, a training-time data augmentation for small training sets: each time a sequence is used, its real steps
-    /// are resampled (linear interpolation) along a random smooth monotone time axis that keeps the first and last steps in
-    /// place. The local speed of that axis is exp(σ·z), interpolated linearly between <see cref="TimeWarpKnots"/> + 2 evenly
-    /// spaced knots with independent standard normal z; this property is σ. Drawn from a generator seeded by
-    /// <see cref="MambaTrainerOptions.Seed"/>; applied after <see cref="NormalizeEachSequence"/> and before
-    /// <see cref="TrainingNoise"/>. 0 turns it off. Prediction never warps.
-    /// </summary>
-    public double TimeWarp { get; set; }
-    /// <summary>Interior knots of the <see cref="TimeWarp"/> speed curve (more knots = more local warps); at least 1.</summary>
-    public int TimeWarpKnots { get; set; } = 4;
-    /// <summary>
     /// Window slicing, a data augmentation for small training sets: while training, each time a sequence is used the model
     /// reads only a random contiguous window of this fraction of its real steps (rounded, at least one step; the start is drawn
     /// uniformly from a generator seeded by <see cref="MambaTrainerOptions.Seed"/>; taken after
@@ -91,8 +80,6 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     {
         base.Validate();
         Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
-        Check(TimeWarp >= 0 && double.IsFinite(TimeWarp), nameof(TimeWarp), TimeWarp, ">= 0");
-        Check(TimeWarpKnots >= 1, nameof(TimeWarpKnots), TimeWarpKnots, ">= 1");
         Check(WindowFraction > 0 && WindowFraction <= 1, nameof(WindowFraction), WindowFraction, "in (0, 1]");
         Check(PredictionWindows >= 1, nameof(PredictionWindows), PredictionWindows, ">= 1");
         Check(StemKernelSizes is not null && StemKernelSizes.All(k => k >= 1 && k % 2 == 1), nameof(StemKernelSizes),

@@ -50,10 +50,6 @@ internal sealed record SequenceArchitecture
     public int EnsembleSize { get; init; } = 1;
     /// <summary>Numeric, training only: standard deviation of the Gaussian noise added to the (normalised) values.</summary>
     public double TrainingNoise { get; init; }
-    /// <summary>Numeric, training only: σ of the log-speed of the random time warp (0 = none).</summary>
-    public double TimeWarp { get; init; }
-    /// <summary>Numeric: interior knots of the time warp's speed curve.</summary>
-    public int TimeWarpKnots { get; init; } = 4;
     /// <summary>Numeric: fraction of each sequence's steps in a window (random while training; 1 = whole sequences).</summary>
     public double WindowFraction { get; init; } = 1;
     /// <summary>Numeric: evenly spaced windows whose outputs are averaged at prediction when <see cref="WindowFraction"/> &lt; 1.</summary>

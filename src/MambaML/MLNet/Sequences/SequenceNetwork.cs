@@ -22,8 +22,6 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly Generator _noiseGenerator;
     // Draws the training windows' starts (a stream of its own, so that windows leave the dropout and noise draws unchanged).
     private readonly Generator _windowGenerator;
-    // Draws the time warps (a stream of its own, for the same reason).
-    private readonly Generator _warpGenerator;
 
     public Linear? embed;
     // Numeric: the multi-scale convolutional stem (one convolution per kernel size); null without a stem.
@@ -43,7 +41,6 @@ internal sealed class SequenceNetwork : nn.Module
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
         _windowGenerator = new Generator((ulong)seed + 3);
-        _warpGenerator = new Generator((ulong)seed + 4);
         int d = arch.Mamba.DModel;
         int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
         if (arch.Input == SequenceInputKind.Numeric && arch.StemKernelSizes.Length > 0)
@@ -124,8 +121,6 @@ internal sealed class SequenceNetwork : nn.Module
                 values = Window(values, starts, windowLengths);
                 lengths = windowLengths;
             }
-            if (training && _arch.TimeWarp > 0)
-                values = TimeWarp(values, lengths, RandomWarpSpeeds(values.shape[0], _arch.TimeWarpKnots, _arch.TimeWarp, _warpGenerator).to(values.device));
             if (training && _arch.TrainingNoise > 0)
                 values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
             if (_arch.AddFirstDifference) values = cat(new[] { values, FirstDifference(values, lengths) }, 2);
@@ -220,45 +215,6 @@ internal sealed class SequenceNetwork : nn.Module
         var index = (starts.unsqueeze(1) + t).clamp_max(values.shape[1] - 1);
         var taken = values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.shape[2]));
         return taken * (t < windowLengths.unsqueeze(1)).unsqueeze(-1).to(values.dtype);
-    }
-
-    /// <summary>(batch, knots + 2) float32: the time warp's knot speeds exp(σ·z), z standard normal.</summary>
-    internal static Tensor RandomWarpSpeeds(long batch, int knots, double sigma, Generator generator) =>
-        (randn(new[] { batch, knots + 2L }, generator: generator) * sigma).exp();
-
-    /// <summary>
-    /// (batch, steps, channels): each row's real steps resampled along a monotone time axis, zero at padded steps. The axis's
-    /// speed at step t is the linear interpolation of <paramref name="knotSpeeds"/> (batch, K) between K evenly spaced knots
-    /// from step 0 to the row's last real step; positions are the running sum of the speeds, scaled so that step 0 reads step 0
-    /// and the last step reads the last step; values between steps are interpolated linearly. Equal speeds give the identity.
-    /// </summary>
-    internal static Tensor TimeWarp(Tensor values, Tensor lengths, Tensor knotSpeeds)
-    {
-        using var scope = NewDisposeScope();
-        long steps = values.shape[1];
-        int knots = (int)knotSpeeds.shape[1];
-        var t = arange(steps, dtype: ScalarType.Float32, device: values.device).unsqueeze(0);
-        var last = (lengths - 1).clamp_min(0).to(ScalarType.Float32).unsqueeze(1);
-        var inside = t <= last;
-        // Speed of step t: knots at fractions 0, 1/(K−1), …, 1 of the row's real length.
-        var knotPosition = (t / last.clamp_min(1)).clamp_max(1) * (knots - 1);
-        var lower = knotPosition.floor().clamp_max(knots - 2).to(ScalarType.Int64);
-        var weight = knotPosition - lower.to(ScalarType.Float32);
-        var speed = knotSpeeds.gather(1, lower) * (1 - weight) + knotSpeeds.gather(1, lower + 1) * weight;
-        // Step 0 sits at 0; step t at the sum of the speeds of steps 1..t; only real steps move the axis.
-        speed = speed * (inside & (t >= 1)).to(ScalarType.Float32);
-        var position = speed.cumsum(1);
-        var end = position.gather(1, last.to(ScalarType.Int64));
-        position = (position * last / end.clamp_min(1e-12f)).minimum(last);
-        var left = position.floor().minimum((last - 1).clamp_min(0));
-        var fraction = (position - left).unsqueeze(-1).to(values.dtype);
-        var leftIndex = left.to(ScalarType.Int64);
-        var rightIndex = (leftIndex + 1).minimum(last.to(ScalarType.Int64));
-        long channels = values.shape[2];
-        var a = values.gather(1, leftIndex.unsqueeze(-1).expand(-1, -1, channels));
-        var b = values.gather(1, rightIndex.unsqueeze(-1).expand(-1, -1, channels));
-        var warped = a * (1 - fraction) + b * fraction;
-        return (warped * inside.unsqueeze(-1).to(values.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>(batch, steps, channels): x[t] − x[t − 1] at the real steps t ≥ 1; 0 at the first step and at padded steps.</summary>
