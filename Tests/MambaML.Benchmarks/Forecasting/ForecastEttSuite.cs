@@ -125,7 +125,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             LearningRate = args.Double("--lr", 1e-3), WeightDecay = args.Double("--wd", 0.01), EarlyStoppingPatience = 3, Seed = 0,
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
             FitLinearSkip = args.Int("--fit-skip", 1) != 0, EnsembleSize = args.Int("--ensemble", 1),
-            CycleLength = args.Int("--cycle", 0) != 0 ? stepsPerDay : 0,
+            CycleLength = args.Int("--cycle", 1) != 0 ? stepsPerDay : 0,   // --cycle 0: no daily cycle (the rows before it was added)
         };
     }
 
