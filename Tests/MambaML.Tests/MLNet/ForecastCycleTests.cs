@@ -119,6 +119,12 @@ public sealed class ForecastCycleTests
         CollectionAssert.AreEqual(forecast, Forecasts(model, -24), "two cycles earlier, the same positions");
         CollectionAssert.AreNotEqual(forecast, Forecasts(model, 3), "the window's position in the cycle changed nothing");
 
+        // Forecasting past the table's end: the latest window carries its WindowStart too.
+        var table = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(Synthetic.Series(150)), new[] { "A" }, lookback: 16, horizon: 4);
+        var next = table.ToTimeSeries(model.Transform(table.GetLatestWindow()));
+        CollectionAssert.AreEqual(new long[] { 150, 151, 152, 153 }, next.Select(p => p.Row).ToArray());
+        Assert.IsTrue(next.All(p => float.IsFinite(p.Forecast)), "non-finite forecast past the end");
+
         var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
         try
         {
