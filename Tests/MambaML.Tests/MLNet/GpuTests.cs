@@ -9,12 +9,15 @@ namespace MambaML.Tests.MLNet;
 public sealed class GpuTests
 {
     [TestMethod]
-    public void GpuDeviceId_TrainsOnCuda_ModelLoadsOnCpuAndCuda_WithMatchingPredictions()
+    [DataRow(0, DisplayName = "no cycle")]
+    [DataRow(12, DisplayName = "cycle of 12 steps")]
+    public void GpuDeviceId_TrainsOnCuda_ModelLoadsOnCpuAndCuda_WithMatchingPredictions(int cycleLength)
     {
         if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
         var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
         var windows = Synthetic.Windows(ml, rows: 200);
         var options = Synthetic.ForecastOptions(epochs: 4);
+        options.CycleLength = cycleLength;
         var losses = new List<double>();
         options.ProgressCallback = p => losses.Add(p.TrainingLoss);
         var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
