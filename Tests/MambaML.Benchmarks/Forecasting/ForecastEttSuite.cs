@@ -72,6 +72,9 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
                                           EttSplit[]? scored = null, int? gpuDeviceId = null)
     {
         scored ??= new[] { EttSplit.Test };
+        // One split: rows are printed as each horizon finishes (a long run shows its finished horizons); two: one table each at the end.
+        bool streaming = scored.Length == 1;
+        if (streaming) PrintHeader(scored[0]);
         var results = new List<Result>();
         foreach (int h in horizons)
         {
@@ -89,17 +92,21 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
                 foreach (var (model, fit) in models)
                 {
                     var (mse, mae) = EttWindows.Score(model.Predict(pasts, starts), futures);
-                    results.Add(new Result(h, model.Name, mse, mae, split) { Windows = pasts.shape[0], FitSeconds = fit });
+                    var row = new Result(h, model.Name, mse, mae, split) { Windows = pasts.shape[0], FitSeconds = fit };
+                    results.Add(row);
+                    if (streaming) PrintRow(row);
                 }
             }
         }
         foreach (var split in scored)
         {
-            if (scored.Length > 1) Console.WriteLine($"{split}:");
-            Console.WriteLine($"| horizon | model | MSE | MAE | {split.ToString().ToLowerInvariant()} windows | fit s |");
-            Console.WriteLine("|---|---|---|---|---|---|");
             var rows = results.Where(r => r.Split == split).ToList();
-            foreach (var r in rows) Console.WriteLine($"| {r.Horizon} | {r.Model} | {r.Mse:F4} | {r.Mae:F4} | {r.Windows} | {r.FitSeconds:F1} |");
+            if (!streaming)
+            {
+                Console.WriteLine($"{split}:");
+                PrintHeader(split);
+                foreach (var r in rows) PrintRow(r);
+            }
             foreach (var group in rows.GroupBy(r => r.Model))
             {
                 double mse = group.Average(r => r.Mse), mae = group.Average(r => r.Mae);
@@ -110,6 +117,14 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
         }
         return results;
     }
+
+    private static void PrintHeader(EttSplit split)
+    {
+        Console.WriteLine($"| horizon | model | MSE | MAE | {split.ToString().ToLowerInvariant()} windows | fit s |");
+        Console.WriteLine("|---|---|---|---|---|---|");
+    }
+
+    private static void PrintRow(Result r) => Console.WriteLine($"| {r.Horizon} | {r.Model} | {r.Mse:F4} | {r.Mae:F4} | {r.Windows} | {r.FitSeconds:F1} |");
 
     /// <summary>
     /// The Mamba settings of this suite (chosen on the validation split; see BENCHMARKS.md); <paramref name="stepsPerDay"/> is
