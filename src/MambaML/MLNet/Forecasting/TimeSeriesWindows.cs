@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using Microsoft.Data.Analysis;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -253,7 +254,7 @@ public sealed class TimeSeriesWindows
                 _owner = owner;
                 _latestOnly = latestOnly;
                 _source = owner._table.GetRowCursor(owner._targets);
-                _read = owner._targets.Select(c => Numeric.Getter(_source, c)).ToArray();
+                _read = owner._targets.Select(c => Numeric.Getter<float>(_source, c)).ToArray();
                 _ring = Enumerable.Range(0, view.Span).Select(_ => new float[owner.Channels]).ToArray();
             }
 
@@ -332,34 +333,40 @@ public sealed class TimeSeriesWindows
     }
 }
 
-/// <summary>Reads numeric scalar columns of any ML.NET numeric type as float.</summary>
+/// <summary>Reads numeric scalar columns of any ML.NET numeric type (and Boolean, as 0 or 1) as a chosen number type.</summary>
 internal static class Numeric
 {
     /// <summary>Whether <paramref name="type"/> is a numeric scalar this reader handles.</summary>
     public static bool IsSupported(DataViewType type) =>
         type is NumberDataViewType && type.RawType != typeof(ulong) || type is BooleanDataViewType;
 
-    /// <summary>A function returning the column's current value as float.</summary>
-    public static Func<float> Getter(DataViewRow row, DataViewSchema.Column column)
+    /// <summary>A function returning the column's current value converted to <typeparamref name="TResult"/> (as a C# cast would).</summary>
+    public static Func<TResult> Getter<TResult>(DataViewRow row, DataViewSchema.Column column) where TResult : INumberBase<TResult>
     {
-        Func<float> Make<T>(Func<T, float> convert)
+        Func<TResult> Make<T>() where T : INumberBase<T>
         {
             var get = row.GetGetter<T>(column);
             T value = default!;
-            return () => { get(ref value); return convert(value); };
+            return () => { get(ref value); return TResult.CreateTruncating(value); };
+        }
+        Func<TResult> MakeBoolean()
+        {
+            var get = row.GetGetter<bool>(column);
+            bool value = false;
+            return () => { get(ref value); return value ? TResult.One : TResult.Zero; };
         }
         return column.Type.RawType switch
         {
-            var t when t == typeof(float) => Make<float>(v => v),
-            var t when t == typeof(double) => Make<double>(v => (float)v),
-            var t when t == typeof(int) => Make<int>(v => v),
-            var t when t == typeof(long) => Make<long>(v => v),
-            var t when t == typeof(short) => Make<short>(v => v),
-            var t when t == typeof(sbyte) => Make<sbyte>(v => v),
-            var t when t == typeof(byte) => Make<byte>(v => v),
-            var t when t == typeof(ushort) => Make<ushort>(v => v),
-            var t when t == typeof(uint) => Make<uint>(v => v),
-            var t when t == typeof(bool) => Make<bool>(v => v ? 1f : 0f),
+            var t when t == typeof(float) => Make<float>(),
+            var t when t == typeof(double) => Make<double>(),
+            var t when t == typeof(int) => Make<int>(),
+            var t when t == typeof(long) => Make<long>(),
+            var t when t == typeof(short) => Make<short>(),
+            var t when t == typeof(sbyte) => Make<sbyte>(),
+            var t when t == typeof(byte) => Make<byte>(),
+            var t when t == typeof(ushort) => Make<ushort>(),
+            var t when t == typeof(uint) => Make<uint>(),
+            var t when t == typeof(bool) => MakeBoolean(),
             _ => throw new ArgumentOutOfRangeException(nameof(column), column.Name, $"Column '{column.Name}' has type {column.Type}, which is not numeric."),
         };
     }

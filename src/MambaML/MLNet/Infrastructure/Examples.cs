@@ -71,32 +71,15 @@ internal sealed class CycleIndexReader : ColumnReader
     /// <summary>A function that sets an example's cycle index from <paramref name="row"/>'s current value.</summary>
     public Action<SequenceExample> Bind(DataViewRow row)
     {
-        Action<SequenceExample> Whole<T>(Func<T, double> convert)
+        var read = Numeric.Getter<double>(row, Column);   // exact for every integer below 2^53, the limit checked below
+        return example =>
         {
-            var get = row.GetGetter<T>(Column);
-            T value = default!;
-            return example =>
-            {
-                get(ref value);
-                double index = convert(value);
-                if (!double.IsFinite(index) || index != Math.Floor(index) || Math.Abs(index) > 1L << 53)
-                    throw new InvalidOperationException(
-                        $"Row {row.Position} of column '{Column.Name}' ({_option}) holds {index}; the cycle index must be a whole number " +
-                        "(the time index of the window's first step, such as TimeSeriesWindows' WindowStart).");
-                example.CycleIndex = (long)index;
-            };
-        }
-        return Column.Type.RawType switch
-        {
-            var t when t == typeof(long) => Whole<long>(v => v),
-            var t when t == typeof(int) => Whole<int>(v => v),
-            var t when t == typeof(uint) => Whole<uint>(v => v),
-            var t when t == typeof(short) => Whole<short>(v => v),
-            var t when t == typeof(ushort) => Whole<ushort>(v => v),
-            var t when t == typeof(sbyte) => Whole<sbyte>(v => v),
-            var t when t == typeof(byte) => Whole<byte>(v => v),
-            var t when t == typeof(float) => Whole<float>(v => v),
-            _ => Whole<double>(v => v),
+            double index = read();
+            if (!double.IsFinite(index) || index != Math.Floor(index) || Math.Abs(index) > 1L << 53)
+                throw new InvalidOperationException(
+                    $"Row {row.Position} of column '{Column.Name}' ({_option}) holds {index}; the cycle index must be a whole number " +
+                    "(the time index of the window's first step, such as TimeSeriesWindows' WindowStart).");
+            example.CycleIndex = (long)index;
         };
     }
 }
