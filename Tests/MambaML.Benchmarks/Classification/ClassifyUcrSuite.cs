@@ -96,7 +96,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             AddFirstDifference = args.Int("--diff", 1) != 0, Bidirectional = args.Int("--bidirectional", 1) != 0,
             TrainingNoise = args.Double("--noise", 0.1), StateSize = args.Int("--state", 16), EnsembleSize = args.Int("--ensemble", 1),
             WindowFraction = args.Double("--window", 1), PredictionWindows = args.Int("--pred-windows", 5),
-            LabelSmoothing = args.Double("--smoothing", 0),
+            LabelSmoothing = args.Double("--smoothing", 0), MixupAlpha = args.Double("--mixup", 0),
             // --stem 3,9,27: kernel sizes of the convolutional stem (default none); --stem-channels: outputs per kernel.
             StemKernelSizes = args.String("--stem", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(k => int.Parse(k, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
             StemChannels = args.Int("--stem-channels", 8),
@@ -109,7 +109,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
         $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
         $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, window fraction {o.WindowFraction} ({o.PredictionWindows} at prediction), " +
-        $"label smoothing {o.LabelSmoothing}, stem kernels [{string.Join(",", o.StemKernelSizes)}] × {o.StemChannels} channels, per-sequence normalisation {o.NormalizeEachSequence}";
+        $"label smoothing {o.LabelSmoothing}, mixup α {o.MixupAlpha}, stem kernels [{string.Join(",", o.StemKernelSizes)}] × {o.StemChannels} channels, per-sequence normalisation {o.NormalizeEachSequence}";
 
     /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>
     private static (IReadOnlyList<TsSeries> Train, IReadOnlyList<TsSeries> Validation) StratifiedSplit(IReadOnlyList<TsSeries> rows, double heldOut, int seed)

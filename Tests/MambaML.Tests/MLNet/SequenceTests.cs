@@ -126,6 +126,7 @@ public sealed class SequenceTests
         everyOption.WindowFraction = 0.7;
         everyOption.PredictionWindows = 3;
         everyOption.LabelSmoothing = 0.1;
+        everyOption.MixupAlpha = 0.3;
         everyOption.StemKernelSizes = new[] { 3, 7 };
         everyOption.StemChannels = 4;
         var multiclassEveryOption = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(everyOption));
@@ -301,6 +302,78 @@ public sealed class SequenceTests
         CollectionAssert.AreNotEqual(smoothed, TrainedShapeScores(o => { o.LabelSmoothing = 0; o.Seed = 5; }, "no label smoothing"), "label smoothing had no effect");
     }
 
+    [TestMethod]
+    public void Mixup_TargetsAndValuesMixAsDrawn_WeightsAreBeta_ChangesTraining()
+    {
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        {
+            var rng = new Random(4);
+            const int rows = 7, classes = 3;
+            long[] labels = { 0, 2, 1, 1, 0, 2, 2 };
+            long[] partner = { 3, 0, 6, 1, 5, 2, 4 };
+            var weights = Enumerable.Range(0, rows).Select(_ => (float)rng.NextDouble()).ToArray();
+            var draw = new MixupDraw(TorchSharp.torch.tensor(partner), TorchSharp.torch.tensor(weights));
+            var logits = Enumerable.Range(0, rows * classes).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+            var logitTensor = TorchSharp.torch.tensor(logits, new long[] { rows, classes });
+            foreach (double epsilon in new[] { 0.0, 0.2 })
+            {
+                var targets = SequenceBatches.ClassTargets(TorchSharp.torch.tensor(labels), classes, epsilon, draw).data<float>().ToArray();
+                var binary = SequenceBatches.BinaryTargets(TorchSharp.torch.tensor(labels.Select(l => (float)(l % 2)).ToArray()), epsilon, draw).data<float>().ToArray();
+                double expectedLoss = 0;
+                for (int r = 0; r < rows; r++)
+                {
+                    var row = logits.Skip(r * classes).Take(classes).Select(v => (double)v).ToArray();
+                    double logSum = Math.Log(row.Sum(Math.Exp));
+                    for (int k = 0; k < classes; k++)
+                    {
+                        double mixedClass = weights[r] * (labels[r] == k ? 1 : 0) + (1 - weights[r]) * (labels[partner[r]] == k ? 1 : 0);
+                        double expected = (1 - epsilon) * mixedClass + epsilon / classes;
+                        Assert.AreEqual(expected, targets[r * classes + k], 1e-6, $"epsilon {epsilon}, row {r}, class {k}");
+                        expectedLoss -= expected * (row[k] - logSum) / rows;
+                    }
+                    double mixedBinary = weights[r] * (labels[r] % 2) + (1 - weights[r]) * (labels[partner[r]] % 2);
+                    Assert.AreEqual((1 - epsilon) * mixedBinary + epsilon / 2, binary[r], 1e-6, $"binary, epsilon {epsilon}, row {r}");
+                }
+                var soft = SequenceBatches.SoftCrossEntropy(logitTensor, SequenceBatches.ClassTargets(TorchSharp.torch.tensor(labels), classes, epsilon, draw));
+                Assert.AreEqual(expectedLoss, soft.item<float>(), 1e-5, $"soft cross-entropy, epsilon {epsilon}");
+                // Without mixup the soft targets give the fused smoothed cross-entropy.
+                var unmixed = SequenceBatches.SoftCrossEntropy(logitTensor, SequenceBatches.ClassTargets(TorchSharp.torch.tensor(labels), classes, epsilon, null));
+                Assert.AreEqual(SequenceBatches.SmoothedCrossEntropy(logitTensor, TorchSharp.torch.tensor(labels), epsilon).item<float>(), unmixed.item<float>(), 1e-5);
+            }
+
+            // The values: weight 1 leaves each row alone, weight 0 replaces it by its partner (equal lengths), and the draw
+            // is a permutation with Beta(α, α) weights, only while training.
+            var arch = new SequenceArchitecture
+            {
+                Task = MambaSequenceTask.MulticlassClassification, Mamba = new MambaML.Model.MambaConfig { DModel = 8, NLayer = 1 },
+                Outputs = classes, PatchLength = 2, NormalizeEachSequence = true, MixupAlpha = 0.4,
+            };
+            using var network = new SequenceNetwork(arch, seed: 3);
+            var input = TorchSharp.torch.randn(new long[] { rows, 11, 1 }, generator: new TorchSharp.torch.Generator(5));
+            var lengths = TorchSharp.torch.full(rows, 11L);
+            network.eval();
+            Assert.IsNull(network.DrawMixup(rows, TorchSharp.torch.CPU), "mixup drawn outside training");
+            var plain = network.Forward(input, lengths);
+            var ones = new MixupDraw(TorchSharp.torch.tensor(partner), TorchSharp.torch.ones(rows));
+            var zeros = new MixupDraw(TorchSharp.torch.tensor(partner), TorchSharp.torch.zeros(rows));
+            Assert.IsTrue(network.Forward(input, lengths, mixup: ones).allclose(plain, rtol: 0, atol: 1e-6), "weight 1 changed the rows");
+            Assert.IsTrue(network.Forward(input, lengths, mixup: zeros).allclose(plain.index_select(0, TorchSharp.torch.tensor(partner)), rtol: 0, atol: 1e-5), "weight 0 is not the partner");
+            Assert.IsFalse(network.Forward(input, lengths, mixup: draw).allclose(plain, rtol: 0, atol: 1e-3), "mixing had no effect");
+            network.train();
+            var drawn = network.DrawMixup(4000, TorchSharp.torch.CPU)!.Value;
+            CollectionAssert.AreEquivalent(Enumerable.Range(0, 4000).Select(i => (long)i).ToArray(), drawn.Partner.data<long>().ToArray(), "partners are not a permutation");
+            var w = drawn.Weight.data<float>().Select(v => (double)v).ToArray();
+            Assert.IsTrue(w.All(v => v >= 0 && v <= 1), "weight outside [0, 1]");
+            double mean = w.Average(), variance = w.Select(v => (v - mean) * (v - mean)).Average();
+            // Beta(0.4, 0.4): mean 1/2, variance 1 / (4 (2α + 1)) = 0.1389; standard errors about 0.006 and 0.002.
+            Assert.AreEqual(0.5, mean, 0.03, "mean weight");
+            Assert.AreEqual(1 / (4 * (2 * 0.4 + 1)), variance, 0.01, "weight variance");
+        }
+        var mixed = TrainedShapeScores(o => { o.MixupAlpha = 0.4; o.Seed = 5; }, "mixup 0.4");
+        CollectionAssert.AreEqual(mixed, TrainedShapeScores(o => { o.MixupAlpha = 0.4; o.Seed = 5; }, "mixup 0.4"), "same seed, same model");
+        CollectionAssert.AreNotEqual(mixed, TrainedShapeScores(o => { o.MixupAlpha = 0; o.Seed = 5; }, "no mixup"), "mixup had no effect");
+    }
+
     // Trains a classifier of the shapes with the options set by `configure`, checks that prediction is deterministic (dropout
     // and noise act only while training) and that the shapes are learnt, and returns the test scores.
     private static float[] TrainedShapeScores(Action<MambaSequenceClassificationOptions> configure, string what)
@@ -436,7 +509,8 @@ public sealed class SequenceTests
                      (o => o.WindowFraction = 0, "WindowFraction"), (o => o.WindowFraction = 1.5, "WindowFraction"),
                      (o => o.PredictionWindows = 0, "PredictionWindows"), (o => o.LabelSmoothing = 1, "LabelSmoothing"),
                      (o => o.LabelSmoothing = -0.1, "LabelSmoothing"), (o => o.StemKernelSizes = new[] { 3, 4 }, "StemKernelSizes"),
-                     (o => o.StemChannels = 0, "StemChannels"),
+                     (o => o.StemChannels = 0, "StemChannels"), (o => o.MixupAlpha = -0.5, "MixupAlpha"),
+                     (o => o.MixupAlpha = double.PositiveInfinity, "MixupAlpha"),
                  })
         {
             options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();

@@ -96,6 +96,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             StemKernelSizes = _options.StemKernelSizes.ToArray(),
             StemChannels = _options.StemChannels,
             LabelSmoothing = classification?.LabelSmoothing ?? 0,
+            MixupAlpha = classification?.MixupAlpha ?? 0,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null
                 : label is KeyLabelReader k ? k.ClassNames() : Enumerable.Repeat("", classes).ToArray(),

@@ -103,11 +103,21 @@ public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOpt
     /// is cross-entropy against that target; prediction is unchanged. 0 = one-hot targets (off).
     /// </summary>
     public double LabelSmoothing { get; set; }
+    /// <summary>
+    /// Mixup (Zhang et al., 2018), a regulariser for small training sets: each training batch is paired with a random
+    /// permutation of itself, and each sequence becomes λ · itself + (1 − λ) · its partner (after
+    /// <see cref="MambaNumericSequenceOptions.NormalizeEachSequence"/> and windowing; the longer length of the two), trained
+    /// against λ · its target + (1 − λ) · the partner's. λ is drawn per sequence from Beta(α, α), with α this value, from a
+    /// generator seeded by <see cref="MambaTrainerOptions.Seed"/>; small α (0.1–0.4) keeps most mixes close to one sequence.
+    /// 0 = off. Prediction never mixes.
+    /// </summary>
+    public double MixupAlpha { get; set; }
 
     internal override void Validate()
     {
         base.Validate();
         Check(LabelSmoothing >= 0 && LabelSmoothing < 1, nameof(LabelSmoothing), LabelSmoothing, "in [0, 1)");
+        Check(MixupAlpha >= 0 && double.IsFinite(MixupAlpha), nameof(MixupAlpha), MixupAlpha, ">= 0");
     }
 }
 

@@ -120,16 +120,45 @@ internal static class SequenceBatches
             return stack(losses).mean().MoveToOuterDisposeScope();
         }
         // Every ensemble member is scored on the batch: the mean over (member, example) pairs is the mean of the members' losses.
-        var members = network.MemberOutputs(input, lengths);
+        var mixup = network.DrawMixup(batch.Count, device);
+        var members = network.MemberOutputs(input, lengths, mixup);
         var raw = members.reshape(-1, members.shape[2]);
-        target = target.repeat(members.shape[0]);
+        long copies = members.shape[0];
         var loss = arch.Task switch
         {
-            MambaSequenceTask.MulticlassClassification => SmoothedCrossEntropy(raw, target.to(ScalarType.Int64), arch.LabelSmoothing),
-            MambaSequenceTask.BinaryClassification => nn.functional.binary_cross_entropy_with_logits(raw.squeeze(1), target * (1 - arch.LabelSmoothing) + arch.LabelSmoothing / 2),
-            _ => nn.functional.mse_loss(raw.squeeze(1), (target - arch.LabelMean) / arch.LabelScale),
+            // Without mixup the fused cross-entropy (the same arithmetic as before mixup existed, so earlier models train bit for bit).
+            MambaSequenceTask.MulticlassClassification => mixup is null
+                ? SmoothedCrossEntropy(raw, target.to(ScalarType.Int64).repeat(copies), arch.LabelSmoothing)
+                : SoftCrossEntropy(raw, ClassTargets(target.to(ScalarType.Int64), arch.Outputs, arch.LabelSmoothing, mixup).repeat(copies, 1)),
+            MambaSequenceTask.BinaryClassification =>
+                nn.functional.binary_cross_entropy_with_logits(raw.squeeze(1), BinaryTargets(target, arch.LabelSmoothing, mixup).repeat(copies)),
+            _ => nn.functional.mse_loss(raw.squeeze(1), ((target - arch.LabelMean) / arch.LabelScale).repeat(copies)),
         };
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Training targets of a multiclass batch, (rows, K): one-hot, mixed with the partner's as λ · own + (1 − λ) · partner's
+    /// under <paramref name="mixup"/>, then smoothed to (1 − ε) · target + ε/K.
+    /// </summary>
+    internal static Tensor ClassTargets(Tensor classes, int classCount, double epsilon, MixupDraw? mixup)
+    {
+        using var scope = NewDisposeScope();
+        var target = nn.functional.one_hot(classes, classCount).to(ScalarType.Float32);
+        if (mixup is { } m)
+        {
+            var weight = m.Weight.unsqueeze(1);
+            target = target * weight + target.index_select(0, m.Partner) * (1 - weight);
+        }
+        return (target * (1 - epsilon) + epsilon / classCount).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Training targets of a binary batch, (rows): 0/1, mixed as <see cref="ClassTargets"/>, then smoothed to (1 − ε) · t + ε/2.</summary>
+    internal static Tensor BinaryTargets(Tensor labels, double epsilon, MixupDraw? mixup)
+    {
+        using var scope = NewDisposeScope();
+        var target = mixup is { } m ? labels * m.Weight + labels.index_select(0, m.Partner) * (1 - m.Weight) : labels;
+        return (target * (1 - epsilon) + epsilon / 2).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -143,6 +172,13 @@ internal static class SequenceBatches
         using var scope = NewDisposeScope();
         var uniform = -nn.functional.log_softmax(logits, 1).mean(new long[] { 1 }).mean();
         return (loss * (1 - epsilon) + uniform * epsilon).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Mean over rows of the cross-entropy −Σₖ qₖ log softmax(logits)ₖ of <paramref name="logits"/> (rows, K) against target distributions <paramref name="targets"/> (rows, K).</summary>
+    internal static Tensor SoftCrossEntropy(Tensor logits, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        return (-(targets * nn.functional.log_softmax(logits, 1)).sum(1).mean()).MoveToOuterDisposeScope();
     }
 }
 

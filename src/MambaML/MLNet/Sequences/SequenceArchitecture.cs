@@ -60,6 +60,8 @@ internal sealed record SequenceArchitecture
     public int StemChannels { get; init; }
     /// <summary>Classification, training only: the label-smoothing ε of the cross-entropy targets.</summary>
     public double LabelSmoothing { get; init; }
+    /// <summary>Numeric classification, training only: α of the Beta(α, α) mixup weights; 0 = no mixup.</summary>
+    public double MixupAlpha { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
     public TextVocabulary? Vocabulary { get; init; }
     /// <summary>Text: longest token n-gram of the linear bag-of-n-grams head beside the Mamba head; 0 = no such head.</summary>

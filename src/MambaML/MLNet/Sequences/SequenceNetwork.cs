@@ -22,6 +22,8 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly Generator _noiseGenerator;
     // Draws the training windows' starts (a stream of its own, so that windows leave the dropout and noise draws unchanged).
     private readonly Generator _windowGenerator;
+    // Draws the mixup partners and weights (a stream of its own, as above).
+    private readonly Generator _mixupGenerator;
 
     public Linear? embed;
     // Numeric: the multi-scale convolutional stem (one convolution per kernel size); null without a stem.
@@ -41,6 +43,7 @@ internal sealed class SequenceNetwork : nn.Module
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
         _windowGenerator = new Generator((ulong)seed + 3);
+        _mixupGenerator = new Generator((ulong)seed + 4);
         int d = arch.Mamba.DModel;
         int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
         if (arch.Input == SequenceInputKind.Numeric && arch.StemKernelSizes.Length > 0)
@@ -71,12 +74,28 @@ internal sealed class SequenceNetwork : nn.Module
     /// </summary>
     /// <param name="input">As for <see cref="Forward"/>.</param>
     /// <param name="lengths">As for <see cref="Forward"/>.</param>
-    public Tensor MemberOutputs(Tensor input, Tensor lengths)
+    /// <param name="mixup">As for <see cref="Forward"/>: the same mixing for every member.</param>
+    public Tensor MemberOutputs(Tensor input, Tensor lengths, MixupDraw? mixup = null)
     {
         using var scope = NewDisposeScope();
         int windows = !training && _arch.WindowFraction < 1 ? _arch.PredictionWindows : 1;
-        var outputs = Members().SelectMany(member => Enumerable.Range(0, windows).Select(window => member.Forward(input, lengths, window))).ToList();
+        var outputs = Members().SelectMany(member => Enumerable.Range(0, windows).Select(window => member.Forward(input, lengths, window, mixup))).ToList();
         return stack(outputs, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The mixup of a training batch of <paramref name="rows"/> rows (<see cref="SequenceArchitecture.MixupAlpha"/>): each row's
+    /// partner, a random permutation of the batch, and its weight λ ~ Beta(α, α), drawn as X / (X + Y) from two Gamma(α) draws.
+    /// Null in evaluation mode or without mixup.
+    /// </summary>
+    public MixupDraw? DrawMixup(long rows, Device device)
+    {
+        if (!training || _arch.MixupAlpha == 0) return null;
+        using var scope = NewDisposeScope();
+        var partner = randperm(rows, generator: _mixupGenerator);
+        var gamma = _standard_gamma(full(new[] { 2, rows }, _arch.MixupAlpha, dtype: ScalarType.Float64), _mixupGenerator);
+        var weight = (gamma[0] / (gamma[0] + gamma[1]).clamp_min(double.Epsilon)).to(ScalarType.Float32);
+        return new MixupDraw(partner.to(device).MoveToOuterDisposeScope(), weight.to(device).MoveToOuterDisposeScope());
     }
 
     /// <summary>This network and the other members of its ensemble, in order.</summary>
@@ -94,10 +113,14 @@ internal sealed class SequenceNetwork : nn.Module
     /// <see cref="SequenceArchitecture.PredictionWindows"/> evenly spaced windows is read. In training mode each row reads a
     /// random window instead; ignored without windows.
     /// </param>
-    public Tensor Forward(Tensor input, Tensor lengths, int window = 0)
+    /// <param name="mixup">
+    /// Numeric, training only: each row's (normalised, windowed) values become λ · its own + (1 − λ) · its partner's, and its
+    /// length the longer of the two; null = no mixing.
+    /// </param>
+    public Tensor Forward(Tensor input, Tensor lengths, int window = 0, MixupDraw? mixup = null)
     {
         using var scope = NewDisposeScope();
-        var (mamba, ngram) = ForwardParts(input, lengths, window);
+        var (mamba, ngram) = ForwardParts(input, lengths, window, mixup);
         return (ngram is null ? mamba : mamba + ngram).MoveToOuterDisposeScope();
     }
 
@@ -105,7 +128,8 @@ internal sealed class SequenceNetwork : nn.Module
     /// <param name="input">As for <see cref="Forward"/>.</param>
     /// <param name="lengths">As for <see cref="Forward"/>.</param>
     /// <param name="window">As for <see cref="Forward"/>.</param>
-    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths, int window = 0)
+    /// <param name="mixup">As for <see cref="Forward"/>.</param>
+    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths, int window = 0, MixupDraw? mixup = null)
     {
         using var scope = NewDisposeScope();
         Tensor x, tokenLengths;
@@ -120,6 +144,12 @@ internal sealed class SequenceNetwork : nn.Module
                     : PredictionWindowStarts(lengths, windowLengths, window, _arch.PredictionWindows);
                 values = Window(values, starts, windowLengths);
                 lengths = windowLengths;
+            }
+            if (mixup is { } m)
+            {
+                var weight = m.Weight.view(-1, 1, 1);
+                values = values * weight + values.index_select(0, m.Partner) * (1 - weight);
+                lengths = lengths.maximum(lengths.index_select(0, m.Partner));
             }
             if (training && _arch.TrainingNoise > 0)
                 values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
@@ -285,3 +315,9 @@ internal sealed class SequenceNetwork : nn.Module
         return centered / std;
     }
 }
+
+/// <summary>
+/// Mixup of one training batch: row i is mixed with row <see cref="Partner"/>[i] (int64, (batch)) with weight
+/// <see cref="Weight"/>[i] on its own values and target (float, (batch)).
+/// </summary>
+internal readonly record struct MixupDraw(Tensor Partner, Tensor Weight);
