@@ -145,11 +145,7 @@ internal static class SequenceBatches
     {
         using var scope = NewDisposeScope();
         var target = nn.functional.one_hot(classes, classCount).to(ScalarType.Float32);
-        if (mixup is { } m)
-        {
-            var weight = m.Weight.unsqueeze(1);
-            target = target * weight + target.index_select(0, m.Partner) * (1 - weight);
-        }
+        if (mixup is { } m) target = m.Mix(target);
         return (target * (1 - epsilon) + epsilon / classCount).MoveToOuterDisposeScope();
     }
 
@@ -157,7 +153,7 @@ internal static class SequenceBatches
     internal static Tensor BinaryTargets(Tensor labels, double epsilon, MixupDraw? mixup)
     {
         using var scope = NewDisposeScope();
-        var target = mixup is { } m ? labels * m.Weight + labels.index_select(0, m.Partner) * (1 - m.Weight) : labels;
+        var target = mixup is { } m ? m.Mix(labels) : labels;
         return (target * (1 - epsilon) + epsilon / 2).MoveToOuterDisposeScope();
     }
 

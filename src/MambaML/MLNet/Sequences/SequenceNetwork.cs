@@ -147,8 +147,7 @@ internal sealed class SequenceNetwork : nn.Module
             }
             if (mixup is { } m)
             {
-                var weight = m.Weight.view(-1, 1, 1);
-                values = values * weight + values.index_select(0, m.Partner) * (1 - weight);
+                values = m.Mix(values);
                 lengths = lengths.maximum(lengths.index_select(0, m.Partner));
             }
             if (training && _arch.TrainingNoise > 0)
@@ -320,4 +319,12 @@ internal sealed class SequenceNetwork : nn.Module
 /// Mixup of one training batch: row i is mixed with row <see cref="Partner"/>[i] (int64, (batch)) with weight
 /// <see cref="Weight"/>[i] on its own values and target (float, (batch)).
 /// </summary>
-internal readonly record struct MixupDraw(Tensor Partner, Tensor Weight);
+internal readonly record struct MixupDraw(Tensor Partner, Tensor Weight)
+{
+    /// <summary>λ · row + (1 − λ) · partner's row, for every row of <paramref name="rows"/> (batch, ...): values or targets alike.</summary>
+    public Tensor Mix(Tensor rows)
+    {
+        var weight = Weight.view(new long[] { -1 }.Concat(Enumerable.Repeat(1L, (int)rows.dim() - 1)).ToArray());
+        return rows * weight + rows.index_select(0, Partner) * (1 - weight);
+    }
+}
