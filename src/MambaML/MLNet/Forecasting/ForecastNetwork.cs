@@ -195,6 +195,22 @@ internal sealed class ForecastNetwork : nn.Module
         }
     }
 
+    /// <summary>
+    /// Takes <paramref name="fitted"/>'s fitted start (a network of the same architecture after <see cref="FitCycle"/> and, when
+    /// <paramref name="linearSkip"/>, <see cref="FitLinearSkip"/>): its cycle, its linear skip path and a zero head, as
+    /// running those fits here would give, since they depend on the data alone.
+    /// </summary>
+    public void CopyFittedStart(ForecastNetwork fitted, bool linearSkip)
+    {
+        using var _ = no_grad();
+        cycle?.copy_(fitted.cycle!);
+        if (!linearSkip) return;
+        skip!.weight!.copy_(fitted.skip!.weight!);
+        skip.bias!.copy_(fitted.skip.bias!);
+        head.weight!.zero_();
+        head.bias!.zero_();
+    }
+
     /// <summary>(batch, length) int64: the cycle positions of steps <paramref name="offset"/> to offset + length − 1 after each window's first step.</summary>
     private Tensor CyclePositions(Tensor cycleIndex, long offset, long length) =>
         (cycleIndex.to(ScalarType.Int64).unsqueeze(1) + offset + arange(length, device: cycleIndex.device).unsqueeze(0)).remainder(_arch.CycleLength);

@@ -40,27 +40,33 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
 
-        // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling),
-        // fitted start and early stopping. The first member keeps the seed: it is the single model of that seed.
+        // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling)
+        // and early stopping. The first member keeps the seed: it is the single model of that seed. The fitted start (cycle,
+        // linear skip) does not depend on the seed, so it is fitted once, on the first member, and copied to the others.
         var members = new List<ForecastNetwork>();
         try
         {
             for (int k = 0; k < o.EnsembleSize; k++)
             {
-                long memberSeed = MambaTrainerOptions.MemberSeed(seed, k);
-                var network = new ForecastNetwork(arch with { EnsembleSize = 1 }, memberSeed);
+                var network = new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k));
                 members.Add(network);
                 network.to(device);
-                if (o.CycleLength > 0)
-                    network.FitCycle(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
-                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)!)));
-                if (o.FitLinearSkip)
-                    network.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
-                        (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device))));
+            }
+            var first = members[0];
+            if (o.CycleLength > 0)
+                first.FitCycle(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                    (ForecastBatches.Windows(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)!)));
+            if (o.FitLinearSkip)
+                first.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                    (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device))));
+            foreach (var member in members.Skip(1)) member.CopyFittedStart(first, o.FitLinearSkip);
+            for (int k = 0; k < o.EnsembleSize; k++)
+            {
+                var network = members[k];
                 string name = o.EnsembleSize == 1 ? nameof(MambaForecastingEstimator) : $"{nameof(MambaForecastingEstimator)} member {k + 1}/{o.EnsembleSize}";
                 new TrainingLoop(_env, o, name).Run(network, input, train, valid,
                     batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)),
-                    (int)memberSeed, validateStart: o.FitLinearSkip);
+                    (int)MambaTrainerOptions.MemberSeed(seed, k), validateStart: o.FitLinearSkip);
             }
             return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members), device);
         }
