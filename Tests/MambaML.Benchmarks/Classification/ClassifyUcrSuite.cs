@@ -40,11 +40,15 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         bool validate = args.Int("--validate", 0) != 0;
         double validationFraction = args.Double("--val-fraction", 0.3);
         bool tuned = args.Int("--tuned", 1) != 0;
+        // --gpu 1: the Mamba models train and predict on CUDA device 0 (MLContext.GpuDeviceId); the baselines stay on the CPU.
+        bool gpu = args.Int("--gpu", 0) != 0;
+        // --baselines 0: only the Mamba model (for validation sweeps of its settings).
+        bool baselines = args.Int("--baselines", 1) != 0;
         Console.WriteLine(validate
             ? $"## classify-ucr (VALIDATION: stratified {validationFraction:P0} of each seed's TRAIN rows held out, TEST unused; {seeds} seeds)"
             : $"## classify-ucr (official splits, {seeds} seeds)");
         if (firstSeed != 0) Console.WriteLine($"Seeds {firstSeed} to {firstSeed + seeds - 1}.");
-        Console.WriteLine($"Mamba settings: {Describe(MambaOptions(options))}");
+        Console.WriteLine($"Mamba settings ({(gpu ? "CUDA" : "CPU")}): {Describe(MambaOptions(options))}");
         if (tuned)
             foreach (var d in Datasets.Where(d => only.Contains(d.Name) && d.Tuned != ""))
                 Console.WriteLine($"{d.Name} (tuned: {d.Tuned}): {Describe(MambaOptions(WithTuned(options, d.Tuned)))}");
@@ -61,16 +65,21 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
                 ? StratifiedSplit(officialTrain, validationFraction, seed)
                 : (officialTrain, TsFile.Read(Path.Combine(root, name, name + "_TEST.ts")))).ToArray();
             var clock = Stopwatch.StartNew();
-            var mamba = Enumerable.Range(0, seeds).Select(i => UcrModels.Mamba(splits[i].Item1, splits[i].Item2, seedList[i], MambaOptions(datasetOptions))).ToArray();
+            var mamba = Enumerable.Range(0, seeds).Select(i => UcrModels.Mamba(splits[i].Item1, splits[i].Item2, seedList[i], MambaOptions(datasetOptions), gpu)).ToArray();
             Report(name, "Mamba (MambaSequence)", mamba, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
+            perSeed.Add($"{name}: " + string.Join(" ", mamba.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture))));
+            headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
+            if (!baselines) continue;
             clock.Restart();
             var lightGbm = Enumerable.Range(0, seeds).Select(i => UcrModels.LightGbm(splits[i].Item1, splits[i].Item2, seedList[i])).ToArray();
             Report(name, "LightGbm on raw series (ML.NET)", lightGbm, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
+            clock.Restart();
+            var ours = Enumerable.Range(0, seeds).Select(i => UcrModels.MiniRocketFeatures(splits[i].Item1, splits[i].Item2, seedList[i])).ToArray();
+            Report(name, "MiniRocket features + L-BFGS logistic regression (ML.NET)", ours, target, rocket, miniRocket, clock.Elapsed.TotalSeconds);
             var majority = splits.Select(split => UcrModels.MajorityClass(split.Item1, split.Item2)).ToArray();
             Report(name, "Majority class", majority, target, rocket, miniRocket, 0);
-            perSeed.Add($"{name}: " + string.Join(" ", mamba.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture))));
-            headline[$"{name}_mamba"] = Math.Round(mamba.Average(), 4);
             headline[$"{name}_lightgbm"] = Math.Round(lightGbm.Average(), 4);
+            headline[$"{name}_minirocket_features"] = Math.Round(ours.Average(), 4);
         }
         // Per-seed accuracies (seed order), for paired comparisons of settings on the same splits.
         Console.WriteLine();
@@ -109,6 +118,8 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
             // --stem 3,9,27: kernel sizes of the convolutional stem (default none); --stem-channels: outputs per kernel.
             StemKernelSizes = args.String("--stem", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(k => int.Parse(k, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
             StemChannels = args.Int("--stem-channels", 8),
+            // --conv-features N: MiniRocket features (rounded down to a multiple of 84) read by a linear head beside Mamba's; 0 = none.
+            ConvolutionFeatureCount = args.Int("--conv-features", 0), ConvolutionHeadSeparateLoss = args.Int("--conv-separate", 0) != 0,
             // --threads N: TorchSharp threads while fitting (1 is fastest for these tiny models on a busy machine); default: process setting.
             NumberOfThreads = args.Int("--threads", 0) is > 0 and var threads ? threads : null,
         };
@@ -118,7 +129,7 @@ internal sealed class ClassifyUcrSuite : IBenchmarkSuite
         $"d_model {o.ModelDimension}, {o.NumberOfLayers} layers, d_state {o.StateSize}, patch {o.PatchLength}, {o.NumberOfEpochs} epochs, " +
         $"batch {o.BatchSize}, lr {o.LearningRate}, wd {o.WeightDecay}, dropout {o.Dropout}, pooling {o.Pooling}, first difference {o.AddFirstDifference}, " +
         $"bidirectional {o.Bidirectional}, training noise {o.TrainingNoise}, ensemble {o.EnsembleSize}, window fraction {o.WindowFraction} ({o.PredictionWindows} at prediction), " +
-        $"label smoothing {o.LabelSmoothing}, mixup α {o.MixupAlpha}, stem kernels [{string.Join(",", o.StemKernelSizes)}] × {o.StemChannels} channels, per-sequence normalisation {o.NormalizeEachSequence}";
+        $"label smoothing {o.LabelSmoothing}, mixup α {o.MixupAlpha}, stem kernels [{string.Join(",", o.StemKernelSizes)}] × {o.StemChannels} channels, convolution features {o.ConvolutionFeatureCount} (separate loss {o.ConvolutionHeadSeparateLoss}), per-sequence normalisation {o.NormalizeEachSequence}";
 
     /// <summary>The seed's stratified split of <paramref name="rows"/>: about <paramref name="heldOut"/> of each class is held out.</summary>
     private static (IReadOnlyList<TsSeries> Train, IReadOnlyList<TsSeries> Validation) StratifiedSplit(IReadOnlyList<TsSeries> rows, double heldOut, int seed)

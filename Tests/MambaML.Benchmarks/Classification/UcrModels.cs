@@ -17,9 +17,7 @@ internal static class UcrModels
 {
     private static IDataView Load(MLContext ml, IReadOnlyList<TsSeries> cases)
     {
-        var schema = SchemaDefinition.Create(typeof(SeriesRow));
-        schema[nameof(SeriesRow.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, cases[0].Values.Length);
-        return ml.Data.LoadFromEnumerable(cases.Select(c => new SeriesRow { Features = c.Values, Label = c.Label }), schema);
+        return ml.Data.LoadFromEnumerable(cases.Select(c => new SeriesRow { Features = c.Values, Label = c.Label }), FixedLength(cases[0].Values.Length));
     }
 
     private static double Accuracy(MLContext ml, IEstimator<ITransformer> trainer, IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test)
@@ -47,10 +45,42 @@ internal static class UcrModels
         }), train, test);
     }
 
-    /// <summary>Mamba sequence classifier (MulticlassClassification.Trainers.MambaSequence).</summary>
-    public static double Mamba(IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test, int seed, MambaSequenceClassificationOptions options)
+    /// <summary>
+    /// MiniRocket in this harness: MambaML's port of its features (<see cref="ConvolutionFeatures"/>, 9,996 features, biases
+    /// drawn by the seed, series z-normalised as the Mamba model reads them) and ML.NET's L2-regularised multinomial logistic
+    /// regression (L-BFGS) in place of MiniRocket's cross-validated ridge classifier.
+    /// </summary>
+    public static double MiniRocketFeatures(IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test, int seed)
     {
+        using var scope = TorchSharp.torch.NewDisposeScope();
         var ml = new MLContext(seed);
+        var features = new ConvolutionFeatures(9996, train.Max(c => c.Values.Length / c.Channels));
+        TorchSharp.torch.Tensor Normalized(TsSeries c)
+        {
+            var x = TorchSharp.torch.tensor(c.Values, new long[] { c.Values.Length / c.Channels, c.Channels });
+            return (x - x.mean(new long[] { 0 }, keepdim: true)) / (x.std(0, unbiased: false, keepdim: true) + 1e-5);
+        }
+        features.Fit(train.Select(Normalized).ToList(), new TorchSharp.torch.Generator((ulong)seed));
+        IDataView Rows(IReadOnlyList<TsSeries> cases) => ml.Data.LoadFromEnumerable(cases.Select(c =>
+        {
+            var x = Normalized(c);
+            return new SeriesRow { Features = features.Forward(x.unsqueeze(0), TorchSharp.torch.tensor(new[] { x.shape[0] })).data<float>().ToArray(), Label = c.Label };
+        }).ToList(), FixedLength(features.Count));
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy()).Fit(Rows(train));
+        return ml.MulticlassClassification.Evaluate(model.Transform(Rows(test))).MicroAccuracy;
+    }
+
+    private static SchemaDefinition FixedLength(int size)
+    {
+        var schema = SchemaDefinition.Create(typeof(SeriesRow));
+        schema[nameof(SeriesRow.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, size);
+        return schema;
+    }
+
+    /// <summary>Mamba sequence classifier (MulticlassClassification.Trainers.MambaSequence).</summary>
+    public static double Mamba(IReadOnlyList<TsSeries> train, IReadOnlyList<TsSeries> test, int seed, MambaSequenceClassificationOptions options, bool gpu = false)
+    {
+        var ml = new MLContext(seed) { GpuDeviceId = gpu ? 0 : null };
         options.Channels = train[0].Channels;
         options.Seed = seed;
         return Accuracy(ml, ml.MulticlassClassification.Trainers.MambaSequence(options), train, test);

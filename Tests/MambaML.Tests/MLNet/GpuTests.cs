@@ -51,7 +51,9 @@ public sealed class GpuTests
     }
 
     [TestMethod]
-    public void SequenceClassifier_TrainsOnCuda_LikeOnCpu()
+    [DataRow(0, DisplayName = "Mamba head alone")]
+    [DataRow(420, DisplayName = "with the convolution-feature head")]
+    public void SequenceClassifier_TrainsOnCuda_LikeOnCpu(int convolutionFeatures)
     {
         if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
         double Accuracy(MLContext ml, TorchSharp.DeviceType expected)
@@ -59,6 +61,8 @@ public sealed class GpuTests
             var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(90, 10, 30));
             var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
             options.PatchLength = 2;
+            options.ConvolutionFeatureCount = convolutionFeatures;
+            options.ConvolutionHeadSeparateLoss = convolutionFeatures > 0;
             var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
             Assert.AreEqual(expected, model.LastTransformer.Device.type);
             try { return ml.MulticlassClassification.Evaluate(model.Transform(data)).MicroAccuracy; }

@@ -511,6 +511,8 @@ public sealed class SequenceTests
                      (o => o.LabelSmoothing = -0.1, "LabelSmoothing"), (o => o.StemKernelSizes = new[] { 3, 4 }, "StemKernelSizes"),
                      (o => o.StemChannels = 0, "StemChannels"), (o => o.MixupAlpha = -0.5, "MixupAlpha"),
                      (o => o.MixupAlpha = double.PositiveInfinity, "MixupAlpha"),
+                     (o => o.ConvolutionFeatureCount = 83, "ConvolutionFeatureCount"), (o => o.ConvolutionFeatureCount = -84, "ConvolutionFeatureCount"),
+                     (o => o.ConvolutionHeadSeparateLoss = true, "ConvolutionHeadSeparateLoss"),
                  })
         {
             options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();

@@ -36,6 +36,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         statistics.CheckTrainable(TrainerName, _options.LabelColumnName, _task != MambaSequenceTask.Regression);
         var arch = Architecture(label, statistics);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, null), label);
+        if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input).Max(e => e.Steps) };
         var valid = _options.ValidationSet is { } v
             ? (v, new ExampleReader(SequenceReaders.Create(v.Schema, arch, null), CreateLabelReader(v.Schema)))
             : ((IDataView, ExampleReader)?)null;
@@ -95,6 +96,8 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             PredictionWindows = _options.PredictionWindows,
             StemKernelSizes = _options.StemKernelSizes.ToArray(),
             StemChannels = _options.StemChannels,
+            ConvolutionFeatureCount = _options.ConvolutionFeatureCount,
+            ConvolutionHeadSeparateLoss = _options.ConvolutionHeadSeparateLoss,
             LabelSmoothing = classification?.LabelSmoothing ?? 0,
             MixupAlpha = classification?.MixupAlpha ?? 0,
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,

@@ -75,6 +75,21 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     public int[] StemKernelSizes { get; set; } = Array.Empty<int>();
     /// <summary>Output channels of each convolution of the stem (<see cref="StemKernelSizes"/>).</summary>
     public int StemChannels { get; set; } = 8;
+    /// <summary>
+    /// A linear head on MiniRocket's convolution features (Dempster et al., 2021) beside the Mamba head, their outputs summed
+    /// ("wide and deep", as the text classifier's n-gram head): 84 fixed length-9 kernels at dilations spread over the longest
+    /// training sequence, convolved over the sum of the channels, each giving the proportion of steps above biases fitted as
+    /// quantiles of training sequences; the features are standardised on the training set and the head starts at zero. This
+    /// value is the number of features, rounded down to a multiple of 84 (MiniRocket uses 9,996); 0 = no such head (Mamba
+    /// alone). Helps most on small training sets, where fixed features generalise better than learned ones.
+    /// </summary>
+    public int ConvolutionFeatureCount { get; set; }
+    /// <summary>
+    /// With <see cref="ConvolutionFeatureCount"/>: the convolution-feature head is trained on its own loss, as if alone, and
+    /// the Mamba path on the loss of the sum with the head's outputs held fixed, so it learns what the head misses. When
+    /// false, both are trained on the loss of the sum.
+    /// </summary>
+    public bool ConvolutionHeadSeparateLoss { get; set; }
 
     internal override void Validate()
     {
@@ -85,6 +100,9 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
         Check(StemKernelSizes is not null && StemKernelSizes.All(k => k >= 1 && k % 2 == 1), nameof(StemKernelSizes),
               StemKernelSizes is null ? "null" : string.Join(",", StemKernelSizes), "odd sizes >= 1");
         Check(StemChannels >= 1, nameof(StemChannels), StemChannels, ">= 1");
+        Check(ConvolutionFeatureCount == 0 || ConvolutionFeatureCount >= 84, nameof(ConvolutionFeatureCount), ConvolutionFeatureCount, "0 or >= 84");
+        Check(!ConvolutionHeadSeparateLoss || ConvolutionFeatureCount > 0, nameof(ConvolutionHeadSeparateLoss), ConvolutionHeadSeparateLoss,
+              "false unless ConvolutionFeatureCount > 0 (there is no convolution-feature head to train apart)");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(PatchLength >= 1, nameof(PatchLength), PatchLength, ">= 1");
     }

@@ -107,23 +107,32 @@ internal static class SequenceBatches
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
         var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
-        if (arch.NgramHeadLength > 0 && arch.NgramHeadSeparateLoss)
+        var mixup = network.DrawMixup(batch.Count, device);
+        if (arch.NgramHeadLength > 0 && arch.NgramHeadSeparateLoss || arch.ConvolutionFeatureCount > 0 && arch.ConvolutionHeadSeparateLoss)
         {
-            // Each member's n-gram head learns as if alone; its Mamba path learns what the head misses (the n-gram logits are
+            // Each member's linear head learns as if alone; its Mamba path learns what the head misses (the head's outputs are
             // held fixed there). The loss is the mean over members.
-            var classes = target.to(ScalarType.Int64);
             var losses = network.Members().Select(member =>
             {
-                var (mamba, ngram) = member.ForwardParts(input, lengths);
-                return nn.functional.cross_entropy(ngram!, classes) + nn.functional.cross_entropy(ngram!.detach() + mamba, classes);
+                var (mamba, linear) = member.ForwardParts(input, lengths, mixup: mixup);
+                return TaskLoss(linear!, target, arch, mixup) + TaskLoss(linear!.detach() + mamba, target, arch, mixup);
             }).ToList();
             return stack(losses).mean().MoveToOuterDisposeScope();
         }
         // Every ensemble member is scored on the batch: the mean over (member, example) pairs is the mean of the members' losses.
-        var mixup = network.DrawMixup(batch.Count, device);
         var members = network.MemberOutputs(input, lengths, mixup);
-        var raw = members.reshape(-1, members.shape[2]);
-        long copies = members.shape[0];
+        return TaskLoss(members.reshape(-1, members.shape[2]), target, arch, mixup).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Mean loss of raw outputs (copies × rows, outputs), each of the batch's rows repeated once per ensemble member, against
+    /// the batch's targets (rows): cross-entropy (label-smoothed; against mixed targets under <paramref name="mixup"/>) or the
+    /// squared error of the normalised regression value.
+    /// </summary>
+    private static Tensor TaskLoss(Tensor raw, Tensor target, SequenceArchitecture arch, MixupDraw? mixup)
+    {
+        using var scope = NewDisposeScope();
+        long copies = raw.shape[0] / target.shape[0];
         var loss = arch.Task switch
         {
             // Without mixup the fused cross-entropy (the same arithmetic as before mixup existed, so earlier models train bit for bit).
@@ -191,6 +200,7 @@ internal static class SequenceFitting
         try
         {
             network.to(device);
+            if (arch.ConvolutionFeatureCount > 0) network.FitConvolutionFeatures(trainReader.ReadAll(train), device);
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
                 batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale: learningRateScale);
             return new MambaSequenceTransformer(arch, network, device);

@@ -62,6 +62,12 @@ internal sealed record SequenceArchitecture
     public double LabelSmoothing { get; init; }
     /// <summary>Numeric classification, training only: α of the Beta(α, α) mixup weights; 0 = no mixup.</summary>
     public double MixupAlpha { get; init; }
+    /// <summary>Numeric: MiniRocket convolution features read by a linear head beside the Mamba head (0 = none).</summary>
+    public int ConvolutionFeatureCount { get; init; }
+    /// <summary>Numeric: train the convolution-feature head on its own loss and the Mamba path on the loss of the sum with the head's outputs held fixed.</summary>
+    public bool ConvolutionHeadSeparateLoss { get; init; }
+    /// <summary>Numeric: the length the convolution features' dilations are spread over (the longest training sequence).</summary>
+    public int ConvolutionReferenceLength { get; init; }
     /// <summary>Text: the tokenizer, its token-id remap and the longest token sequence read.</summary>
     public TextVocabulary? Vocabulary { get; init; }
     /// <summary>Text: longest token n-gram of the linear bag-of-n-grams head beside the Mamba head; 0 = no such head.</summary>

@@ -24,6 +24,8 @@ internal sealed class SequenceNetwork : nn.Module
     private readonly Generator _windowGenerator;
     // Draws the mixup partners and weights (a stream of its own, as above).
     private readonly Generator _mixupGenerator;
+    // Draws the sequences that the convolution features' biases come from.
+    private readonly Generator _featureGenerator;
 
     public Linear? embed;
     // Numeric: the multi-scale convolutional stem (one convolution per kernel size); null without a stem.
@@ -33,6 +35,9 @@ internal sealed class SequenceNetwork : nn.Module
     public MambaBackbone? reverse_backbone;
     public Linear head;
     public Embedding? ngramHead;
+    // Numeric: MiniRocket's features and the linear head reading them (logits summed with the Mamba head's); null without.
+    public ConvolutionFeatures? convolution_features;
+    public Linear? convolution_head;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
     public ModuleList<SequenceNetwork>? ensemble_members;
 
@@ -44,6 +49,7 @@ internal sealed class SequenceNetwork : nn.Module
         _noiseGenerator = new Generator((ulong)seed + 2);
         _windowGenerator = new Generator((ulong)seed + 3);
         _mixupGenerator = new Generator((ulong)seed + 4);
+        _featureGenerator = new Generator((ulong)seed + 5);
         int d = arch.Mamba.DModel;
         int valuesPerStep = arch.Channels * (arch.AddFirstDifference ? 2 : 1);
         if (arch.Input == SequenceInputKind.Numeric && arch.StemKernelSizes.Length > 0)
@@ -55,6 +61,11 @@ internal sealed class SequenceNetwork : nn.Module
         if (arch.Bidirectional) reverse_backbone = new MambaBackbone(arch.Mamba, g);
         head = nn.Linear(arch.Pooling == SequencePooling.MeanMax ? 2 * d : d, arch.Outputs);
         if (arch.NgramHeadLength > 0) ngramHead = nn.Embedding(NgramFeatureCount(arch), arch.Outputs);
+        if (arch.Input == SequenceInputKind.Numeric && arch.ConvolutionFeatureCount > 0)
+        {
+            convolution_features = new ConvolutionFeatures(arch.ConvolutionFeatureCount, arch.ConvolutionReferenceLength);
+            convolution_head = nn.Linear(convolution_features.Count, arch.Outputs);
+        }
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new SequenceNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
@@ -65,6 +76,8 @@ internal sealed class SequenceNetwork : nn.Module
         if (tokens is not null) tokens.weight!.normal_(0, 0.02, g);
         Init.UniformFanIn(head, g);
         ngramHead?.weight!.zero_();   // starts as no opinion; the Mamba head alone gives the first logits
+        convolution_head?.weight!.zero_();
+        convolution_head?.bias!.zero_();
     }
 
     /// <summary>
@@ -101,11 +114,28 @@ internal sealed class SequenceNetwork : nn.Module
     /// <summary>This network and the other members of its ensemble, in order.</summary>
     public IEnumerable<SequenceNetwork> Members() => ensemble_members is null ? new[] { this } : new[] { this }.Concat(ensemble_members);
 
+    /// <summary>
+    /// Fits the convolution features of this network and of every other ensemble member (each draws its own bias sequences)
+    /// on the training sequences, read as the network reads them (normalised when it normalises; no augmentation).
+    /// </summary>
+    public void FitConvolutionFeatures(IEnumerable<SequenceExample> examples, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var sequences = new List<Tensor>();
+        foreach (var chunk in examples.Chunk(256))
+        {
+            var (input, lengths) = SequenceBatches.Inputs(chunk, _arch, device);
+            var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            for (int i = 0; i < chunk.Length; i++) sequences.Add(values[i].narrow(0, 0, chunk[i].Steps));
+        }
+        foreach (var member in Members()) member.convolution_features!.Fit(sequences, member._featureGenerator);
+    }
+
     /// <summary>Rows of the n-gram head: every compact token id (padding and unknown included), then the n-gram hash buckets.</summary>
     internal static long NgramFeatureCount(SequenceArchitecture arch) =>
         arch.Vocabulary!.Size + (arch.NgramHeadLength >= 2 ? arch.NgramHeadBuckets : 0);
 
-    /// <summary>Raw outputs of this network alone (logits or normalised regression values), (batch, outputs): the Mamba head's plus the n-gram head's.</summary>
+    /// <summary>Raw outputs of this network alone (logits or normalised regression values), (batch, outputs): the Mamba head's plus the linear head's (n-grams or convolution features).</summary>
     /// <param name="input">Numeric: (batch, steps, channels) float, zero-padded; text: (batch, tokens) int64, padded with 0.</param>
     /// <param name="lengths">(batch) int64 real lengths in steps or tokens.</param>
     /// <param name="window">
@@ -120,19 +150,23 @@ internal sealed class SequenceNetwork : nn.Module
     public Tensor Forward(Tensor input, Tensor lengths, int window = 0, MixupDraw? mixup = null)
     {
         using var scope = NewDisposeScope();
-        var (mamba, ngram) = ForwardParts(input, lengths, window, mixup);
-        return (ngram is null ? mamba : mamba + ngram).MoveToOuterDisposeScope();
+        var (mamba, linear) = ForwardParts(input, lengths, window, mixup);
+        return (linear is null ? mamba : mamba + linear).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The Mamba head's outputs and, when the model has one, the n-gram head's logits, each (batch, outputs).</summary>
+    /// <summary>
+    /// The Mamba head's outputs and, when the model has one, the linear head's: the n-gram head's logits (text) or the
+    /// convolution-feature head's (numeric), each (batch, outputs).
+    /// </summary>
     /// <param name="input">As for <see cref="Forward"/>.</param>
     /// <param name="lengths">As for <see cref="Forward"/>.</param>
     /// <param name="window">As for <see cref="Forward"/>.</param>
     /// <param name="mixup">As for <see cref="Forward"/>.</param>
-    public (Tensor Mamba, Tensor? Ngram) ForwardParts(Tensor input, Tensor lengths, int window = 0, MixupDraw? mixup = null)
+    public (Tensor Mamba, Tensor? Linear) ForwardParts(Tensor input, Tensor lengths, int window = 0, MixupDraw? mixup = null)
     {
         using var scope = NewDisposeScope();
         Tensor x, tokenLengths;
+        Tensor? linear = null;
         if (_arch.Input == SequenceInputKind.Numeric)
         {
             var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
@@ -152,6 +186,8 @@ internal sealed class SequenceNetwork : nn.Module
             }
             if (training && _arch.TrainingNoise > 0)
                 values = values + randn(values.shape, generator: _noiseGenerator).to(values.device) * _arch.TrainingNoise * StepMask(values, lengths).to(values.dtype);
+            if (convolution_features is not null)   // scaled by 1/√features so that one optimiser step moves a logit by about lr·√features
+                linear = convolution_head!.forward(convolution_features.Forward(values, lengths)) / Math.Sqrt(convolution_features.Count);
             if (_arch.AddFirstDifference) values = cat(new[] { values, FirstDifference(values, lengths) }, 2);
             if (stem is not null) values = cat(new[] { values, Stem(values, lengths) }, 2);
             int p = _arch.PatchLength;
@@ -165,6 +201,7 @@ internal sealed class SequenceNetwork : nn.Module
         {
             x = tokens!.forward(input);
             tokenLengths = lengths;
+            if (ngramHead is not null) linear = NgramLogits(input, tokenLengths);
         }
 
         x = Dropout(x);
@@ -185,7 +222,7 @@ internal sealed class SequenceNetwork : nn.Module
             _ => hidden.gather(1, (tokenLengths - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1),
         };
         var output = head.forward(Dropout(pooled)).MoveToOuterDisposeScope();
-        return (output, ngramHead is null ? null : NgramLogits(input, tokenLengths).MoveToOuterDisposeScope());
+        return (output, linear?.MoveToOuterDisposeScope());
     }
 
     // (batch, steps, 1) boolean: true at the real steps of each sequence.
