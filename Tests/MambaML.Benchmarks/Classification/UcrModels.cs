@@ -57,8 +57,8 @@ internal static class UcrModels
         var features = new ConvolutionFeatures(9996, train.Max(c => c.Values.Length / c.Channels));
         TorchSharp.torch.Tensor Normalized(TsSeries c)
         {
-            var x = TorchSharp.torch.tensor(c.Values, new long[] { c.Values.Length / c.Channels, c.Channels });
-            return (x - x.mean(new long[] { 0 }, keepdim: true)) / (x.std(0, unbiased: false, keepdim: true) + 1e-5);
+            long steps = c.Values.Length / c.Channels;
+            return SequenceNetwork.Normalize(TorchSharp.torch.tensor(c.Values, new long[] { 1, steps, c.Channels }), TorchSharp.torch.tensor(new[] { steps }))[0];
         }
         features.Fit(train.Select(Normalized).ToList(), new TorchSharp.torch.Generator((ulong)seed));
         IDataView Rows(IReadOnlyList<TsSeries> cases) => ml.Data.LoadFromEnumerable(cases.Select(c =>

@@ -340,8 +340,8 @@ internal sealed class SequenceNetwork : nn.Module
         return x * keep.to(x.dtype) / (1 - _arch.Dropout);
     }
 
-    // z-normalise each sequence and channel over its real steps; padded steps stay zero.
-    private static Tensor Normalize(Tensor values, Tensor lengths)
+    /// <summary>z-normalises each sequence and channel of (batch, steps, channels) over its real steps; padded steps stay zero.</summary>
+    internal static Tensor Normalize(Tensor values, Tensor lengths)
     {
         var mask = StepMask(values, lengths).to(values.dtype);
         var count = lengths.view(-1, 1, 1).to(values.dtype);
