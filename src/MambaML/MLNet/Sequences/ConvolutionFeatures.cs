@@ -155,7 +155,8 @@ internal sealed class ConvolutionFeatures : nn.Module
             var inside = (t >= padding) & (t < length - padding);
             var counted = (t < length) & (unpadded.logical_not() | inside | (length <= 2 * padding));
             var pairBiases = biases.narrow(0, feature, KernelCount * n).view(1, KernelCount, n, 1);
-            var positive = (convolved.unsqueeze(2) > pairBiases).logical_and_(counted.unsqueeze(2)).sum(3).to(values.dtype);   // (batch, 84, n)
+            // Uncounted steps become −∞, so they never exceed a bias.
+            var positive = (convolved.masked_fill(counted.logical_not(), double.NegativeInfinity).unsqueeze(2) > pairBiases).sum(3).to(values.dtype);   // (batch, 84, n)
             parts.Add((positive / counted.sum(2, keepdim: true).to(values.dtype)).flatten(1));
             feature += KernelCount * n;
         }
