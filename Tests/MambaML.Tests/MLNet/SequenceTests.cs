@@ -59,6 +59,7 @@ public sealed class SequenceTests
             options.TrainingNoise = extras ? 0.1 : 0;
             options.WindowFraction = extras ? 0.6 : 1;
             options.StemKernelSizes = extras ? new[] { 1, 5 } : Array.Empty<int>();
+            options.ConvolutionFeatureCount = extras ? 168 : 0;
             options.PredictionWindows = 3;
             options.PatchLength = 3;
             options.NormalizeEachSequence = true;
