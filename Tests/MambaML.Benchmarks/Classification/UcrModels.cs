@@ -54,7 +54,7 @@ internal static class UcrModels
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
         var ml = new MLContext(seed);
-        var features = new ConvolutionFeatures(9996, train.Max(c => c.Values.Length / c.Channels));
+        var features = new ConvolutionFeatures(9996, train.Max(c => c.Values.Length / c.Channels), train[0].Channels);
         TorchSharp.torch.Tensor Normalized(TsSeries c)
         {
             long steps = c.Values.Length / c.Channels;

@@ -5,8 +5,9 @@ namespace MambaML.MLNet;
 
 /// <summary>
 /// MiniRocket's features of a numeric sequence (Dempster, Schmidt and Webb, 2021): the 84 length-9 kernels with six weights of
-/// −1 and three of 2, each at a few dilations spread exponentially up to the reference length, convolved over the sum of the
-/// channels; each (kernel, dilation) pair gives several features, each the proportion of positive values (PPV) of the
+/// −1 and three of 2, each at a few dilations spread exponentially up to the reference length, convolved over the sum of a
+/// few channels (all of a univariate series; for several channels MiniRocket's random combination of 1 to 9 of them per
+/// pair); each (kernel, dilation) pair gives several features, each the proportion of positive values (PPV) of the
 /// convolution minus one bias. The biases are quantiles of the convolution of one training sequence, and each feature is then
 /// standardised by its mean and standard deviation over the training sequences (<see cref="Fit"/>), so the features are fixed
 /// once fitted; nothing here is trained by gradient. Half of the pairs count only the steps where the kernel lies inside the
@@ -14,7 +15,7 @@ namespace MambaML.MLNet;
 /// </summary>
 internal sealed class ConvolutionFeatures : nn.Module
 {
-    private const int KernelLength = 9, KernelCount = 84, MaxDilationsPerKernel = 32;
+    private const int KernelLength = 9, KernelCount = 84, MaxDilationsPerKernel = 32, MaxChannelsPerPair = 9;
     private readonly int[] _dilations;
     private readonly int[] _featuresPerDilation;   // per kernel, at each dilation
 
@@ -24,10 +25,13 @@ internal sealed class ConvolutionFeatures : nn.Module
     public readonly Tensor biases;
     // (features): the training mean and standard deviation (1 where it is 0) of each proportion.
     public readonly Tensor mean, scale;
+    // (dilations, 84, channels): 1 for the channels each pair sums, 0 for the others.
+    public readonly Tensor channel_masks;
 
     /// <param name="featureCount">Features wanted; rounded down to a multiple of 84 (at least 84).</param>
     /// <param name="referenceLength">The sequence length the dilations are spread over (the longest training sequence).</param>
-    public ConvolutionFeatures(int featureCount, int referenceLength) : base(nameof(ConvolutionFeatures))
+    /// <param name="channels">Values per step.</param>
+    public ConvolutionFeatures(int featureCount, int referenceLength, int channels) : base(nameof(ConvolutionFeatures))
     {
         (_dilations, _featuresPerDilation) = Dilations(Math.Max(1, featureCount / KernelCount), referenceLength);
         Count = KernelCount * _featuresPerDilation.Sum();
@@ -36,6 +40,8 @@ internal sealed class ConvolutionFeatures : nn.Module
         register_buffer(nameof(kernels), kernels);
         mean = zeros(Count);
         scale = ones(Count);
+        channel_masks = ones(_dilations.Length, KernelCount, channels);
+        register_buffer(nameof(channel_masks), channel_masks);
         register_buffer(nameof(biases), biases);
         register_buffer(nameof(mean), mean);
         register_buffer(nameof(scale), scale);
@@ -79,14 +85,17 @@ internal sealed class ConvolutionFeatures : nn.Module
     }
 
     /// <summary>
-    /// Fits the biases, then the standardisation: for each dilation and kernel, one training sequence drawn by
-    /// <paramref name="generator"/> is convolved (zero-padded to its own length) and the pair's biases are the quantiles
-    /// (<see cref="Quantile"/>) of the result; then each feature's mean and standard deviation over all the sequences.
+    /// Fits the channel combinations, the biases, then the standardisation. With several channels, each (dilation, kernel) pair
+    /// sums ⌊2^u⌋ distinct channels drawn by <paramref name="generator"/>, u uniform in [0, log₂(min(channels, 9) + 1)), as
+    /// MiniRocket does. For each pair, one training sequence drawn by the generator is convolved (zero-padded to its own
+    /// length) and the pair's biases are the quantiles (<see cref="Quantile"/>) of the result. Then each feature's mean and
+    /// standard deviation over all the sequences.
     /// </summary>
     /// <param name="sequences">Each training sequence, (steps, channels), as the network reads it (normalised if it normalises).</param>
     /// <param name="generator">Draws the sequences.</param>
     public void Fit(IReadOnlyList<Tensor> sequences, Generator generator)
     {
+        FitChannelMasks(generator);
         FitBiases(sequences, generator);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -95,6 +104,24 @@ internal sealed class ConvolutionFeatures : nn.Module
         var std = proportions.std(0, unbiased: false);
         mean.copy_(proportions.mean(new long[] { 0 }));
         scale.copy_(where(std > 0, std, ones_like(std)));
+    }
+
+    // Univariate series draw nothing, so their biases come from the same draws whatever the channel rule.
+    private void FitChannelMasks(Generator generator)
+    {
+        long channels = channel_masks.shape[2];
+        if (channels == 1) return;
+        using var scope = NewDisposeScope();
+        double maxExponent = Math.Log2(Math.Min(channels, MaxChannelsPerPair) + 1);
+        var masks = zeros(channel_masks.shape);
+        for (int i = 0; i < _dilations.Length; i++)
+            for (int k = 0; k < KernelCount; k++)
+            {
+                double u = rand(1, dtype: ScalarType.Float64, generator: generator).item<double>();
+                long count = Math.Min(channels, (long)Math.Pow(2, u * maxExponent));
+                masks[i, k].index_fill_(0, randperm(channels, generator: generator).narrow(0, 0, count), 1);
+            }
+        channel_masks.copy_(masks.to(channel_masks.device));
     }
 
     private void FitBiases(IReadOnlyList<Tensor> sequences, Generator generator)
@@ -108,7 +135,7 @@ internal sealed class ConvolutionFeatures : nn.Module
             var drawn = randint(sequences.Count, new long[] { KernelCount }, generator: generator, dtype: ScalarType.Int64).data<long>().ToArray();
             for (int k = 0; k < KernelCount; k++)
             {
-                var series = sequences[(int)drawn[k]].to(kernels.device).sum(1).view(1, 1, -1);
+                var series = (sequences[(int)drawn[k]].to(kernels.device) * channel_masks[i, k]).sum(1).view(1, 1, -1);
                 var convolved = nn.functional.conv1d(series, kernels.narrow(0, k, 1), padding: (KernelLength - 1) / 2 * _dilations[i], dilation: _dilations[i]).flatten();
                 int n = _featuresPerDilation[i];
                 var q = tensor(Enumerable.Range(feature, n).Select(j => Quantile(j)).ToArray(), dtype: convolved.dtype, device: convolved.device);
@@ -140,8 +167,7 @@ internal sealed class ConvolutionFeatures : nn.Module
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         lengths = lengths.to(values.device);
-        var series = values.sum(2).unsqueeze(1);   // (batch, 1, steps)
-        long steps = series.shape[2];
+        long steps = values.shape[1];
         var t = arange(steps, device: values.device).view(1, 1, -1);
         var length = lengths.view(-1, 1, 1);
         var parts = new List<Tensor>();
@@ -149,7 +175,10 @@ internal sealed class ConvolutionFeatures : nn.Module
         for (int i = 0; i < _dilations.Length; i++)
         {
             int padding = (KernelLength - 1) / 2 * _dilations[i], n = _featuresPerDilation[i];
-            var convolved = nn.functional.conv1d(series, kernels, padding: padding, dilation: _dilations[i]);   // (batch, 84, steps)
+            // A univariate series is read once by all 84 kernels; otherwise each kernel reads its own pair's channel sum.
+            bool univariate = values.shape[2] == 1;
+            var series = (univariate ? values : values.matmul(channel_masks[i].T)).transpose(1, 2);
+            var convolved = nn.functional.conv1d(series, kernels, padding: padding, dilation: _dilations[i], groups: univariate ? 1 : KernelCount);   // (batch, 84, steps)
             // Kernel k at dilation i is unpadded when (i + k) is odd (MiniRocket's alternation).
             var unpadded = (arange(KernelCount, device: values.device) + i).remainder(2).eq(1).view(1, -1, 1);
             var inside = (t >= padding) & (t < length - padding);

@@ -78,8 +78,9 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     /// <summary>
     /// A linear head on MiniRocket's convolution features (Dempster et al., 2021) beside the Mamba head, their outputs summed
     /// ("wide and deep", as the text classifier's n-gram head): 84 fixed length-9 kernels at dilations spread over the longest
-    /// training sequence, convolved over the sum of the channels, each giving the proportion of steps above biases fitted as
-    /// quantiles of training sequences; the features are standardised on the training set and the head starts at zero. This
+    /// training sequence, each convolved over the sum of a random combination of 1 to 9 channels (all of a univariate series)
+    /// and giving the proportion of steps above biases fitted as quantiles of training sequences; the features are
+    /// standardised on the training set and the head starts at zero. This
     /// value is the number of features, rounded down to a multiple of 84 (MiniRocket uses 9,996); 0 = no such head (Mamba
     /// alone). Costs about as much training time again as a small Mamba model on the CPU. On UCR data it raised test accuracy
     /// (ArrowHead 0.786 → 0.840) while lowering validation accuracy on splits of the training set (BENCHMARKS.md, classify-ucr).

@@ -63,7 +63,7 @@ internal sealed class SequenceNetwork : nn.Module
         if (arch.NgramHeadLength > 0) ngramHead = nn.Embedding(NgramFeatureCount(arch), arch.Outputs);
         if (arch.Input == SequenceInputKind.Numeric && arch.ConvolutionFeatureCount > 0)
         {
-            convolution_features = new ConvolutionFeatures(arch.ConvolutionFeatureCount, arch.ConvolutionReferenceLength);
+            convolution_features = new ConvolutionFeatures(arch.ConvolutionFeatureCount, arch.ConvolutionReferenceLength, arch.Channels);
             convolution_head = nn.Linear(convolution_features.Count, arch.Outputs);
         }
         if (arch.EnsembleSize > 1)
