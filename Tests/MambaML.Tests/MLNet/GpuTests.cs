@@ -51,16 +51,17 @@ public sealed class GpuTests
     }
 
     [TestMethod]
-    [DataRow(0, DisplayName = "Mamba head alone")]
-    [DataRow(420, DisplayName = "with the convolution-feature head")]
-    public void SequenceClassifier_TrainsOnCuda_LikeOnCpu(int convolutionFeatures)
+    [DataRow(0, 1, DisplayName = "Mamba head alone")]
+    [DataRow(420, 3, DisplayName = "with the convolution-feature head, 3 channels")]
+    public void SequenceClassifier_TrainsOnCuda_LikeOnCpu(int convolutionFeatures, int channels)
     {
         if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
         double Accuracy(MLContext ml, TorchSharp.DeviceType expected)
         {
-            var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(90, 10, 30));
+            var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(90, 10, 30, channels));
             var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 8);
             options.PatchLength = 2;
+            options.Channels = channels;
             options.ConvolutionFeatureCount = convolutionFeatures;
             options.ConvolutionHeadSeparateLoss = convolutionFeatures > 0;
             var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
