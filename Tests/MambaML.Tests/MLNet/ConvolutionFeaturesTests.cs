@@ -190,4 +190,32 @@ public sealed class ConvolutionFeaturesTests
         }
         finally { File.Delete(path); }
     }
+
+    public sealed class ShapeInput
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+    }
+    public sealed class ShapeScores
+    {
+        public float[] Score { get; set; } = Array.Empty<float>();
+    }
+
+    [TestMethod]
+    public void PredictionLoop_WithTheHead_DoesNotGrowNativeMemory()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(ml.Data.LoadFromEnumerable(Synthetic.Shapes(30, 12, 40)))
+            .Transform(ml.Data.LoadFromEnumerable(Synthetic.Shapes(30, 12, 40)));
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 2);
+        options.ConvolutionFeatureCount = 168;
+        using var model = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(data);
+        using var engine = ml.Model.CreatePredictionEngine<ShapeInput, ShapeScores>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        var rows = Synthetic.Shapes(50, 12, 40, seed: 4);
+        engine.Predict(new ShapeInput { Features = rows[0].Features });
+        var statistics = TorchSharp.DisposeScopeManager.Statistics;
+        long before = statistics.ThreadTotalLiveCount;
+        foreach (var row in rows) engine.Predict(new ShapeInput { Features = row.Features });
+        Synthetic.ReadVectors(model.Transform(data), "Score");
+        Assert.AreEqual(before, statistics.ThreadTotalLiveCount, "live tensors grew during prediction");
+    }
 }
