@@ -84,12 +84,16 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
-    public void Binary_BooleanLabel_BinaryEvaluateWorks()
+    [DataRow(false, DisplayName = "Mamba alone")]
+    [DataRow(true, DisplayName = "with the convolution-feature head, separate loss")]
+    public void Binary_BooleanLabel_BinaryEvaluateWorks(bool convolutionHead)
     {
         var ml = new MLContext(seed: 1);
         var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 10);
         options.LabelColumnName = "IsSine";
         options.PatchLength = 2;
+        options.ConvolutionFeatureCount = convolutionHead ? 336 : 0;
+        options.ConvolutionHeadSeparateLoss = convolutionHead;
         using var model = ml.BinaryClassification.Trainers.MambaSequence(options).Fit(Shapes(ml, 150));
         var scored = model.Transform(Shapes(ml, 60, seed: 3));
         var metrics = ml.BinaryClassification.Evaluate(scored, labelColumnName: "IsSine");
@@ -98,13 +102,17 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
-    public void Regression_Multivariate_RegressionEvaluateWorks()
+    [DataRow(false, DisplayName = "Mamba alone")]
+    [DataRow(true, DisplayName = "with the convolution-feature head, separate loss")]
+    public void Regression_Multivariate_RegressionEvaluateWorks(bool convolutionHead)
     {
         var ml = new MLContext(seed: 1);
         var options = Synthetic.SequenceOptions<MambaSequenceRegressionOptions>(epochs: 12);
         options.LabelColumnName = "Frequency";
         options.Channels = 2;
         options.PatchLength = 2;
+        options.ConvolutionFeatureCount = convolutionHead ? 336 : 0;
+        options.ConvolutionHeadSeparateLoss = convolutionHead;
         using var model = ml.Regression.Trainers.MambaSequence(options).Fit(Shapes(ml, 150, 32, 32, channels: 2));
         var metrics = ml.Regression.Evaluate(model.Transform(Shapes(ml, 60, 32, 32, channels: 2, seed: 4)), labelColumnName: "Frequency");
         Assert.IsTrue(metrics.RSquared > 0.5, $"R² {metrics.RSquared:F3}");
