@@ -180,15 +180,7 @@ public sealed class ConvolutionFeaturesTests
         var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
         Assert.IsTrue(accuracy > 0.6, $"accuracy {accuracy:F3} (chance 0.33)");
 
-        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
-        try
-        {
-            ml.Model.Save(model, train.Schema, path);
-            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
-            CollectionAssert.AreEqual(scores, Scores(loaded), "the loaded model scores differently");
-            (loaded as IDisposable)?.Dispose();
-        }
-        finally { File.Delete(path); }
+        Synthetic.CheckSavedAndLoaded(ml, model, train.Schema, loaded => CollectionAssert.AreEqual(scores, Scores(loaded), "the loaded model scores differently"));
     }
 
     public sealed class ShapeInput

@@ -125,15 +125,7 @@ public sealed class ForecastCycleTests
         CollectionAssert.AreEqual(new long[] { 150, 151, 152, 153 }, next.Select(p => p.Row).ToArray());
         Assert.IsTrue(next.All(p => float.IsFinite(p.Forecast)), "non-finite forecast past the end");
 
-        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
-        try
-        {
-            ml.Model.Save(model, windows.Schema, path);
-            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
-            CollectionAssert.AreEqual(forecast, Forecasts(loaded, 0));
-            (loaded as IDisposable)?.Dispose();
-        }
-        finally { File.Delete(path); }
+        Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded => CollectionAssert.AreEqual(forecast, Forecasts(loaded, 0)));
     }
 
     [TestMethod]

@@ -142,16 +142,12 @@ public sealed class SequenceTests
         foreach (var estimator in new IEstimator<ITransformer>[] { multiclass, binary, regression, multiclassEveryOption })
         {
             var model = estimator.Fit(data);
-            var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
             try
             {
-                ml.Model.Save(model, data.Schema, path);
                 var expected = ScoreValues(model.Transform(data));
-                var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
-                CollectionAssert.AreEqual(expected, ScoreValues(loaded.Transform(data)));
-                (loaded as IDisposable)?.Dispose();
+                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(expected, ScoreValues(loaded.Transform(data))));
             }
-            finally { File.Delete(path); (model as IDisposable)?.Dispose(); }
+            finally { (model as IDisposable)?.Dispose(); }
         }
     }
 
@@ -491,15 +487,8 @@ public sealed class SequenceTests
         var accuracy = ml.MulticlassClassification.Evaluate(ensemble.Transform(test)).MicroAccuracy;
         Assert.IsTrue(accuracy > 0.6, $"ensemble accuracy {accuracy:F3} (chance 0.33)");
 
-        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
-        try
-        {
-            ml.Model.Save(ensemble, train.Schema, path);
-            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
-            CollectionAssert.AreEqual(ensembleScores.SelectMany(v => v).ToArray(), ScoreValues(loaded.Transform(test)));
-            (loaded as IDisposable)?.Dispose();
-        }
-        finally { File.Delete(path); }
+        Synthetic.CheckSavedAndLoaded(ml, ensemble, train.Schema,
+            loaded => CollectionAssert.AreEqual(ensembleScores.SelectMany(v => v).ToArray(), ScoreValues(loaded.Transform(test))));
     }
 
     [TestMethod]

@@ -43,6 +43,24 @@ internal static class Synthetic
         return TimeSeriesWindows.Create(table, targets, lookback, horizon).GetWindows();
     }
 
+    /// <summary>
+    /// Saves <paramref name="model"/> with mlContext.Model.Save to a temporary file, loads it in a fresh MLContext (after
+    /// RegisterMambaML), as another process would, runs <paramref name="check"/> on the loaded model, then disposes it and
+    /// deletes the file.
+    /// </summary>
+    public static void CheckSavedAndLoaded(MLContext ml, ITransformer model, DataViewSchema inputSchema, Action<ITransformer> check)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, inputSchema, path);
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            try { check(loaded); }
+            finally { (loaded as IDisposable)?.Dispose(); }
+        }
+        finally { File.Delete(path); }
+    }
+
     public static float[][] ReadVectors(IDataView data, string column)
     {
         var result = new List<float[]>();

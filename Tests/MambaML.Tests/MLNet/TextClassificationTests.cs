@@ -258,15 +258,8 @@ public sealed class TextClassificationTests
         var scores = ScoreValues(scored);
         CollectionAssert.AreNotEqual(ScoreValues(single.Transform(toKey.Transform(test))), scores, "EnsembleSize did not change the model");
 
-        var path = Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
-        try
-        {
-            ml.Model.Save(ensemble, toKey.Transform(train).Schema, path);
-            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
-            try { CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(toKey.Transform(test))), "save/load changed the scores"); }
-            finally { (loaded as IDisposable)?.Dispose(); }
-        }
-        finally { File.Delete(path); }
+        Synthetic.CheckSavedAndLoaded(ml, ensemble, toKey.Transform(train).Schema,
+            loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(toKey.Transform(test))), "save/load changed the scores"));
     }
 
     private static float[] ScoreValues(IDataView scored) =>
