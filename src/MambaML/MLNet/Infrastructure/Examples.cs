@@ -62,7 +62,7 @@ internal sealed class CycleIndexReader : ColumnReader
     public CycleIndexReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
     {
         _option = option;
-        if (Column.Type is not NumberDataViewType || Column.Type.RawType == typeof(ulong))
+        if (!Numeric.IsSupported(Column.Type) || Column.Type is BooleanDataViewType)
             throw new ArgumentOutOfRangeException(option, name,
                 $"Column '{name}' ({option}) has type {Column.Type}; it must be a numeric scalar holding each window's time index " +
                 "(TimeSeriesWindows' WindowStart column, or a row number).");
