@@ -108,6 +108,45 @@ public sealed class InputValidationTests
     }
 
     [TestMethod]
+    public void ValidationSetErrors_SayTheyAreTheValidationSets()
+    {
+        var ml = new MLContext();
+        var train = Synthetic.Windows(ml, rows: 40);
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.ValidationSet = ml.Data.LoadFromEnumerable(new[] { new VariableInput { Features = new float[16] } });   // no Label
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options).Fit(train));
+        StringAssert.StartsWith(e.Message, "ValidationSet: ");
+        StringAssert.Contains(e.Message, "'Label'");
+        Assert.IsInstanceOfType<ArgumentOutOfRangeException>(e.InnerException);
+
+        var nan = new FloatRow { Features = new float[16] };
+        nan.Label[2] = float.NaN;
+        options.ValidationSet = ml.Data.LoadFromEnumerable(new[] { new FloatRow { Features = new float[16] }, nan });
+        var nanError = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(train));
+        StringAssert.StartsWith(nanError.Message, "ValidationSet: Row 1 of column 'Label' holds NaN");
+    }
+
+    [TestMethod]
+    public void ValidationSetWithOtherClassKeys_IsRejected()
+    {
+        var ml = new MLContext();
+        var rows = Synthetic.Shapes(30);
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Shape");
+        var train = toKey.Fit(ml.Data.LoadFromEnumerable(rows)).Transform(ml.Data.LoadFromEnumerable(rows));
+        // The same classes, keyed by a MapValueToKey fitted on data in another order: key 1 means another class there.
+        var reordered = rows.Reverse().ToArray();
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
+        options.ValidationSet = toKey.Fit(ml.Data.LoadFromEnumerable(reordered)).Transform(ml.Data.LoadFromEnumerable(reordered));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(train));
+        StringAssert.StartsWith(e.Message, "ValidationSet: ");
+        StringAssert.Contains(e.Message, "[sine, square, ramp]");
+        StringAssert.Contains(e.Message, "same fitted transformer");
+        // Keys from the training data's own MapValueToKey are accepted.
+        options.ValidationSet = train;
+        using var _ = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(train);
+    }
+
+    [TestMethod]
     public void InvalidOptions_NameTheOption()
     {
         var ml = new MLContext();
@@ -119,6 +158,42 @@ public sealed class InputValidationTests
         options.LearningRate = double.NaN;
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(e.Message, "LearningRate");
+        options = Synthetic.ForecastOptions(channels: 4);
+        options.Lookback = 1 << 30;   // Lookback × Channels overflows an int
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
+        StringAssert.Contains(e.Message, "Lookback must be at most 536870911 with Channels = 4");
+        options = Synthetic.ForecastOptions();
+        options.LabelColumnName = "Features";
+        var same = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options));
+        StringAssert.Contains(same.Message, "predict its own input");
+        var classifier = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        classifier.ScoreColumnName = "PredictedLabel";
+        var clash = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaSequence(classifier));
+        StringAssert.Contains(clash.Message, "ScoreColumnName and PredictedLabelColumnName are all 'PredictedLabel'");
+    }
+
+    [TestMethod]
+    public void HugeBatchSizes_AllocateForTheRowsThereAre()
+    {
+        var ml = new MLContext();
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.BatchSize = int.MaxValue;
+        options.PredictionBatchSize = int.MaxValue;
+        var windows = Synthetic.Windows(ml, rows: 60);
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+        Assert.AreEqual(Synthetic.ReadVectors(windows, "Label").Length, Synthetic.ReadVectors(model.Transform(windows), "Forecast").Length);
+    }
+
+    [TestMethod]
+    public void SimpleForecastingOverload_FitsWindowsShorterThanTheDefaultPatch()
+    {
+        var ml = new MLContext(seed: 1);
+        var estimator = ml.Forecasting.ForecastByMamba(lookback: 4, horizon: 2, numberOfEpochs: 1);
+        var windows = Synthetic.Windows(ml, rows: 30, lookback: 4, horizon: 2);
+        using var model = estimator.Fit(windows);
+        var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+        Assert.AreEqual(Synthetic.ReadVectors(windows, "Label").Length, forecasts.Length);
+        Assert.IsTrue(forecasts.All(f => f.Length == 2 && f.All(float.IsFinite)));
     }
 
     [TestMethod]

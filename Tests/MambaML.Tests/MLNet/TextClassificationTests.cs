@@ -124,6 +124,23 @@ public sealed class TextClassificationTests
     }
 
     [TestMethod]
+    public void EmptyVocabulary_IsRejected_NamingWhy()
+    {
+        var ml = new MLContext();
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment");
+        var reviews = ml.Data.LoadFromEnumerable(Reviews(10, 1));
+        var data = toKey.Fit(reviews).Transform(reviews);
+        var options = Options(MambaTokenizer.Bytes);
+        options.MinTokenCount = 1_000_000;
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(data));
+        StringAssert.Contains(e.Message, "MinTokenCount (1000000)");
+        var empty = ml.Data.LoadFromEnumerable(Reviews(10, 1).Select(r => new Review { Text = "", Sentiment = r.Sentiment }));
+        e = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaTextClassification(Options(MambaTokenizer.Bytes))
+            .Fit(toKey.Fit(empty).Transform(empty)));
+        StringAssert.Contains(e.Message, "every training text of column 'Text' is empty");
+    }
+
+    [TestMethod]
     public void NgramHead_SameSeedSameModel_ChangesTheModel_SurvivesSaveLoad()
     {
         var ml = new MLContext(seed: 1);
@@ -223,7 +240,8 @@ public sealed class TextClassificationTests
     public void NgramHeadOptions_OutOfRange_NameTheOption()
     {
         foreach (var (length, buckets, learningRate, name) in new[]
-                 { (-1, 10, 0.1, "NgramHeadLength"), (4, 10, 0.1, "NgramHeadLength"), (2, 0, 0.1, "NgramHeadBuckets"), (2, 10, 0.0, "NgramHeadLearningRate") })
+                 { (-1, 10, 0.1, "NgramHeadLength"), (4, 10, 0.1, "NgramHeadLength"), (2, 0, 0.1, "NgramHeadBuckets"), (2, int.MaxValue, 0.1, "NgramHeadBuckets"),
+                   (2, 10, 0.0, "NgramHeadLearningRate") })
         {
             var options = Options(MambaTokenizer.Bytes);
             options.NgramHeadLength = length;

@@ -82,6 +82,20 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void DivergingLastStep_StopsWithClearError()
+    {
+        // One epoch of one batch: the only loss is computed before the update that blows the weights up.
+        var ml = new MLContext(seed: 1);
+        var options = Synthetic.ForecastOptions(epochs: 1);
+        options.LearningRate = 1e30;
+        options.BatchSize = 200;
+        options.LearningRateSchedule = LearningRateSchedule.Constant;
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 40)));
+        StringAssert.Contains(e.Message, "diverged in its last step");
+        StringAssert.Contains(e.Message, "LearningRate");
+    }
+
+    [TestMethod]
     public void LearningRate_WarmsUpThenDecaysToZero()
     {
         var loop = new TrainingLoop(new MLContext(), new MambaForecastingOptions { LearningRate = 1.0, WarmupFraction = 0.1 }, "test");

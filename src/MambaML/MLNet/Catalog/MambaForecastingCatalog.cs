@@ -18,6 +18,8 @@ public static class MambaForecastingCatalog
     /// <param name="featureColumnName">Input column: lookback × channels past values.</param>
     /// <param name="labelColumnName">Training target column: horizon × channels future values.</param>
     /// <param name="numberOfEpochs">Passes over the training data.</param>
+    /// <remarks>Windows are cut into patches of <see cref="MambaForecastingOptions.PatchLength"/>'s default length, or of
+    /// <paramref name="lookback"/> steps when the window is shorter than that.</remarks>
     /// <example><code>
     /// var windows = TimeSeriesWindows.Create(table, new[] { "OT" }, lookback: 96, horizon: 24);
     /// var model = mlContext.Forecasting.ForecastByMamba(lookback: 96, horizon: 24).Fit(windows.GetWindows());
@@ -28,6 +30,7 @@ public static class MambaForecastingCatalog
         {
             Lookback = lookback, Horizon = horizon, Channels = channels, OutputColumnName = outputColumnName,
             FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName, NumberOfEpochs = numberOfEpochs,
+            PatchLength = Math.Clamp(lookback, 1, new MambaForecastingOptions().PatchLength),
         });
 
     /// <summary>Forecasts with a Mamba model configured by <paramref name="options"/> (model size, training, validation, seed...).</summary>

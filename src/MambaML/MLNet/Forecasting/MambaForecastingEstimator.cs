@@ -36,7 +36,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
             OutputColumnName = o.OutputColumnName, PredictionBatchSize = o.PredictionBatchSize,
         };
         var train = CreateReader(input.Schema);
-        var valid = o.ValidationSet is { } v ? (v, CreateReader(v.Schema)) : ((IDataView, ExampleReader)?)null;
+        var valid = ValidationSetReader.Create(o.ValidationSet, CreateReader);
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
 

@@ -57,6 +57,11 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
         Check(CycleLength >= 0, nameof(CycleLength), CycleLength, ">= 0 (0 = no cycle)");
         Check(PatchLength >= 1 && PatchLength <= Lookback, nameof(PatchLength), PatchLength, $"in [1, Lookback = {Lookback}]");
+        Check((long)Lookback * Channels <= int.MaxValue, nameof(Lookback), Lookback, $"at most {int.MaxValue / Channels} with Channels = {Channels} (one vector holds Lookback × Channels values)");
+        Check((long)Horizon * Channels <= int.MaxValue, nameof(Horizon), Horizon, $"at most {int.MaxValue / Channels} with Channels = {Channels} (one vector holds Horizon × Channels values)");
+        if (LabelColumnName == FeatureColumnName)
+            throw new ArgumentException($"LabelColumnName and FeatureColumnName are both '{LabelColumnName}': the forecaster would learn to predict its own input. " +
+                                        "Name the future values' column (TimeSeriesWindows writes 'Label') in LabelColumnName.", nameof(LabelColumnName));
         if (FitLinearSkip && !LinearSkip) throw new ArgumentException("FitLinearSkip needs LinearSkip = true; set LinearSkip or clear FitLinearSkip.", nameof(FitLinearSkip));
         if (string.IsNullOrEmpty(OutputColumnName)) throw new ArgumentException("OutputColumnName must not be empty.", nameof(OutputColumnName));
     }

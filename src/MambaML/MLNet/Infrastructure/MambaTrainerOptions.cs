@@ -107,6 +107,16 @@ public abstract class MambaTrainerOptions
         Check(NumberOfThreads is null or >= 1, nameof(NumberOfThreads), NumberOfThreads ?? 0, ">= 1 (or null)");
     }
 
+    /// <summary>Throws if an output column name is empty or two outputs share a name (one would hide the other).</summary>
+    private protected static void RequireDistinctOutputs(params (string Option, string Name)[] outputs)
+    {
+        foreach (var (option, name) in outputs)
+            if (string.IsNullOrEmpty(name)) throw new ArgumentException($"{option} must not be empty.", option);
+        foreach (var clash in outputs.GroupBy(o => o.Name).Where(g => g.Count() > 1))
+            throw new ArgumentException($"{string.Join(" and ", clash.Select(o => o.Option))} are all '{clash.Key}': each output column needs its own name.",
+                                        clash.First().Option);
+    }
+
     /// <summary>Throws if <paramref name="ok"/> is false, naming the option, its value and the rule.</summary>
     private protected void Check(bool ok, string name, object value, string rule)
     {

@@ -284,7 +284,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
             if (_ahead is null) return true;
             if (_pending.Count == 0)
             {
-                var batch = new List<SequenceExample>(_mapper.Parent.PredictionBatchSize);
+                var batch = new List<SequenceExample>(Math.Min(_mapper.Parent.PredictionBatchSize, TrainingLoop.MaxInitialBatchCapacity));
                 while (batch.Count < _mapper.Parent.PredictionBatchSize && _ahead.MoveNext()) batch.Add(_readAhead!());
                 if (batch.Count == 0)
                     throw new InvalidOperationException("The input IDataView returned fewer rows on a second cursor than on the first; it must be re-readable in the same order.");

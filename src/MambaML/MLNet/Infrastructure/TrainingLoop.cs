@@ -150,6 +150,11 @@ internal sealed class TrainingLoop
             }
             if (best is not null)
                 using (no_grad()) network.load_state_dict(best);
+            else if (!double.IsFinite(MeanLoss(network, trainReader.ReadAll(train), batchLoss).Loss))
+                // Each batch's loss is checked before its update; without a validation loss after it, the last update is not.
+                throw new InvalidOperationException(
+                    $"{_trainerName}: training diverged in its last step: the trained model's loss on the training data is not finite. " +
+                    $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0, and check the data for extreme values.");
         }
         finally
         {
@@ -158,27 +163,44 @@ internal sealed class TrainingLoop
         }
     }
 
-    /// <summary>Mean loss over all examples of <paramref name="data"/>, in eval mode without gradients.</summary>
+    /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients.</summary>
     private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
+    {
+        var (loss, count) = MeanLoss(network, ValidationSetReader.Read(reader.ReadAll(data)), batchLoss);
+        if (count == 0)
+            throw new ArgumentException($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
+        if (!double.IsFinite(loss))
+            throw new InvalidOperationException($"{_trainerName}: the validation loss became {loss}; the model diverged. Lower LearningRate (now {_options.LearningRate:G3}).");
+        return loss;
+    }
+
+    /// <summary>
+    /// Mean loss over <paramref name="examples"/> and their count, in eval mode without gradients; the first batch whose loss
+    /// is not finite ends the pass and gives that loss.
+    /// </summary>
+    private (double Loss, long Count) MeanLoss(nn.Module network, IEnumerable<SequenceExample> examples, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
     {
         network.eval();
         double sum = 0;
         long count = 0;
-        using (no_grad())
-            foreach (var batch in ShuffledBatches(reader.ReadAll(data), _options.BatchSize, bufferSize: 1, rng: null))
-            {
-                _options.CancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                double value = batchLoss(batch).item<float>();
-                if (!double.IsFinite(value))
-                    throw new InvalidOperationException($"{_trainerName}: the validation loss became {value}; the model diverged. Lower LearningRate (now {_options.LearningRate:G3}).");
-                sum += value * batch.Count;
-                count += batch.Count;
-            }
-        network.train();
-        if (count == 0)
-            throw new ArgumentException($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
-        return sum / count;
+        try
+        {
+            using (no_grad())
+                foreach (var batch in ShuffledBatches(examples, _options.BatchSize, bufferSize: 1, rng: null))
+                {
+                    _options.CancellationToken.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    double value = batchLoss(batch).item<float>();
+                    if (!double.IsFinite(value)) return (value, count + batch.Count);
+                    sum += value * batch.Count;
+                    count += batch.Count;
+                }
+        }
+        finally
+        {
+            network.train();
+        }
+        return (count == 0 ? double.NaN : sum / count, count);
     }
 
     /// <summary>
@@ -212,20 +234,23 @@ internal sealed class TrainingLoop
         return peak * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
     }
 
+    // Batch lists grow past this as rows come, so a huge BatchSize or PredictionBatchSize allocates for the rows there are.
+    internal const int MaxInitialBatchCapacity = 1024;
+
     /// <summary>
     /// Groups <paramref name="source"/> into batches in a shuffled order using a buffer of at most <paramref name="bufferSize"/>
     /// examples (as ML.NET's own trainers do): a dataset larger than memory streams through. A null <paramref name="rng"/> keeps the order.
     /// </summary>
     internal static IEnumerable<IReadOnlyList<SequenceExample>> ShuffledBatches(IEnumerable<SequenceExample> source, int batchSize, int bufferSize, Random? rng)
     {
-        var batch = new List<SequenceExample>(batchSize);
+        var batch = new List<SequenceExample>(Math.Min(batchSize, MaxInitialBatchCapacity));
         foreach (var example in Shuffle(source, bufferSize, rng))
         {
             batch.Add(example);
             if (batch.Count == batchSize)
             {
                 yield return batch;
-                batch = new List<SequenceExample>(batchSize);
+                batch = new List<SequenceExample>(Math.Min(batchSize, MaxInitialBatchCapacity));
             }
         }
         if (batch.Count > 0) yield return batch;

@@ -8,9 +8,11 @@ internal sealed class KeyLabelReader : TargetReader
 {
     /// <summary>Number of classes: the key's count.</summary>
     public int ClassCount { get; }
+    private readonly string _option;
 
     public KeyLabelReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
     {
+        _option = option;
         if (Column.Type is not KeyDataViewType key || key.RawType != typeof(uint) || key.Count < 1 || key.Count > int.MaxValue)
             throw new ArgumentOutOfRangeException(option, name,
                 $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key-typed label. " +
@@ -30,6 +32,22 @@ internal sealed class KeyLabelReader : TargetReader
             example.Target = new float[] { key - 1 };
         };
     }
+
+    /// <summary>
+    /// This reader, after checking that its label has the classes of <paramref name="training"/>'s, in the same order: keys
+    /// mapped by a MapValueToKey fitted on other data would silently compare predictions with the wrong classes.
+    /// </summary>
+    public KeyLabelReader WithClassesOf(KeyLabelReader training)
+    {
+        string[] names = ClassNames(), expected = training.ClassNames();
+        if (!names.SequenceEqual(expected))
+            throw new ArgumentException(
+                $"Label column '{Column.Name}' has the classes [{Describe(names)}], but the training data's label has [{Describe(expected)}]. " +
+                "Fit MapValueToKey once, on the training data, and apply that same fitted transformer to both data sets.", _option);
+        return this;
+    }
+
+    private static string Describe(string[] names) => string.Join(", ", names.Take(10)) + (names.Length > 10 ? $", … ({names.Length} in all)" : "");
 
     /// <summary>The label's key values as text (its KeyValues annotation), or the class numbers 1..K when it has none.</summary>
     public string[] ClassNames()

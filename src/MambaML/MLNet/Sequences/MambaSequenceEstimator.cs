@@ -37,9 +37,12 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         var arch = Architecture(label, statistics);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, null), label);
         if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input).Max(e => e.Steps) };
-        var valid = _options.ValidationSet is { } v
-            ? (v, new ExampleReader(SequenceReaders.Create(v.Schema, arch, null), CreateLabelReader(v.Schema)))
-            : ((IDataView, ExampleReader)?)null;
+        var valid = ValidationSetReader.Create(_options.ValidationSet, schema =>
+            new ExampleReader(SequenceReaders.Create(schema, arch, null), CreateLabelReader(schema) switch
+            {
+                KeyLabelReader keys => keys.WithClassesOf((KeyLabelReader)label),
+                var other => other,
+            }));
         return SequenceFitting.Fit(_env, _options, arch, input, train, valid, TrainerName);
     }
 

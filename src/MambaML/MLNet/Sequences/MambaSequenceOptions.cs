@@ -138,10 +138,17 @@ public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOpt
         base.Validate();
         Check(LabelSmoothing >= 0 && LabelSmoothing < 1, nameof(LabelSmoothing), LabelSmoothing, "in [0, 1)");
         Check(MixupAlpha >= 0 && double.IsFinite(MixupAlpha), nameof(MixupAlpha), MixupAlpha, ">= 0");
+        RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
+                               (nameof(ProbabilityColumnName), ProbabilityColumnName));
     }
 }
 
 /// <summary>Options of <c>mlContext.Regression.Trainers.MambaSequence</c>.</summary>
 public sealed class MambaSequenceRegressionOptions : MambaNumericSequenceOptions
 {
+    internal override void Validate()
+    {
+        base.Validate();
+        RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName));
+    }
 }

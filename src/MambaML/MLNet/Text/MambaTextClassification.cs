@@ -44,8 +44,9 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
     /// fits the training set quickly; trained jointly it then leaves the n-gram head under-trained. Prediction adds both either way.
     /// </summary>
     public bool NgramHeadSeparateLoss { get; set; } = true;
-    /// <summary>Hash buckets shared by the n-grams of length 2 and more in the n-gram head (<see cref="NgramHeadLength"/>).</summary>
+    /// <summary>Hash buckets shared by the n-grams of length 2 and more in the n-gram head (<see cref="NgramHeadLength"/>); at most 2^24.</summary>
     public int NgramHeadBuckets { get; set; } = 1 << 16;
+    private const int MaxNgramHeadBuckets = 1 << 24;
 
     internal override void Validate()
     {
@@ -54,7 +55,8 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
         Check(MaxVocabularySize >= 1, nameof(MaxVocabularySize), MaxVocabularySize, ">= 1");
         Check(MinTokenCount >= 1, nameof(MinTokenCount), MinTokenCount, ">= 1");
         Check(NgramHeadLength is >= 0 and <= 3, nameof(NgramHeadLength), NgramHeadLength, "in [0, 3]");
-        Check(NgramHeadBuckets >= 1, nameof(NgramHeadBuckets), NgramHeadBuckets, ">= 1");
+        Check(NgramHeadBuckets is >= 1 and <= MaxNgramHeadBuckets, nameof(NgramHeadBuckets), NgramHeadBuckets, $"in [1, {MaxNgramHeadBuckets}]");
+        RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName));
         Check(NgramHeadLearningRate is null or > 0 && double.IsFinite(NgramHeadLearningRate ?? 1), nameof(NgramHeadLearningRate), NgramHeadLearningRate ?? 0, "> 0 (or null)");
     }
 }
@@ -89,12 +91,15 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
         LabelStatistics.Compute(input, label).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
         var vocabulary = TextTokens.Build(input, textColumn, o.Tokenizer, o.MaxTokens, o.MaxVocabularySize, o.MinTokenCount, o.Lowercase);
+        if (vocabulary.TokenIds.Length == 0)
+            throw new ArgumentException(o.MinTokenCount > 1
+                ? $"{TrainerName}: no token of column '{o.TextColumnName}' occurs MinTokenCount ({o.MinTokenCount}) times, so the vocabulary is empty and every text would read the same. Lower MinTokenCount."
+                : $"{TrainerName}: every training text of column '{o.TextColumnName}' is empty, so there is nothing to learn from.", o.MinTokenCount > 1 ? nameof(o.MinTokenCount) : nameof(o.TextColumnName));
         var arch = Architecture(vocabulary, label.ClassCount, label.ClassNames());
         var tokens = new TextTokens(vocabulary);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, tokens), label);
-        var valid = o.ValidationSet is { } v
-            ? (v, new ExampleReader(SequenceReaders.Create(v.Schema, arch, tokens), new KeyLabelReader(v.Schema, o.LabelColumnName, nameof(o.LabelColumnName))))
-            : ((IDataView, ExampleReader)?)null;
+        var valid = ValidationSetReader.Create(o.ValidationSet, schema =>
+            new ExampleReader(SequenceReaders.Create(schema, arch, tokens), new KeyLabelReader(schema, o.LabelColumnName, nameof(o.LabelColumnName)).WithClassesOf(label)));
         double ngramScale = (o.NgramHeadLearningRate ?? o.LearningRate) / o.LearningRate;
         return SequenceFitting.Fit(_env, o, arch, input, train, valid, TrainerName,
             name => name.StartsWith(nameof(SequenceNetwork.ngramHead) + ".", StringComparison.Ordinal) ? ngramScale : 1);
