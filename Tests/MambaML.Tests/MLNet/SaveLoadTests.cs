@@ -112,6 +112,58 @@ public sealed class SaveLoadTests
     }
 
     [TestMethod]
+    public void ModifiedDescription_GivesCorruptModelError()
+    {
+        var (path, _, _) = SavedForecaster();
+        try
+        {
+            // Same length, one hyperparameter changed: "Horizon":4 → "Horizon":5.
+            RewriteEntry(path, "Model.key", bytes =>
+            {
+                var key = System.Text.Encoding.UTF8.GetBytes("\"Horizon\":4");
+                int at = bytes.AsSpan().IndexOf(key);
+                Assert.IsTrue(at > 0, "the description holds the horizon");
+                bytes[at + key.Length - 1] = (byte)'5';
+                return bytes;
+            });
+            var e = LoadError(path);
+            Assert.IsInstanceOfType<InvalidDataException>(e);
+            StringAssert.Contains(e.Message, "model description");
+            StringAssert.Contains(e.Message, "SHA-256");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void FormatOneModel_StillLoads()
+    {
+        // Format 1 hashed the weights alone: rewrite a saved model as format 1 wrote it, and load it.
+        var (path, data, expected) = SavedForecaster();
+        try
+        {
+            byte[] weights = Array.Empty<byte>();
+            RewriteEntry(path, "MambaWeights.bin", bytes => weights = bytes);
+            RewriteEntry(path, "Model.key", bytes =>
+            {
+                int at = bytes.AsSpan().IndexOf(BitConverter.GetBytes(0x4D424D41));
+                BitConverter.GetBytes(1).CopyTo(bytes, at + 4);
+                using var reader = new BinaryReader(new MemoryStream(bytes));
+                reader.BaseStream.Position = at + 8;
+                reader.ReadString();   // the description
+                reader.ReadInt64();    // the weights' length
+                System.Security.Cryptography.SHA256.HashData(weights).CopyTo(bytes, (int)reader.BaseStream.Position);
+                return bytes;
+            });
+            var ml = new MLContext().RegisterMambaML();
+            var loaded = ml.Model.Load(path, out _);
+            var actual = Synthetic.ReadVectors(loaded.Transform(data), "Forecast");
+            for (int i = 0; i < expected.Length; i++) CollectionAssert.AreEqual(expected[i], actual[i]);
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
     public void MissingWeights_GiveCorruptModelError()
     {
         var (path, _, _) = SavedForecaster();

@@ -13,13 +13,14 @@ namespace MambaML.MLNet;
 /// <remarks>
 /// Main entry (<c>Model.key</c>): ML.NET's header, then two strings that let ML.NET's custom-mapping loader explain a missing
 /// <see cref="MambaRegistration.RegisterMambaML"/> (see <see cref="RegistrationRequiredFactory"/>), then our own part: a magic
-/// number, the format version, the task's description as JSON (hyperparameters, column names, vocabularies) and the length and
-/// SHA-256 of the weights. Weights entry: the TorchSharp state dictionary (tensors only; nothing in a model file can run code).
+/// number, the format version, the task's description as JSON (hyperparameters, column names, vocabularies), the length of
+/// the weights and the SHA-256 of the description's UTF-8 bytes followed by the weights (format 1: of the weights alone).
+/// Weights entry: the TorchSharp state dictionary (tensors only; nothing in a model file can run code).
 /// </remarks>
 internal static class ModelFile
 {
     /// <summary>The format this build writes and the newest it reads.</summary>
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
     private const int Magic = 0x4D424D41;   // "AMBM" little-endian
     private const string WeightsEntry = "MambaWeights.bin";
     // ML.NET's custom-mapping loader: registered by every ML.NET process that can load Microsoft.ML.Transforms.
@@ -34,6 +35,16 @@ internal static class ModelFile
         new(FallbackModelSignature, FallbackHeaderVersion, loaderSignature, FallbackLoaderSignature,
             typeof(CustomMappingFactoryAttributeAttribute).Assembly.FullName!);
 
+    // Format 2 checks the description too, so that an edited hyperparameter cannot load as a silently different model.
+    private static byte[] Hash(string json, byte[] weights, int version)
+    {
+        if (version < 2) return SHA256.HashData(weights);
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(json));
+        sha.AppendData(weights);
+        return sha.GetHashAndReset();
+    }
+
     /// <summary>Writes <paramref name="description"/> and the weights of <paramref name="network"/>.</summary>
     public static void Save<TDescription>(ModelSaveContext ctx, string loaderSignature, TDescription description, nn.Module network)
     {
@@ -42,10 +53,11 @@ internal static class ModelFile
         MLNetInternals.WriteString(ctx, RegistrationRequiredFactory.ContractName);
         MLNetInternals.WriteString(ctx, typeof(ModelFile).Assembly.FullName!);
         writer.Write(Magic);
+        string json = JsonSerializer.Serialize(description, Json);
         writer.Write(FormatVersion);
-        writer.Write(JsonSerializer.Serialize(description, Json));
+        writer.Write(json);
         writer.Write((long)weights.Length);
-        writer.Write(SHA256.HashData(weights));
+        writer.Write(Hash(json, weights, FormatVersion));
         MLNetInternals.WriteBinaryEntry(ctx, WeightsEntry, w => w.Write(weights));
     }
 
@@ -62,15 +74,18 @@ internal static class ModelFile
             int version = reader.ReadInt32();
             if (version > FormatVersion || version < 1)
                 throw new InvalidDataException($"The {loaderSignature} model was written in MambaML model format {version}; this build reads formats 1 to {FormatVersion}. Use the MambaML version that saved it (or newer).");
-            var description = JsonSerializer.Deserialize<TDescription>(reader.ReadString(), Json)
-                              ?? throw Corrupt(loaderSignature, "the model description is empty");
+            string json = reader.ReadString();
             long length = reader.ReadInt64();
             byte[] expectedHash = reader.ReadBytes(32);
             byte[]? weights = null;
             if (!MLNetInternals.TryReadBinaryEntry(ctx, WeightsEntry, r => weights = r.ReadBytes(checked((int)length))))
                 throw Corrupt(loaderSignature, $"the weights entry '{WeightsEntry}' is missing");
-            if (weights!.Length != length || !SHA256.HashData(weights).AsSpan().SequenceEqual(expectedHash))
-                throw Corrupt(loaderSignature, $"the weights entry '{WeightsEntry}' is truncated or was modified (length or SHA-256 mismatch)");
+            if (weights!.Length != length || !Hash(json, weights, version).AsSpan().SequenceEqual(expectedHash))
+                throw Corrupt(loaderSignature, version >= 2
+                    ? $"the model description or the weights entry '{WeightsEntry}' is truncated or was modified (length or SHA-256 mismatch)"
+                    : $"the weights entry '{WeightsEntry}' is truncated or was modified (length or SHA-256 mismatch)");
+            var description = JsonSerializer.Deserialize<TDescription>(json, Json)
+                              ?? throw Corrupt(loaderSignature, "the model description is empty");
             return (description, weights);
         }
         catch (Exception e) when (e is EndOfStreamException or JsonException or OverflowException or ArgumentException)
