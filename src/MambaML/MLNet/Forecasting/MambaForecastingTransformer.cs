@@ -86,7 +86,7 @@ internal static class ForecastBatches
         int width = arch.Lookback * arch.Channels;
         var flat = new float[batch.Count * width];
         for (int i = 0; i < batch.Count; i++) batch[i].Values.CopyTo(flat, i * width);
-        return tensor(flat, new long[] { batch.Count, arch.Lookback, arch.Channels }).to(device);
+        return InputTensors.FromValues(flat, new long[] { batch.Count, arch.Lookback, arch.Channels }, device);
     }
 
     /// <summary>(batch) int64 cycle indices on <paramref name="device"/>; null when the model has no cycle.</summary>

@@ -98,7 +98,7 @@ internal static class SequenceBatches
         int c = arch.Channels;
         var values = new float[batch.Count * longest * c];
         for (int i = 0; i < batch.Count; i++) batch[i].Values.CopyTo(values, i * longest * c);
-        return (tensor(values, new long[] { batch.Count, longest, c }).to(device), lengths);
+        return (InputTensors.FromValues(values, new long[] { batch.Count, longest, c }, device), lengths);
     }
 
     /// <summary>Mean loss of a batch for the architecture's task.</summary>
