@@ -114,6 +114,35 @@ public sealed class ConvolutionFeaturesTests
         }
     }
 
+    [TestMethod]
+    public void Proportions_OfABatchReadInParts_EqualThoseOfEachRowAlone()
+    {
+        // 20 rows of up to 15,000 steps: more comparisons than one part holds, so the batch is read a few rows at a time.
+        var rng = new Random(5);
+        int[] lengths = Enumerable.Range(0, 20).Select(_ => rng.Next(4_000, 15_001)).ToArray();
+        var features = new ConvolutionFeatures(168, referenceLength: lengths.Max(), channels: 1);
+        var rows = lengths.Select(n => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray()).ToArray();
+        features.Fit(rows.Select(r => tensor(r, new long[] { r.Length, 1 })).ToList(), new Generator(3));
+        long longest = lengths.Max();
+        var padded = new float[rows.Length * longest];
+        for (int i = 0; i < rows.Length; i++) rows[i].CopyTo(padded, i * longest);
+        Assert.IsTrue(rows.Length * 84L * longest > 1 << 24, "the batch must not fit one part");
+        var together = features.Proportions(tensor(padded, new long[] { rows.Length, longest, 1 }), tensor(lengths.Select(n => (long)n).ToArray())).data<float>().ToArray();
+        int exact = 0;
+        for (int b = 0; b < rows.Length; b++)
+        {
+            var alone = features.Proportions(tensor(rows[b], new long[] { 1, lengths[b], 1 }), tensor(new long[] { lengths[b] })).data<float>().ToArray();
+            for (int j = 0; j < features.Count; j++)
+            {
+                float actual = together[b * features.Count + j];
+                // A step at a bias may fall either side when the convolution runs over another batch shape.
+                Assert.AreEqual(alone[j], actual, 3.0 / lengths[b], $"row {b}, feature {j}");
+                if (actual == alone[j]) exact++;
+            }
+        }
+        Assert.IsTrue(exact > 0.95 * rows.Length * features.Count, $"only {exact} of {rows.Length * features.Count} features equal exactly");
+    }
+
     private static (double Low, double High) ConvolutionRange(float[] sum, float[] kernel, int dilation)
     {
         double low = double.MaxValue, high = double.MinValue;

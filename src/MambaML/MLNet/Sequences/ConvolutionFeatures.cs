@@ -16,6 +16,7 @@ namespace MambaML.MLNet;
 internal sealed class ConvolutionFeatures : nn.Module
 {
     private const int KernelLength = 9, KernelCount = 84, MaxDilationsPerKernel = 32, MaxChannelsPerPair = 9;
+    private const long MaxComparisonsAtOnce = 1 << 24;
     private readonly int[] _dilations;
     private readonly int[] _featuresPerDilation;   // per kernel, at each dilation
 
@@ -167,6 +168,17 @@ internal sealed class ConvolutionFeatures : nn.Module
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         lengths = lengths.to(values.device);
+        // Each dilation compares every step with every bias of its pairs, (rows, 84, n, steps) at once, and libtorch's sum
+        // of those comparisons may take 8 bytes per element: a few rows at a time keep that to tens of megabytes.
+        long rows = Math.Max(1, MaxComparisonsAtOnce / ((long)KernelCount * _featuresPerDilation.Max() * Math.Max(1, values.shape[1])));
+        if (values.shape[0] > rows)
+            return cat(values.split(rows).Zip(lengths.split(rows), ProportionsOfRows).ToList(), 0).MoveToOuterDisposeScope();
+        return ProportionsOfRows(values, lengths).MoveToOuterDisposeScope();
+    }
+
+    private Tensor ProportionsOfRows(Tensor values, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
         long steps = values.shape[1];
         var t = arange(steps, device: values.device).view(1, 1, -1);
         var length = lengths.view(-1, 1, 1);
@@ -174,6 +186,8 @@ internal sealed class ConvolutionFeatures : nn.Module
         int feature = 0;
         for (int i = 0; i < _dilations.Length; i++)
         {
+            // One dilation's (batch, 84, n, steps) comparisons at a time: kept for all dilations they took gigabytes.
+            using var dilationScope = NewDisposeScope();
             int padding = (KernelLength - 1) / 2 * _dilations[i], n = _featuresPerDilation[i];
             // A univariate series is read once by all 84 kernels; otherwise each kernel reads its own pair's channel sum.
             bool univariate = values.shape[2] == 1;
@@ -186,7 +200,7 @@ internal sealed class ConvolutionFeatures : nn.Module
             var pairBiases = biases.narrow(0, feature, KernelCount * n).view(1, KernelCount, n, 1);
             // Uncounted steps become −∞, so they never exceed a bias.
             var positive = (convolved.masked_fill(counted.logical_not(), double.NegativeInfinity).unsqueeze(2) > pairBiases).sum(3).to(values.dtype);   // (batch, 84, n)
-            parts.Add((positive / counted.sum(2, keepdim: true).to(values.dtype)).flatten(1));
+            parts.Add((positive / counted.sum(2, keepdim: true).to(values.dtype)).flatten(1).MoveToOuterDisposeScope());
             feature += KernelCount * n;
         }
         return cat(parts, 1).MoveToOuterDisposeScope();
