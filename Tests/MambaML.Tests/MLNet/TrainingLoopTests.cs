@@ -69,6 +69,28 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void ConvolutionFeatureFit_IsLogged_AndCanBeCancelled()
+    {
+        var ml = new MLContext(seed: 1);
+        using var cts = new CancellationTokenSource();
+        var messages = new List<string>();
+        ml.Log += (_, e) =>
+        {
+            if (!e.Message.Contains("MambaSequence")) return;
+            lock (messages) messages.Add(e.Message);
+            if (e.Message.Contains("fitting 168 convolution features")) cts.Cancel();   // cancel as the fit starts
+        };
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
+        options.ConvolutionFeatureCount = 168;
+        options.CancellationToken = cts.Token;
+        var shapes = ml.Data.LoadFromEnumerable(Synthetic.Shapes(30));
+        var data = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Fit(shapes).Transform(shapes);
+        Assert.ThrowsExactly<OperationCanceledException>(() => ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(data));
+        Assert.IsTrue(messages.Any(m => m.Contains("fitting 168 convolution features")), string.Join("\n", messages));
+        Assert.IsFalse(messages.Any(m => m.Contains("convolution features fitted") || m.Contains("epoch")), string.Join("\n", messages));
+    }
+
+    [TestMethod]
     public void DivergingLoss_StopsWithClearError()
     {
         var ml = new MLContext(seed: 1);

@@ -54,10 +54,10 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
             }
             var first = members[0];
             if (o.CycleLength > 0)
-                first.FitCycle(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                first.FitCycle(train.ReadAll(input, o.CancellationToken).Chunk(o.BatchSize).Select(batch =>
                     (ForecastBatches.Windows(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)!)));
             if (o.FitLinearSkip)
-                first.FitLinearSkip(train.ReadAll(input).Chunk(o.BatchSize).Select(batch =>
+                first.FitLinearSkip(train.ReadAll(input, o.CancellationToken).Chunk(o.BatchSize).Select(batch =>
                     (ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device))));
             foreach (var member in members.Skip(1)) member.CopyFittedStart(first, o.FitLinearSkip);
             for (int k = 0; k < o.EnsembleSize; k++)

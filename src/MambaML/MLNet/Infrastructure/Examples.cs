@@ -118,12 +118,17 @@ internal sealed class ExampleReader
         };
     }
 
-    /// <summary>All examples of <paramref name="data"/>, streamed through one cursor.</summary>
-    public IEnumerable<SequenceExample> ReadAll(IDataView data)
+    /// <summary>All examples of <paramref name="data"/>, streamed through one cursor; <paramref name="cancellation"/> is checked before each row.</summary>
+    public IEnumerable<SequenceExample> ReadAll(IDataView data, CancellationToken cancellation = default)
     {
         using var cursor = data.GetRowCursor(Columns);
         var read = Bind(cursor);
-        while (cursor.MoveNext()) yield return read();
+        while (true)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            if (!cursor.MoveNext()) yield break;
+            yield return read();
+        }
     }
 }
 

@@ -163,6 +163,13 @@ internal sealed class TrainingLoop
         }
     }
 
+    /// <summary>Logs an Info line of <paramref name="trainerName"/> to <c>mlContext.Log</c>, as the epochs are.</summary>
+    internal static void Log(IHostEnvironment env, string trainerName, string message)
+    {
+        using var channel = env.Register("MambaML").Start(trainerName);
+        channel.Info(MessageSensitivity.None, $"{trainerName}: {message}");
+    }
+
     /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients.</summary>
     private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
     {

@@ -94,14 +94,18 @@ internal sealed class ConvolutionFeatures : nn.Module
     /// </summary>
     /// <param name="sequences">Each training sequence, (steps, channels), as the network reads it (normalised if it normalises).</param>
     /// <param name="generator">Draws the sequences.</param>
-    public void Fit(IReadOnlyList<Tensor> sequences, Generator generator)
+    /// <param name="cancellation">Checked between dilations and between parts of the training set.</param>
+    public void Fit(IReadOnlyList<Tensor> sequences, Generator generator, CancellationToken cancellation = default)
     {
         FitChannelMasks(generator);
-        FitBiases(sequences, generator);
+        FitBiases(sequences, generator, cancellation);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var proportions = cat(sequences.Chunk(256).Select(chunk => Proportions(
-            nn.utils.rnn.pad_sequence(chunk, batch_first: true), tensor(chunk.Select(s => s.shape[0]).ToArray()))).ToList(), 0);
+        var proportions = cat(sequences.Chunk(256).Select(chunk =>
+        {
+            cancellation.ThrowIfCancellationRequested();
+            return Proportions(nn.utils.rnn.pad_sequence(chunk, batch_first: true), tensor(chunk.Select(s => s.shape[0]).ToArray()));
+        }).ToList(), 0);
         var std = proportions.std(0, unbiased: false);
         mean.copy_(proportions.mean(new long[] { 0 }));
         scale.copy_(where(std > 0, std, ones_like(std)));
@@ -125,7 +129,7 @@ internal sealed class ConvolutionFeatures : nn.Module
         channel_masks.copy_(masks.to(channel_masks.device));
     }
 
-    private void FitBiases(IReadOnlyList<Tensor> sequences, Generator generator)
+    private void FitBiases(IReadOnlyList<Tensor> sequences, Generator generator, CancellationToken cancellation)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -133,6 +137,7 @@ internal sealed class ConvolutionFeatures : nn.Module
         int feature = 0;
         for (int i = 0; i < _dilations.Length; i++)
         {
+            cancellation.ThrowIfCancellationRequested();
             var drawn = randint(sequences.Count, new long[] { KernelCount }, generator: generator, dtype: ScalarType.Int64).data<long>().ToArray();
             for (int k = 0; k < KernelCount; k++)
             {

@@ -36,7 +36,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         statistics.CheckTrainable(TrainerName, _options.LabelColumnName, _task != MambaSequenceTask.Regression);
         var arch = Architecture(label, statistics);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, null), label);
-        if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input).Max(e => e.Steps) };
+        if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input, _options.CancellationToken).Max(e => e.Steps) };
         var valid = ValidationSetReader.Create(_options.ValidationSet, schema =>
             new ExampleReader(SequenceReaders.Create(schema, arch, null), CreateLabelReader(schema) switch
             {

@@ -200,7 +200,13 @@ internal static class SequenceFitting
         try
         {
             network.to(device);
-            if (arch.ConvolutionFeatureCount > 0) network.FitConvolutionFeatures(trainReader.ReadAll(train), device);
+            if (arch.ConvolutionFeatureCount > 0)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                TrainingLoop.Log(env, trainerName, $"fitting {arch.ConvolutionFeatureCount / 84 * 84} convolution features on the training sequences.");
+                network.FitConvolutionFeatures(trainReader.ReadAll(train, options.CancellationToken), device, options.CancellationToken);
+                TrainingLoop.Log(env, trainerName, $"convolution features fitted in {clock.Elapsed.TotalSeconds:F1} s.");
+            }
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
                 batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale: learningRateScale);
             return new MambaSequenceTransformer(arch, network, device);

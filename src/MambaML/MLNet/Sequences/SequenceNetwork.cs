@@ -118,7 +118,7 @@ internal sealed class SequenceNetwork : nn.Module
     /// Fits the convolution features of this network and of every other ensemble member (each draws its own bias sequences)
     /// on the training sequences, read as the network reads them (normalised when it normalises; no augmentation).
     /// </summary>
-    public void FitConvolutionFeatures(IEnumerable<SequenceExample> examples, Device device)
+    public void FitConvolutionFeatures(IEnumerable<SequenceExample> examples, Device device, CancellationToken cancellation)
     {
         using var scope = NewDisposeScope();
         var sequences = new List<Tensor>();
@@ -128,7 +128,7 @@ internal sealed class SequenceNetwork : nn.Module
             var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
             for (int i = 0; i < chunk.Length; i++) sequences.Add(values[i].narrow(0, 0, chunk[i].Steps));
         }
-        foreach (var member in Members()) member.convolution_features!.Fit(sequences, member._featureGenerator);
+        foreach (var member in Members()) member.convolution_features!.Fit(sequences, member._featureGenerator, cancellation);
     }
 
     /// <summary>Rows of the n-gram head: every compact token id (padding and unknown included), then the n-gram hash buckets.</summary>

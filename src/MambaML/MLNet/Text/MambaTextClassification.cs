@@ -90,7 +90,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         var textColumn = ColumnChecks.Find(input.Schema, o.TextColumnName, nameof(o.TextColumnName));
         TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
         LabelStatistics.Compute(input, label).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
-        var vocabulary = TextTokens.Build(input, textColumn, o.Tokenizer, o.MaxTokens, o.MaxVocabularySize, o.MinTokenCount, o.Lowercase);
+        var vocabulary = TextTokens.Build(input, textColumn, o.Tokenizer, o.MaxTokens, o.MaxVocabularySize, o.MinTokenCount, o.Lowercase, o.CancellationToken);
         if (vocabulary.TokenIds.Length == 0)
             throw new ArgumentException(o.MinTokenCount > 1
                 ? $"{TrainerName}: no token of column '{o.TextColumnName}' occurs MinTokenCount ({o.MinTokenCount}) times, so the vocabulary is empty and every text would read the same. Lower MinTokenCount."

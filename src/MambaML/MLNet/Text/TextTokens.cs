@@ -55,7 +55,7 @@ internal sealed class TextTokens
     /// ids seen at least <paramref name="minCount"/> times (ties broken by id, so the result is deterministic).
     /// </summary>
     public static TextVocabulary Build(IDataView data, DataViewSchema.Column column, MambaTokenizer tokenizer, int maxTokens, int maxVocabularySize, int minCount,
-                                       bool lowercase = false)
+                                       bool lowercase = false, CancellationToken cancellation = default)
     {
         var counts = new Dictionary<int, long>();
         using (var cursor = data.GetRowCursor(new[] { column }))
@@ -64,6 +64,7 @@ internal sealed class TextTokens
             ReadOnlyMemory<char> text = default;
             while (cursor.MoveNext())
             {
+                cancellation.ThrowIfCancellationRequested();
                 get(ref text);
                 foreach (int id in Tokenize(tokenizer, text.Span, maxTokens, lowercase))
                     counts[id] = counts.GetValueOrDefault(id) + 1;
