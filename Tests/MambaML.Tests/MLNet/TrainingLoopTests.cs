@@ -27,6 +27,23 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void ForecastEnsembleProgress_NamesTheMember_AndCountsTheMembersLeft()
+    {
+        var ml = new MLContext(seed: 1);
+        var callbacks = new List<MambaTrainingProgress>();
+        var options = Synthetic.ForecastOptions(epochs: 2);
+        options.EnsembleSize = 3;
+        options.ProgressCallback = callbacks.Add;
+        using var _ = ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 60));
+        CollectionAssert.AreEqual(new[] { 1, 1, 2, 2, 3, 3 }, callbacks.Select(p => p.Member).ToArray());
+        Assert.IsTrue(callbacks.All(p => p.NumberOfMembers == 3));
+        // After member 1's last epoch two members of two epochs are left; only the very last report expects nothing more.
+        Assert.IsTrue(callbacks[1].EstimatedRemaining > TimeSpan.Zero);
+        Assert.IsTrue(callbacks[3].EstimatedRemaining > TimeSpan.Zero);
+        Assert.AreEqual(TimeSpan.Zero, callbacks[^1].EstimatedRemaining);
+    }
+
+    [TestMethod]
     public void EarlyStopping_KeepsBestValidationWeights()
     {
         var ml = new MLContext(seed: 1);

@@ -64,7 +64,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
             {
                 var network = members[k];
                 string name = o.EnsembleSize == 1 ? nameof(MambaForecastingEstimator) : $"{nameof(MambaForecastingEstimator)} member {k + 1}/{o.EnsembleSize}";
-                new TrainingLoop(_env, o, name).Run(network, input, train, valid,
+                new TrainingLoop(_env, o, name, k + 1, o.EnsembleSize).Run(network, input, train, valid,
                     batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)),
                     (int)MambaTrainerOptions.MemberSeed(seed, k), validateStart: o.FitLinearSkip);
             }

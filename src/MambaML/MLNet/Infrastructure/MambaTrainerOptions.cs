@@ -131,10 +131,15 @@ public abstract class MambaTrainerOptions
 /// <param name="ValidationLoss">Mean loss on the validation set, when one was given.</param>
 /// <param name="IsBest">Whether this epoch has the best validation loss so far (always true without a validation set).</param>
 /// <param name="LearningRate">Learning rate at the end of the epoch.</param>
-/// <param name="Elapsed">Time since training started.</param>
-/// <param name="EstimatedRemaining">Estimated time for the remaining epochs.</param>
+/// <param name="Elapsed">Time since this network's training started.</param>
+/// <param name="EstimatedRemaining">Estimated time for the remaining epochs, of this network and of the ensemble members still to
+/// train after it (at most; early stopping may end them sooner).</param>
+/// <param name="Member">Which ensemble member this is, from 1, for trainers that train members one after another (the
+/// forecaster); 1 otherwise.</param>
+/// <param name="NumberOfMembers">Members trained one after another in this fit; 1 for a single network, and for trainers that
+/// train an ensemble's members side by side.</param>
 public sealed record MambaTrainingProgress(int Epoch, int NumberOfEpochs, double TrainingLoss, double? ValidationLoss, bool IsBest,
-                                           double LearningRate, TimeSpan Elapsed, TimeSpan EstimatedRemaining)
+                                           double LearningRate, TimeSpan Elapsed, TimeSpan EstimatedRemaining, int Member = 1, int NumberOfMembers = 1)
 {
     /// <summary>One line: epoch, losses, learning rate, elapsed time and ETA.</summary>
     public override string ToString() =>

@@ -18,15 +18,20 @@ internal sealed class TrainingLoop
     private readonly IHostEnvironment _env;
     private readonly MambaTrainerOptions _options;
     private readonly string _trainerName;
+    private readonly int _member, _members;
 
     /// <param name="env">ML.NET environment: its log receives the progress lines.</param>
     /// <param name="options">Training settings.</param>
     /// <param name="trainerName">Names the trainer in log lines and errors.</param>
-    public TrainingLoop(IHostEnvironment env, MambaTrainerOptions options, string trainerName)
+    /// <param name="member">Which of <paramref name="members"/> networks trained one after another this loop trains, from 1
+    /// (reported in the progress, and counted in its time estimate).</param>
+    /// <param name="members">Networks trained one after another in this fit.</param>
+    public TrainingLoop(IHostEnvironment env, MambaTrainerOptions options, string trainerName, int member = 1, int members = 1)
     {
         _env = env;
         _options = options;
         _trainerName = trainerName;
+        (_member, _members) = (member, members);
     }
 
     /// <summary>Trains <paramref name="network"/> in place; on return it holds the final (or best-validation) weights, in eval mode.</summary>
@@ -136,9 +141,9 @@ internal sealed class TrainingLoop
 
                 bool stopEarly = validLoss is not null && _options.EarlyStoppingPatience > 0 && epochsWithoutImprovement >= _options.EarlyStoppingPatience;
                 var elapsed = clock.Elapsed;
-                int remainingEpochs = stopEarly ? 0 : _options.NumberOfEpochs - epoch;
+                long remainingEpochs = (stopEarly ? 0 : _options.NumberOfEpochs - epoch) + (long)(_members - _member) * _options.NumberOfEpochs;
                 var progress = new MambaTrainingProgress(epoch, _options.NumberOfEpochs, trainLoss, validLoss, isBest, learningRate,
-                                                         elapsed, TimeSpan.FromTicks(elapsed.Ticks / epoch * remainingEpochs));
+                                                         elapsed, TimeSpan.FromTicks(elapsed.Ticks / epoch * remainingEpochs), _member, _members);
                 channel.Info(MessageSensitivity.None, $"{_trainerName}: {progress}");
                 _options.ProgressCallback?.Invoke(progress);
                 if (stopEarly)
