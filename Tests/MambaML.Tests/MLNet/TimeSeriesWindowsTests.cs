@@ -115,5 +115,23 @@ public sealed class TimeSeriesWindowsTests
         var tooShort = TimeSeriesWindows.Create(table, new[] { "X" }, lookback: 20, horizon: 1);
         Assert.AreEqual(0L, CursorCount(tooShort.GetWindows()));
         Assert.ThrowsExactly<InvalidOperationException>(() => CursorCount(tooShort.GetLatestWindow()));
+        var empty = Assert.ThrowsExactly<ArgumentException>(() => new MLContext().Forecasting.ForecastByMamba(Synthetic.ForecastOptions(lookback: 20, horizon: 1)).Fit(tooShort.GetWindows()));
+        StringAssert.Contains(empty.Message, "at least Lookback + Horizon table rows");
+    }
+
+    [TestMethod]
+    public void NonFiniteTableValues_AreNamedByTableRowAndColumn()
+    {
+        var ml = new MLContext();
+        var rows = Enumerable.Range(0, 20).Select(t => new Row { X = t, Y = t }).ToArray();
+        rows[12].X = double.NaN;
+        rows[15].X = 1e300;   // beyond float's range
+        var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "Y", "X" }, lookback: 4, horizon: 2);
+        Assert.AreEqual(7, Synthetic.ReadVectors(windows.GetWindows(0, 12), "Features").Length, "windows before row 12 read fine");
+        var nan = Assert.ThrowsExactly<InvalidOperationException>(() => Synthetic.ReadVectors(windows.GetWindows(), "Label"));
+        StringAssert.Contains(nan.Message, "Row 12 of table column 'X' holds NaN");
+        var infinite = Assert.ThrowsExactly<InvalidOperationException>(() => Synthetic.ReadVectors(windows.GetWindows(17), "Features"));
+        StringAssert.Contains(infinite.Message, "Row 15 of table column 'X' holds");
+        Assert.IsTrue(float.IsPositiveInfinity(float.Parse(infinite.Message.Split(" holds ")[1].Split(' ')[0])), infinite.Message);
     }
 }

@@ -39,6 +39,18 @@ public sealed class TsFileTests
         e = Assert.ThrowsExactly<FormatException>(() => TsFile.Read(new StringReader("1,2,3\n"), "plain.csv"));
         StringAssert.Contains(e.Message, "@data");
         Assert.ThrowsExactly<FileNotFoundException>(() => TsFile.Read("/nonexistent/x.ts"));
+        foreach (var (text, expected) in new[]
+                 {
+                     ("@dimensions\n@data\n1,2:a\n", "line 1: '@dimensions' should be '@dimensions N'"),
+                     ("@dimensions two\n@data\n1,2:a\n", "line 1: '@dimensions two' should be"),
+                     ("@data\n1,NaN,3:a\n", "line 2: 'NaN' is not a finite"),
+                     ("@data\n1,1e39,3:a\n", "line 2: '1e39' is not a finite"),
+                     ("@data\n1,2,3: \n", "line 2: the class label (after the last ':') is empty"),
+                 })
+        {
+            var error = Assert.ThrowsExactly<FormatException>(() => TsFile.Read(new StringReader(text), "h.ts"), text);
+            StringAssert.Contains(error.Message, "h.ts, " + expected);
+        }
     }
 
     [TestMethod]

@@ -42,7 +42,11 @@ public static class TsFile
                 switch (words[0].ToLowerInvariant())
                 {
                     case "@data": inData = true; break;
-                    case "@dimensions": dimensions = int.Parse(words[1], CultureInfo.InvariantCulture); break;
+                    case "@dimensions":
+                        dimensions = words.Length == 2 && int.TryParse(words[1], NumberStyles.None, CultureInfo.InvariantCulture, out int count) && count >= 1
+                            ? count
+                            : throw new FormatException($"{name}, line {lineNumber}: '{line}' should be '@dimensions N' with N a whole number >= 1.");
+                        break;
                     case "@classlabel": hasLabel = words.Length > 1 && words[1].Equals("true", StringComparison.OrdinalIgnoreCase); break;
                     case "@timestamps" when words.Length > 1 && words[1].Equals("true", StringComparison.OrdinalIgnoreCase):
                         throw new FormatException($"{name}: series with timestamps are not supported.");
@@ -61,7 +65,9 @@ public static class TsFile
             var values = new float[steps * channels];
             for (int t = 0; t < steps; t++)
                 for (int c = 0; c < channels; c++) values[t * channels + c] = perChannel[c][t];
-            result.Add(new TsSeries(values, steps, channels, fields[^1].Trim()));
+            string label = fields[^1].Trim();
+            if (label.Length == 0) throw new FormatException($"{name}, line {lineNumber}: the class label (after the last ':') is empty.");
+            result.Add(new TsSeries(values, steps, channels, label));
         }
         if (!inData) throw new FormatException($"{name}: no @data line found; is this a .ts file?");
         return result;
@@ -71,8 +77,9 @@ public static class TsFile
     {
         text = text.Trim();
         if (text == "?") throw new FormatException($"{name}, line {line}: missing values ('?') are not supported; impute them first.");
-        return float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
-            ? value
-            : throw new FormatException($"{name}, line {line}: '{text}' is not a number.");
+        if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            throw new FormatException($"{name}, line {line}: '{text}' is not a number.");
+        // "NaN", "Infinity" and values beyond float's range (1e39) parse, but no model can learn from them.
+        return float.IsFinite(value) ? value : throw new FormatException($"{name}, line {line}: '{text}' is not a finite float value.");
     }
 }

@@ -302,13 +302,23 @@ public sealed class TimeSeriesWindows
                 return true;
             }
 
-            // Values of rows [_start + from, _start + from + count) into a time-major vector.
+            // Values of rows [_start + from, _start + from + count) into a time-major vector. A value that is not finite is
+            // named by its table row and column here: downstream it could only be named by window.
             private void Fill(ref VBuffer<float> value, int from, int count)
             {
                 int channels = _owner.Channels;
                 var editor = VBufferEditor.Create(ref value, count * channels);
                 for (int k = 0; k < count; k++)
-                    _ring[(_start + from + k) % _ring.Length].CopyTo(editor.Values.Slice(k * channels, channels));
+                {
+                    long row = _start + from + k;
+                    var values = _ring[row % _ring.Length];
+                    for (int c = 0; c < channels; c++)
+                        if (!float.IsFinite(values[c]))
+                            throw new InvalidOperationException(
+                                $"Row {row} of table column '{_owner._targets[c].Name}' holds {values[c]} (a value beyond float's range reads as infinity). " +
+                                "Windows need finite values at evenly spaced steps: impute it (e.g. carry the previous value forward) rather than drop the row.");
+                    values.CopyTo(editor.Values.Slice(k * channels, channels));
+                }
                 value = editor.Commit();
             }
 

@@ -55,7 +55,8 @@ internal sealed class TrainingLoop
     {
         long rows = CountRows(train, trainReader);
         if (rows == 0)
-            throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit.", "input");
+            throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit " +
+                                        "(windows from TimeSeriesWindows need at least Lookback + Horizon table rows in the range asked for).", "input");
 
         int threadsBefore = get_num_threads();
         if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
