@@ -1,7 +1,9 @@
 // MambaML sequence classification sample: classify time series with a Mamba model in an ML.NET pipeline
 // (MapValueToKey → MambaSequence → MapKeyToValue), evaluate, save, load in a fresh MLContext and predict.
-//   dotnet run                                                            embedded synthetic shapes (seconds)
-//   dotnet run -- --data ../shared/data/ucr/GunPoint/GunPoint_TRAIN.ts    a UCR/UEA .ts file (its _TEST.ts is the test set)
+// From the repository root:
+//   dotnet run --project Samples/MambaML.Samples.Classification -c Release                      embedded synthetic shapes (seconds)
+//   dotnet run --project Samples/MambaML.Samples.Classification -c Release -- --data ../shared/data/ucr/GunPoint/GunPoint_TRAIN.ts
+//                                                                          a UCR/UEA .ts file (its _TEST.ts is the test set)
 // Options: --epochs N  --patch P  --out DIR
 using System.Globalization;
 using MambaML.MLNet;

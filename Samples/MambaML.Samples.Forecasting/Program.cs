@@ -1,7 +1,8 @@
 // MambaML forecasting sample: fit a Mamba forecaster, evaluate it against a repeat-last-value baseline, save it, load it in a
 // fresh MLContext, predict, and plot forecast vs. actual.
-//   dotnet run                                         embedded synthetic hourly series (seconds on 2 cores)
-//   dotnet run -- --data ../shared/data/ett/ETTh1.csv  real data: every numeric column, ETT split 12/4/4 months
+// From the repository root:
+//   ./build.sh demo                                         embedded synthetic hourly series (seconds on 2 cores)
+//   ./build.sh demo --data ../shared/data/ett/ETTh1.csv     real data: every numeric column, ETT split 12/4/4 months
 // Options: --targets OT,HUFL  --lookback 96  --horizon 24  --epochs 8  --out DIR  --gpu (train on CUDA device 0)
 using MambaML.MLNet;
 using MambaML.Samples.Forecasting;

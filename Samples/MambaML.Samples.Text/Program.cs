@@ -1,7 +1,9 @@
 // MambaML text classification sample: sentiment of short reviews with a Mamba model on cl100k_base tokens, in an ML.NET pipeline
 // (MapValueToKey → MambaTextClassification → MapKeyToValue); evaluate, save, load in a fresh MLContext and predict.
-//   dotnet run                                                                                  embedded reviews (seconds)
-//   dotnet run -- --data ../shared/data/text/sentiment-labelled-sentences/yelp_labelled.txt     "sentence<TAB>0|1" lines
+// From the repository root:
+//   dotnet run --project Samples/MambaML.Samples.Text -c Release                                 embedded reviews (seconds)
+//   dotnet run --project Samples/MambaML.Samples.Text -c Release -- --data ../shared/data/text/sentiment-labelled-sentences/yelp_labelled.txt
+//                                                                      "sentence<TAB>0|1" lines
 // Options: --epochs N  --tokenizer Cl100kBase|Bytes  --out DIR
 using System.Globalization;
 using MambaML.MLNet;
