@@ -163,6 +163,10 @@ public sealed class InputValidationTests
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(e.Message, "Lookback must be at most 536870911 with Channels = 4");
         options = Synthetic.ForecastOptions();
+        options.CycleLength = int.MaxValue;   // would allocate 8 GiB before training
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
+        StringAssert.Contains(e.Message, "CycleLength must be in [0, 1000000]");
+        options = Synthetic.ForecastOptions();
         options.LabelColumnName = "Features";
         var same = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(same.Message, "predict its own input");

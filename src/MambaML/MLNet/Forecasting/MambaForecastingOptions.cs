@@ -39,8 +39,11 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// The cycle starts as the mean of the training windows' values at each position and is trained with the rest of the model.
     /// Each row needs the time index of its window's first step in <see cref="CycleIndexColumnName"/>; position = index mod
     /// <see cref="CycleLength"/>, so the index must count steps in the same frame at training and prediction (row numbers of one table do).
+    /// At most 1,000,000.
     /// </summary>
     public int CycleLength { get; set; }
+    // A cycle longer than any series has nothing to repeat, and CycleLength × Channels floats are allocated up front.
+    private const int MaxCycleLength = 1_000_000;
     /// <summary>
     /// Input column with each window's time index (a whole number; <see cref="TimeSeriesWindows.WindowStartColumnName"/>, the row
     /// number of the window's first step, by default). Read only when <see cref="CycleLength"/> is set.
@@ -55,7 +58,7 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
         Check(Lookback >= 1, nameof(Lookback), Lookback, ">= 1");
         Check(Horizon >= 1, nameof(Horizon), Horizon, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");
-        Check(CycleLength >= 0, nameof(CycleLength), CycleLength, ">= 0 (0 = no cycle)");
+        Check(CycleLength is >= 0 and <= MaxCycleLength, nameof(CycleLength), CycleLength, $"in [0, {MaxCycleLength}] (0 = no cycle; a year of minutes is 525,600 steps)");
         Check(PatchLength >= 1 && PatchLength <= Lookback, nameof(PatchLength), PatchLength, $"in [1, Lookback = {Lookback}]");
         Check((long)Lookback * Channels <= int.MaxValue, nameof(Lookback), Lookback, $"at most {int.MaxValue / Channels} with Channels = {Channels} (one vector holds Lookback × Channels values)");
         Check((long)Horizon * Channels <= int.MaxValue, nameof(Horizon), Horizon, $"at most {int.MaxValue / Channels} with Channels = {Channels} (one vector holds Horizon × Channels values)");
