@@ -177,6 +177,24 @@ public sealed class InputValidationTests
     }
 
     [TestMethod]
+    public void HugeInputValues_ForecastInScale_OrFailClearly()
+    {
+        var ml = new MLContext();
+        using var model = Estimator(ml).Fit(Synthetic.Windows(ml, rows: 60));
+        using var engine = ml.Model.CreatePredictionEngine<VariableInput, ForecastOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        var window = Enumerable.Range(0, 16).Select(t => (float)Math.Sin(t * 0.4) + 0.1f * t).ToArray();
+        var forecast = engine.Predict(new VariableInput { Features = window }).Forecast;
+        // Instance normalisation makes the forecast scale with the input: at 1e25 the float32 variance overflows (1e50).
+        const float scale = 1e25f;
+        var scaled = engine.Predict(new VariableInput { Features = window.Select(v => v * scale).ToArray() }).Forecast;
+        for (int k = 0; k < forecast.Length; k++) Assert.AreEqual(forecast[k], scaled[k] / scale, 1e-3 * (1 + Math.Abs(forecast[k])), $"step {k}");
+        // A ramp up to float's limit continues past it: an error says so instead of returning infinities.
+        var ramp = Enumerable.Range(0, 16).Select(t => t / 15f * float.MaxValue).ToArray();
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => engine.Predict(new VariableInput { Features = ramp }));
+        StringAssert.Contains(e.Message, "forecast is not finite");
+    }
+
+    [TestMethod]
     public void HugeBatchSizes_AllocateForTheRowsThereAre()
     {
         var ml = new MLContext();

@@ -243,6 +243,10 @@ internal sealed class ForecastNetwork : nn.Module
             return (window, zeros_like(window.narrow(1, 0, 1)), ones_like(window.narrow(1, 0, 1)));
         var mean = window.mean(new long[] { 1 }, keepdim: true);
         var std = (window.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        // Values beyond about 1e19 overflow the float32 variance; such windows take their deviation in float64 (finite windows
+        // keep the float32 one, bit for bit).
+        var wide = (window.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt().to(window.dtype);
+        std = where(std.isfinite(), std, wide);
         return ((window - mean) / std, mean, std);
     }
 

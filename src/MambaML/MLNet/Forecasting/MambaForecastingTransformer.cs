@@ -62,7 +62,13 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
 
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
-        return SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device), ForecastBatches.CycleIndices(batch, _arch, _device)), batch.Count);
+        var forecasts = SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device), ForecastBatches.CycleIndices(batch, _arch, _device)), batch.Count);
+        for (int i = 0; i < forecasts.Length; i++)
+            if (!forecasts[i].All(float.IsFinite))
+                throw new InvalidOperationException(
+                    $"A forecast is not finite: its input window's values (largest magnitude {batch[i].Values.Max(Math.Abs):G3}) are too large for " +
+                    "float arithmetic. Scale the series down before windowing (e.g. divide by a constant, or z-score it on the training rows).");
+        return forecasts;
     }
 
     private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
