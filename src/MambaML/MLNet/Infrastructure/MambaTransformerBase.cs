@@ -40,8 +40,11 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        ThrowIfDisposed();
-        SaveModel(ctx);
+        lock (_networkLock)   // a Dispose on another thread waits, rather than freeing the weights mid-save
+        {
+            ThrowIfDisposed();
+            SaveModel(ctx);
+        }
     }
 
     /// <summary>Frees the network's native memory. The transformer cannot be used afterwards.</summary>
