@@ -21,6 +21,69 @@ public sealed class SequenceTests
     private static IDataView Shapes(MLContext ml, int count, int minLength = 24, int maxLength = 24, int channels = 1, int seed = 1) =>
         ml.Data.LoadFromEnumerable(Synthetic.Shapes(count, minLength, maxLength, channels, seed));
 
+    public sealed class NumberedShape
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+        public float Class { get; set; }
+    }
+
+    public sealed class NumberedPrediction
+    {
+        [ColumnName("PredictedClass")] public float Class { get; set; }
+    }
+
+    [TestMethod]
+    public void NumericClassValues_MapBackToTheirOwnType_InAnyCulture()
+    {
+        var culture = System.Globalization.CultureInfo.CurrentCulture;
+        System.Globalization.CultureInfo.CurrentCulture = new System.Globalization.CultureInfo("de-DE");   // writes 1.5 as "1,5"
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var rows = Synthetic.Shapes(60).Select(r => new NumberedShape { Features = r.Features, Class = r.Shape switch { "sine" => 0f, "square" => 1.5f, _ => 3f } }).ToArray();
+            var data = ml.Data.LoadFromEnumerable(rows);
+            var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Class")
+                .Append(ml.MulticlassClassification.Trainers.MambaSequence(Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 2)))
+                .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
+            var declared = pipeline.GetOutputSchema(MLNetInternals.ToSchemaShape(data.Schema));
+            Assert.AreEqual(NumberDataViewType.Single, declared.Single(c => c.Name == "PredictedClass").ItemType, "declared type of the mapped-back label");
+            var model = pipeline.Fit(data);
+            var scored = model.Transform(data);
+            Assert.AreEqual(NumberDataViewType.Single, scored.Schema["PredictedClass"].Type);
+            var trainer = model.OfType<MambaSequenceTransformer>().Single();
+            CollectionAssert.AreEqual(new[] { "0", "1.5", "3" }, trainer.ClassNames!.ToArray(), "class names are stored in the invariant culture");
+            Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded =>
+            {
+                using var engine = ml.Model.CreatePredictionEngine<NumberedShape, NumberedPrediction>(loaded);
+                var predicted = rows.Select(r => engine.Predict(r).Class).ToArray();
+                Assert.IsTrue(predicted.All(p => p is 0f or 1.5f or 3f), string.Join(", ", predicted.Distinct()));
+            });
+        }
+        finally
+        {
+            System.Globalization.CultureInfo.CurrentCulture = culture;
+        }
+    }
+
+    public sealed class UInt16KeyRow
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+        [KeyType(3)] public ushort Label { get; set; }
+    }
+
+    [TestMethod]
+    public void KeyLabelOfAnotherRawType_IsRejectedAsSuch()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(6).Select((r, i) => new UInt16KeyRow { Features = r.Features, Label = (ushort)(i % 3 + 1) }).ToArray());
+        Assert.AreEqual(typeof(ushort), data.Schema["Label"].Type.RawType);
+        var trainer = ml.MulticlassClassification.Trainers.MambaSequence(Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1));
+        var declared = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainer.GetOutputSchema(MLNetInternals.ToSchemaShape(data.Schema)));
+        StringAssert.Contains(declared.Message, "a key of UInt32");
+        var fitted = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainer.Fit(data));
+        StringAssert.Contains(fitted.Message, "needs a key of UInt32");
+    }
+
     [TestMethod]
     public void Multiclass_VariableLength_EvaluateAndMapKeyToValueWork()
     {

@@ -14,9 +14,11 @@ internal sealed class KeyLabelReader : TargetReader
     {
         _option = option;
         if (Column.Type is not KeyDataViewType key || key.RawType != typeof(uint) || key.Count < 1 || key.Count > int.MaxValue)
-            throw new ArgumentOutOfRangeException(option, name,
-                $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key-typed label. " +
-                $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") before the trainer (and MapKeyToValue(\"PredictedLabel\") after it).");
+            throw new ArgumentOutOfRangeException(option, name, Column.Type is KeyDataViewType
+                ? $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key of UInt32, as " +
+                  $"mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") makes (a text loader's key column: load it as DataKind.UInt32)."
+                : $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key-typed label. " +
+                  $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") before the trainer (and MapKeyToValue(\"PredictedLabel\") after it).");
         ClassCount = (int)key.Count;
     }
 
@@ -49,7 +51,13 @@ internal sealed class KeyLabelReader : TargetReader
 
     private static string Describe(string[] names) => string.Join(", ", names.Take(10)) + (names.Length > 10 ? $", … ({names.Length} in all)" : "");
 
-    /// <summary>The label's key values as text (its KeyValues annotation), or the class numbers 1..K when it has none.</summary>
+    /// <summary>The raw type name of the label's key values when they are numbers or Booleans; null for text or none.</summary>
+    public string? ClassNameType() =>
+        Column.Annotations.Schema.GetColumnOrNull("KeyValues") is { Type: VectorDataViewType { ItemType: var itemType, Size: var size } } && size == ClassCount
+            ? SequenceOutputs.KeyValueTypeName(itemType)
+            : null;
+
+    /// <summary>The label's key values as invariant-culture text (its KeyValues annotation), or the class numbers 1..K when it has none.</summary>
     public string[] ClassNames()
     {
         var kind = Column.Annotations.Schema.GetColumnOrNull("KeyValues");
@@ -67,7 +75,7 @@ internal sealed class KeyLabelReader : TargetReader
     {
         VBuffer<T> values = default;
         column.Annotations.GetValue("KeyValues", ref values);
-        return values.DenseValues().Select(v => v?.ToString() ?? "").ToArray();
+        return values.DenseValues().Select(v => SequenceOutputs.ClassName(v)).ToArray();
     }
 }
 

@@ -53,7 +53,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         var label = EstimatorSchema.Find(inputSchema, _options.LabelColumnName, nameof(_options.LabelColumnName));
         bool ok = _task switch
         {
-            MambaSequenceTask.MulticlassClassification => label.IsKey,
+            MambaSequenceTask.MulticlassClassification => label.IsKey && label.ItemType.RawType == typeof(uint),
             MambaSequenceTask.BinaryClassification => label.ItemType == BooleanDataViewType.Instance,
             _ => label.ItemType == NumberDataViewType.Single && !label.IsKey,
         };
@@ -61,11 +61,11 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             throw new ArgumentOutOfRangeException(nameof(_options.LabelColumnName), _options.LabelColumnName,
                 $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; {_task} needs " + _task switch
                 {
-                    MambaSequenceTask.MulticlassClassification => "a key (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).",
+                    MambaSequenceTask.MulticlassClassification => "a key of UInt32 (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).",
                     MambaSequenceTask.BinaryClassification => "a scalar Boolean.",
                     _ => "a scalar Single.",
                 });
-        var placeholder = Architecture(null, null);
+        var placeholder = Architecture(null, null) with { ClassNameType = SequenceOutputs.KeyValueTypeName(label) };
         return EstimatorSchema.Append(inputSchema, b => { foreach (var column in SequenceOutputs.Create(placeholder)) column.AddTo(b); });
     }
 
@@ -106,6 +106,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
             Outputs = _task == MambaSequenceTask.MulticlassClassification ? classes : 1,
             ClassNames = _task != MambaSequenceTask.MulticlassClassification ? null
                 : label is KeyLabelReader k ? k.ClassNames() : Enumerable.Repeat("", classes).ToArray(),
+            ClassNameType = label is KeyLabelReader typed ? typed.ClassNameType() : null,
             LabelMean = _task == MambaSequenceTask.Regression && statistics is not null ? (float)statistics.Mean : 0,
             LabelScale = _task == MambaSequenceTask.Regression && statistics is { StandardDeviation: > 0 } s ? (float)s.StandardDeviation : 1,
             FeatureColumnName = _options.FeatureColumnName,

@@ -79,6 +79,9 @@ internal sealed record SequenceArchitecture
     /// <summary>Multiclass: class count and names (the label's key values); binary and regression: 1 output.</summary>
     public int Outputs { get; init; } = 1;
     public string[]? ClassNames { get; init; }
+    /// <summary>Multiclass: the raw type of the label's key values when they are numbers or Booleans (class names are then
+    /// their invariant-culture text); null for text.</summary>
+    public string? ClassNameType { get; init; }
     /// <summary>Regression: the network predicts (label − LabelMean) / LabelScale.</summary>
     public float LabelMean { get; init; }
     public float LabelScale { get; init; } = 1;

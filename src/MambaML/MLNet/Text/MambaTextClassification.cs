@@ -95,7 +95,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
             throw new ArgumentException(o.MinTokenCount > 1
                 ? $"{TrainerName}: no token of column '{o.TextColumnName}' occurs MinTokenCount ({o.MinTokenCount}) times, so the vocabulary is empty and every text would read the same. Lower MinTokenCount."
                 : $"{TrainerName}: every training text of column '{o.TextColumnName}' is empty, so there is nothing to learn from.", o.MinTokenCount > 1 ? nameof(o.MinTokenCount) : nameof(o.TextColumnName));
-        var arch = Architecture(vocabulary, label.ClassCount, label.ClassNames());
+        var arch = Architecture(vocabulary, label.ClassCount, label.ClassNames()) with { ClassNameType = label.ClassNameType() };
         var tokens = new TextTokens(vocabulary);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, tokens), label);
         var valid = ValidationSetReader.Create(o.ValidationSet, schema =>
@@ -113,10 +113,10 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
             throw new ArgumentOutOfRangeException(nameof(_options.TextColumnName), _options.TextColumnName,
                 $"Column '{_options.TextColumnName}' is {EstimatorSchema.Describe(text)}; text classification needs a scalar text column.");
         var label = EstimatorSchema.Find(inputSchema, _options.LabelColumnName, nameof(_options.LabelColumnName));
-        if (!label.IsKey)
+        if (!label.IsKey || label.ItemType.RawType != typeof(uint))
             throw new ArgumentOutOfRangeException(nameof(_options.LabelColumnName), _options.LabelColumnName,
-                $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; text classification needs a key (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).");
-        var placeholder = Architecture(new TextVocabulary(), 2, new[] { "", "" });
+                $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; text classification needs a key of UInt32 (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).");
+        var placeholder = Architecture(new TextVocabulary(), 2, new[] { "", "" }) with { ClassNameType = SequenceOutputs.KeyValueTypeName(label) };
         return EstimatorSchema.Append(inputSchema, b => { foreach (var column in SequenceOutputs.Create(placeholder)) column.AddTo(b); });
     }
 
