@@ -154,6 +154,31 @@ public class MambaBackboneTests
         StringAssert.Contains(e.Message, "DtMax");
         e = Assert.ThrowsExactly<ArgumentException>(() => new MambaBackbone(new MambaConfig { DState = 0 }, 1));
         StringAssert.Contains(e.Message, "DState");
+        e = Assert.ThrowsExactly<ArgumentException>(() => new MambaConfig { NormEpsilon = double.PositiveInfinity }.Validate());
+        StringAssert.Contains(e.Message, "NormEpsilon");
+        e = Assert.ThrowsExactly<ArgumentException>(() => new MambaConfig { DModel = 1 << 30, Expand = 2 }.Validate());
+        StringAssert.Contains(e.Message, "Expand");
+    }
+
+    [TestMethod]
+    public void Lengths_MustBeOnePerSequence_WithinThePaddedLength()
+    {
+        using var scope = NewDisposeScope();
+        var backbone = new MambaBackbone(new MambaConfig { DModel = 5, NLayer = 1, DState = 3, DConv = 3 }, seed: 1);
+        var x = randn(2, 4, 5);
+        foreach (var (lengths, expected) in new[]
+                 {
+                     (tensor(new long[] { 5, 2 }), "lengths must lie in [0, 4]"),
+                     (tensor(new long[] { -1, 2 }), "lengths must lie in [0, 4]"),
+                     (tensor(new long[] { 2 }), "one length per sequence (2)"),
+                     (tensor(new float[] { 3.5f, 2 }), "int64"),
+                 })
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(() => backbone.Forward(x, lengths: lengths));
+            StringAssert.Contains(e.Message, expected);
+        }
+        var (output, _) = backbone.Forward(x, lengths: tensor(new long[] { 4, 0 }));
+        Assert.AreEqual(0f, output[1].abs().max().item<float>(), "a sequence of length 0 has no real steps");
     }
 
     [TestMethod]

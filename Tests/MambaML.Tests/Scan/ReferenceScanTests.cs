@@ -106,6 +106,9 @@ public class ReferenceScanTests
         {
             var e = Assert.ThrowsExactly<ArgumentException>(() => SelectiveScan.Run(bad));
             StringAssert.Contains(e.Message, name);
+            // Each backend's own Run checks too: the fused kernel would read past the end of a short tensor.
+            foreach (ISelectiveScan backend in new ISelectiveScan[] { ReferenceSelectiveScan.Instance, CpuFusedSelectiveScan.Instance })
+                StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backend.Run(bad)).Message, name, backend.Backend.ToString());
         }
         Expect("Delta", new SelectiveScanInput { U = good.U, Delta = good.U[.., .., ..4], A = good.A, B = good.B, C = good.C });
         Expect("A", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A.T, B = good.B, C = good.C });

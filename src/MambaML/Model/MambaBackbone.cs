@@ -37,6 +37,7 @@ public sealed class MambaBackbone : nn.Module
     public (Tensor Output, MambaState? State) Forward(Tensor hidden, MambaState? state = null, Tensor? lengths = null, bool returnState = false)
     {
         using var scope = NewDisposeScope();
+        if (lengths is not null) RequireLengths(lengths, hidden.shape[0], hidden.shape[1]);
         var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
         var x = hidden;
         for (int i = 0; i < layers.Count; i++)
@@ -70,4 +71,13 @@ public sealed class MambaBackbone : nn.Module
     /// <summary>A zero recurrent state for <paramref name="batch"/> sequences on this backbone's device.</summary>
     public MambaState ZeroState(long batch) =>
         MambaState.Zeros(Config, batch, norm_f.weight.device, norm_f.weight.dtype);
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless <paramref name="lengths"/> is an int64 (batch) vector of values in [0, steps].</summary>
+    internal static void RequireLengths(Tensor lengths, long batch, long steps)
+    {
+        if (lengths.dtype != ScalarType.Int64 || lengths.dim() != 1 || lengths.shape[0] != batch)
+            throw new ArgumentException($"lengths must be an int64 vector of one length per sequence ({batch}); got {lengths.dtype} of shape ({string.Join(", ", lengths.shape)}).", nameof(lengths));
+        if (batch > 0 && (lengths.min().item<long>() < 0 || lengths.max().item<long>() > steps))
+            throw new ArgumentException($"lengths must lie in [0, {steps}] (the padded length); got [{string.Join(", ", lengths.cpu().data<long>().ToArray().Take(10))}].", nameof(lengths));
+    }
 }

@@ -49,7 +49,8 @@ public sealed record MambaConfig
         Check(DtMin > 0 && double.IsFinite(DtMin), nameof(DtMin), DtMin, "must be > 0");
         Check(DtMax >= DtMin && double.IsFinite(DtMax), nameof(DtMax), DtMax, $"must be >= DtMin ({DtMin})");
         Check(DtInitFloor > 0, nameof(DtInitFloor), DtInitFloor, "must be > 0");
-        Check(NormEpsilon > 0, nameof(NormEpsilon), NormEpsilon, "must be > 0");
+        Check(NormEpsilon > 0 && double.IsFinite(NormEpsilon), nameof(NormEpsilon), NormEpsilon, "must be > 0 and finite");
+        Check((long)Expand * DModel <= int.MaxValue, nameof(Expand), Expand, $"× DModel ({DModel}) must fit an int (the inner width)");
         Check(Enum.IsDefined(ScanBackend), nameof(ScanBackend), ScanBackend, "is not a SelectiveScanBackend value");
         return this;
     }

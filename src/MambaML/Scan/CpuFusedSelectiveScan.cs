@@ -46,6 +46,7 @@ public sealed class CpuFusedSelectiveScan : ISelectiveScan
     /// <inheritdoc/>
     public SelectiveScanResult Run(SelectiveScanInput input)
     {
+        input.Validate();   // the kernel reads through raw pointers sized by these shapes
         if (!CanRun(input, out var reason)) throw new NotSupportedException($"Selective scan backend CpuFused cannot run this input: {reason}");
         using var scope = NewDisposeScope();
         static Tensor? Fp32(Tensor? t) => t?.to(ScalarType.Float32).contiguous();

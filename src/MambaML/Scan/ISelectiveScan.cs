@@ -10,7 +10,7 @@ public interface ISelectiveScan
     /// <summary>Whether this backend can run the given input (device, dtype, shape); if not, <paramref name="reason"/> says why.</summary>
     bool CanRun(SelectiveScanInput input, out string? reason);
 
-    /// <summary>Runs the scan. The input must be valid (<see cref="SelectiveScanInput.Validate"/>).</summary>
+    /// <summary>Runs the scan; an invalid input (<see cref="SelectiveScanInput.Validate"/>) throws <see cref="ArgumentException"/>.</summary>
     SelectiveScanResult Run(SelectiveScanInput input);
 }
 

@@ -25,6 +25,7 @@ public sealed class ReferenceSelectiveScan : ISelectiveScan
     /// <inheritdoc/>
     public SelectiveScanResult Run(SelectiveScanInput input)
     {
+        input.Validate();   // broadcasting would otherwise accept some wrong shapes silently
         var ct = input.ComputeType;
         using var scope = NewDisposeScope();
         var u = input.U.to(ct);

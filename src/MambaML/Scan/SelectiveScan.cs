@@ -5,7 +5,7 @@ namespace MambaML.Scan;
 /// <summary>Runs the selective scan on the backend chosen by a <see cref="SelectiveScanBackend"/> value.</summary>
 public static class SelectiveScan
 {
-    /// <summary>Validates the input, picks the backend and runs it.</summary>
+    /// <summary>Validates the input, picks the backend and runs it (which validates again: each backend's Run is public).</summary>
     /// <param name="input">The scan arguments.</param>
     /// <param name="backend">Which implementation; <see cref="SelectiveScanBackend.Auto"/> picks the fused kernel for the input's device.</param>
     public static SelectiveScanResult Run(SelectiveScanInput input, SelectiveScanBackend backend = SelectiveScanBackend.Auto)

@@ -55,6 +55,7 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     /// <inheritdoc/>
     public SelectiveScanResult Run(SelectiveScanInput input)
     {
+        input.Validate();   // the kernels read through raw pointers sized by these shapes
         if (!CanRun(input, out var reason)) throw new NotSupportedException($"The CUDA selective scan cannot run this input: {reason}");
         using var scope = NewDisposeScope();
         if (!NeedsGrad(input))
