@@ -182,6 +182,33 @@ public class MambaBackboneTests
     }
 
     [TestMethod]
+    public void StatesAndTokenIds_ThatDoNotFitTheModel_AreNamed()
+    {
+        using var scope = NewDisposeScope();
+        var config = new MambaConfig { DModel = 5, NLayer = 2, DState = 3, DConv = 3 };
+        var backbone = new MambaBackbone(config, seed: 1);
+        var x = randn(2, 4, 5);
+        foreach (var state in new[]
+                 {
+                     MambaState.Zeros(config with { NLayer = 1 }, 2),   // one layer short
+                     MambaState.Zeros(config with { DConv = 2 }, 2),    // another convolution width
+                     MambaState.Zeros(config, 3),                        // another batch
+                 })
+        {
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backbone.Forward(x, state)).Message, "The state does not fit");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backbone.Step(x[.., 0], state)).Message, "The state does not fit");
+        }
+        var model = new MambaLanguageModel(config, vocabularySize: 11, seed: 1);
+        foreach (var ids in new[] { new long[] { 3, 11 }, new long[] { -1, 2 } })
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(() => model.Forward(tensor(ids).view(1, 2)));
+            StringAssert.Contains(e.Message, "outside [0, 11)");
+            Assert.ThrowsExactly<ArgumentException>(() => model.Generate(tensor(ids).view(1, 2), 2));
+        }
+        Assert.AreEqual(2L, model.Generate(tensor(new long[] { 3, 10 }).view(1, 2), 2).shape[1], "ids up to the vocabulary size - 1 are fine");
+    }
+
+    [TestMethod]
     [DynamicData(nameof(Backends), typeof(ModelTestUtil))]
     public void RepeatedForwardPassesDoNotLeakTensors(SelectiveScanBackend backend)
     {

@@ -38,6 +38,7 @@ public sealed class MambaBackbone : nn.Module
     {
         using var scope = NewDisposeScope();
         if (lengths is not null) RequireLengths(lengths, hidden.shape[0], hidden.shape[1]);
+        state?.RequireFits(Config, hidden.shape[0]);
         var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
         var x = hidden;
         for (int i = 0; i < layers.Count; i++)
@@ -59,6 +60,7 @@ public sealed class MambaBackbone : nn.Module
     /// <returns>(batch, d_model) hidden state and the new recurrent state; <paramref name="state"/> is unchanged.</returns>
     public (Tensor Output, MambaState State) Step(Tensor hidden, MambaState state)
     {
+        state.RequireFits(Config, hidden.shape[0]);
         using var scope = NewDisposeScope();
         var layerStates = new MambaLayerState[layers.Count];
         var x = hidden;

@@ -35,6 +35,7 @@ public sealed class MambaLanguageModel : nn.Module
     /// <summary>Logits for every position: tokens (batch, L) int64 → (batch, L, vocabulary).</summary>
     public Tensor Forward(Tensor tokens, Tensor? lengths = null)
     {
+        RequireTokenIds(tokens, nameof(tokens));
         using var scope = NewDisposeScope();
         var (hidden, _) = backbone.Forward(embedding.forward(tokens), lengths: lengths);
         return nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope();
@@ -67,6 +68,7 @@ public sealed class MambaLanguageModel : nn.Module
         if (prompt.dtype != ScalarType.Int64 || prompt.dim() != 2 || prompt.shape[1] < 1)
             throw new ArgumentException("prompt must be a (batch, L >= 1) int64 tensor.", nameof(prompt));
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "count must be >= 1.");
+        RequireTokenIds(prompt, nameof(prompt));
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var (hidden, state) = backbone.Forward(embedding.forward(prompt), returnState: true);
@@ -102,5 +104,13 @@ public sealed class MambaLanguageModel : nn.Module
         if (_fused.CanRun(out var reason)) return true;
         if (backend == DecodeBackend.CudaFused) throw new NotSupportedException($"The fused CUDA decode step cannot run: {reason}");
         return false;
+    }
+
+    // Token ids outside the vocabulary would otherwise meet libtorch's "index out of range in self".
+    private void RequireTokenIds(Tensor tokens, string name)
+    {
+        if (tokens.dtype != ScalarType.Int64) throw new ArgumentException($"{name} must be an int64 tensor of token ids; got {tokens.dtype}.", name);
+        if (tokens.numel() > 0 && (tokens.min().item<long>() < 0 || tokens.max().item<long>() >= VocabularySize))
+            throw new ArgumentException($"{name} holds token ids outside [0, {VocabularySize}) (the vocabulary): from {tokens.min().item<long>()} to {tokens.max().item<long>()}.", name);
     }
 }

@@ -32,6 +32,23 @@ public sealed class MambaState : IDisposable
     /// <summary>Wraps per-layer states.</summary>
     public MambaState(IReadOnlyList<MambaLayerState> layers) => Layers = layers;
 
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> (naming <c>state</c>) unless this state has one layer per layer of
+    /// <paramref name="config"/>, each of <paramref name="batch"/> sequences: conv (batch, d_inner, d_conv − 1) and ssm
+    /// (batch, d_inner, d_state), as <see cref="Zeros"/> makes.
+    /// </summary>
+    internal void RequireFits(MambaConfig config, long batch)
+    {
+        var conv = new[] { batch, config.DInner, config.DConv - 1L };
+        var ssm = new[] { batch, config.DInner, (long)config.DState };
+        if (Layers.Count != config.NLayer || Layers.Any(l => !l.Conv.shape.SequenceEqual(conv) || !l.Ssm.shape.SequenceEqual(ssm)))
+            throw new ArgumentException(
+                $"The state does not fit this model and input: it needs {config.NLayer} layers, each with conv ({string.Join(", ", conv)}) and " +
+                $"ssm ({string.Join(", ", ssm)}); it has {Layers.Count} layers" +
+                (Layers.Count > 0 ? $", the first with conv ({string.Join(", ", Layers[0].Conv.shape)}) and ssm ({string.Join(", ", Layers[0].Ssm.shape)})." : "."),
+                "state");
+    }
+
     /// <summary>A zero state for every layer.</summary>
     public static MambaState Zeros(MambaConfig config, long batch, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         new(Enumerable.Range(0, config.NLayer).Select(_ => MambaLayerState.Zeros(config, batch, device, dtype)).ToArray());
