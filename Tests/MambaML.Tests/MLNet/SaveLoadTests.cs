@@ -96,42 +96,50 @@ public sealed class SaveLoadTests
         return e;
     }
 
-    [TestMethod]
-    public void ModifiedWeights_GiveCorruptModelError()
+    // The load error of a saved forecaster whose entry ending in entrySuffix was rewritten by change (null deletes it).
+    private Exception LoadErrorAfterRewrite(string entrySuffix, Func<byte[], byte[]?> change)
     {
         var (path, _, _) = SavedForecaster();
         try
         {
-            RewriteEntry(path, "MambaWeights.bin", bytes => { bytes[bytes.Length / 2] ^= 0x5A; return bytes; });
-            var e = LoadError(path);
-            Assert.IsInstanceOfType<InvalidDataException>(e);
-            StringAssert.Contains(e.Message, "corrupt");
-            StringAssert.Contains(e.Message, "SHA-256");
+            RewriteEntry(path, entrySuffix, change);
+            return LoadError(path);
         }
         finally { File.Delete(path); }
+    }
+
+    // Where MambaML's own part of the main entry starts: its marker, then the format version.
+    private static int MarkerOffset(byte[] entry)
+    {
+        int at = entry.AsSpan().IndexOf(BitConverter.GetBytes(0x4D424D41));
+        Assert.IsTrue(at > 0, "the entry holds MambaML's marker");
+        return at;
+    }
+
+    [TestMethod]
+    public void ModifiedWeights_GiveCorruptModelError()
+    {
+        var e = LoadErrorAfterRewrite("MambaWeights.bin", bytes => { bytes[bytes.Length / 2] ^= 0x5A; return bytes; });
+        Assert.IsInstanceOfType<InvalidDataException>(e);
+        StringAssert.Contains(e.Message, "corrupt");
+        StringAssert.Contains(e.Message, "SHA-256");
     }
 
     [TestMethod]
     public void ModifiedDescription_GivesCorruptModelError()
     {
-        var (path, _, _) = SavedForecaster();
-        try
+        // Same length, one hyperparameter changed: "Horizon":4 → "Horizon":5.
+        var e = LoadErrorAfterRewrite("Model.key", bytes =>
         {
-            // Same length, one hyperparameter changed: "Horizon":4 → "Horizon":5.
-            RewriteEntry(path, "Model.key", bytes =>
-            {
-                var key = System.Text.Encoding.UTF8.GetBytes("\"Horizon\":4");
-                int at = bytes.AsSpan().IndexOf(key);
-                Assert.IsTrue(at > 0, "the description holds the horizon");
-                bytes[at + key.Length - 1] = (byte)'5';
-                return bytes;
-            });
-            var e = LoadError(path);
-            Assert.IsInstanceOfType<InvalidDataException>(e);
-            StringAssert.Contains(e.Message, "model description");
-            StringAssert.Contains(e.Message, "SHA-256");
-        }
-        finally { File.Delete(path); }
+            var key = System.Text.Encoding.UTF8.GetBytes("\"Horizon\":4");
+            int at = bytes.AsSpan().IndexOf(key);
+            Assert.IsTrue(at > 0, "the description holds the horizon");
+            bytes[at + key.Length - 1] = (byte)'5';
+            return bytes;
+        });
+        Assert.IsInstanceOfType<InvalidDataException>(e);
+        StringAssert.Contains(e.Message, "model description");
+        StringAssert.Contains(e.Message, "SHA-256");
     }
 
     [TestMethod]
@@ -145,7 +153,7 @@ public sealed class SaveLoadTests
             RewriteEntry(path, "MambaWeights.bin", bytes => weights = bytes);
             RewriteEntry(path, "Model.key", bytes =>
             {
-                int at = bytes.AsSpan().IndexOf(BitConverter.GetBytes(0x4D424D41));
+                int at = MarkerOffset(bytes);
                 BitConverter.GetBytes(1).CopyTo(bytes, at + 4);
                 using var reader = new BinaryReader(new MemoryStream(bytes));
                 reader.BaseStream.Position = at + 8;
@@ -166,35 +174,20 @@ public sealed class SaveLoadTests
     [TestMethod]
     public void MissingWeights_GiveCorruptModelError()
     {
-        var (path, _, _) = SavedForecaster();
-        try
-        {
-            RewriteEntry(path, "MambaWeights.bin", _ => null);
-            var e = LoadError(path);
-            Assert.IsInstanceOfType<InvalidDataException>(e);
-            StringAssert.Contains(e.Message, "MambaWeights.bin");
-        }
-        finally { File.Delete(path); }
+        var e = LoadErrorAfterRewrite("MambaWeights.bin", _ => null);
+        Assert.IsInstanceOfType<InvalidDataException>(e);
+        StringAssert.Contains(e.Message, "MambaWeights.bin");
     }
 
     [TestMethod]
     public void NewerFormatVersion_IsRefusedWithAClearMessage()
     {
-        var (path, _, _) = SavedForecaster();
-        try
+        var e = LoadErrorAfterRewrite("Model.key", bytes =>
         {
-            RewriteEntry(path, "Model.key", bytes =>
-            {
-                var magic = BitConverter.GetBytes(0x4D424D41);
-                int at = bytes.AsSpan().IndexOf(magic);
-                Assert.IsTrue(at > 0);
-                BitConverter.GetBytes(99).CopyTo(bytes, at + 4);
-                return bytes;
-            });
-            var e = LoadError(path);
-            StringAssert.Contains(e.Message, "format 99");
-        }
-        finally { File.Delete(path); }
+            BitConverter.GetBytes(99).CopyTo(bytes, MarkerOffset(bytes) + 4);
+            return bytes;
+        });
+        StringAssert.Contains(e.Message, "format 99");
     }
 
     [TestMethod]
