@@ -278,13 +278,11 @@ internal sealed class CudaDecodeStep
     private void CheckState(Snapshot s, MambaState state, long batch)
     {
         var c = s.Config!;
-        if (state.Layers.Count != _model.backbone.layers.Count)
-            throw new ArgumentException($"The state has {state.Layers.Count} layers; the model has {_model.backbone.layers.Count}.", nameof(state));
+        state.RequireFits(_model.backbone.Config, batch);   // layers and shapes, as the reference step requires them
         foreach (var l in state.Layers)
         {
             bool ok = l.Conv.dtype == s.DType && l.Ssm.dtype == ScalarType.Float32 && l.Conv.is_contiguous() && l.Ssm.is_contiguous()
-                      && SameDevice(l.Conv, s.Device!) && SameDevice(l.Ssm, s.Device!)
-                      && l.Conv.shape.SequenceEqual(new[] { batch, c.DInner, c.DConv - 1L }) && l.Ssm.shape.SequenceEqual(new[] { batch, c.DInner, (long)c.DState });
+                      && SameDevice(l.Conv, s.Device!) && SameDevice(l.Ssm, s.Device!);
             if (!ok)
                 throw new ArgumentException($"Each layer's state must be contiguous on {s.Device}: conv {s.DType} ({batch}, {c.DInner}, {c.DConv - 1}) " +
                                             $"and ssm Float32 ({batch}, {c.DInner}, {c.DState}).", nameof(state));

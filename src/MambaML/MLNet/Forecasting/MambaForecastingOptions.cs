@@ -66,6 +66,6 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
             throw new ArgumentException($"LabelColumnName and FeatureColumnName are both '{LabelColumnName}': the forecaster would learn to predict its own input. " +
                                         "Name the future values' column (TimeSeriesWindows writes 'Label') in LabelColumnName.", nameof(LabelColumnName));
         if (FitLinearSkip && !LinearSkip) throw new ArgumentException("FitLinearSkip needs LinearSkip = true; set LinearSkip or clear FitLinearSkip.", nameof(FitLinearSkip));
-        if (string.IsNullOrEmpty(OutputColumnName)) throw new ArgumentException("OutputColumnName must not be empty.", nameof(OutputColumnName));
+        RequireDistinctOutputs((nameof(OutputColumnName), OutputColumnName));
     }
 }
