@@ -209,6 +209,53 @@ public class MambaBackboneTests
     }
 
     [TestMethod]
+    public void Inputs_ThatDoNotFitTheModel_AreNamed_ByBackboneBlockAndMixer()
+    {
+        using var scope = NewDisposeScope();
+        var config = new MambaConfig { DModel = 5, NLayer = 2, DState = 3, DConv = 3 };
+        var backbone = new MambaBackbone(config, seed: 1);
+        var block = backbone.layers[0];
+        var mixer = block.mixer;
+        var sequenceForwards = new Func<Tensor, Tensor?, object>[]
+        {
+            (x, lengths) => backbone.Forward(x, lengths: lengths),
+            (x, lengths) => block.Forward(x, lengths: lengths),
+            (x, lengths) => mixer.Forward(x, lengths: lengths),
+        };
+        foreach (var forward in sequenceForwards)
+        {
+            foreach (var x in new[] { randn(2, 0, 5), randn(0, 4, 5), randn(2, 4, 6), randn(2, 5), randint(0, 3, new long[] { 2, 4, 5 }) })
+                StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => forward(x, null)).Message, "hidden must be");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => forward(randn(2, 4, 5), tensor(new long[] { 5, 2 }))).Message,
+                "lengths must lie in [0, 4]");
+            Assert.IsNotNull(forward(randn(2, 4, 5), tensor(new long[] { 4, 1 })), "fitting inputs run");
+        }
+
+        var goodLayerState = MambaLayerState.Zeros(config, 2);
+        foreach (var layerState in new[] { MambaLayerState.Zeros(config, 3), MambaLayerState.Zeros(config with { DConv = 2 }, 2) })
+        {
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixer.Forward(randn(2, 4, 5), layerState)).Message, "The state does not fit");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => block.Forward(randn(2, 4, 5), layerState)).Message, "The state does not fit");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixer.Step(randn(2, 5), layerState)).Message, "The state does not fit");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => block.Step(randn(2, 5), layerState)).Message, "The state does not fit");
+        }
+        foreach (var x in new[] { randn(2, 1, 5), randn(2, 6) })
+        {
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixer.Step(x, goodLayerState)).Message, "hidden must be (batch, d_model = 5)");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backbone.Step(x, backbone.ZeroState(2))).Message, "hidden must be (batch, d_model = 5)");
+        }
+
+        // The language model's reference step reads token ids like Forward does.
+        var model = new MambaLanguageModel(config, vocabularySize: 11, seed: 1);
+        var state = model.backbone.ZeroState(2);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => model.Step(tensor(new long[] { 3, 11 }), state, DecodeBackend.Reference)).Message,
+            "outside [0, 11)");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => model.Step(tensor(new long[] { 3, 1 }).view(2, 1), state, DecodeBackend.Reference)).Message,
+            "(batch) int64 vector");
+        Assert.AreEqual(11L, model.Step(tensor(new long[] { 3, 10 }), state, DecodeBackend.Reference).Logits.shape[1]);
+    }
+
+    [TestMethod]
     [DynamicData(nameof(Backends), typeof(ModelTestUtil))]
     public void RepeatedForwardPassesDoNotLeakTensors(SelectiveScanBackend backend)
     {

@@ -37,13 +37,13 @@ public sealed class MambaBackbone : nn.Module
     public (Tensor Output, MambaState? State) Forward(Tensor hidden, MambaState? state = null, Tensor? lengths = null, bool returnState = false)
     {
         using var scope = NewDisposeScope();
-        if (lengths is not null) RequireLengths(lengths, hidden.shape[0], hidden.shape[1]);
+        ModelInputs.RequireSequence(Config, hidden, lengths);
         state?.RequireFits(Config, hidden.shape[0]);
         var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
         var x = hidden;
         for (int i = 0; i < layers.Count; i++)
         {
-            var (next, s) = layers[i].Forward(x, state?.Layers[i], lengths, returnState);
+            var (next, s) = layers[i].ForwardChecked(x, state?.Layers[i], lengths, returnState);
             x = next;
             if (layerStates is not null) layerStates[i] = s!;
         }
@@ -60,6 +60,7 @@ public sealed class MambaBackbone : nn.Module
     /// <returns>(batch, d_model) hidden state and the new recurrent state; <paramref name="state"/> is unchanged.</returns>
     public (Tensor Output, MambaState State) Step(Tensor hidden, MambaState state)
     {
+        ModelInputs.RequireStep(Config, hidden);
         state.RequireFits(Config, hidden.shape[0]);
         using var scope = NewDisposeScope();
         var layerStates = new MambaLayerState[layers.Count];
@@ -73,13 +74,4 @@ public sealed class MambaBackbone : nn.Module
     /// <summary>A zero recurrent state for <paramref name="batch"/> sequences on this backbone's device.</summary>
     public MambaState ZeroState(long batch) =>
         MambaState.Zeros(Config, batch, norm_f.weight.device, norm_f.weight.dtype);
-
-    /// <summary>Throws <see cref="ArgumentException"/> unless <paramref name="lengths"/> is an int64 (batch) vector of values in [0, steps].</summary>
-    internal static void RequireLengths(Tensor lengths, long batch, long steps)
-    {
-        if (lengths.dtype != ScalarType.Int64 || lengths.dim() != 1 || lengths.shape[0] != batch)
-            throw new ArgumentException($"lengths must be an int64 vector of one length per sequence ({batch}); got {lengths.dtype} of shape ({string.Join(", ", lengths.shape)}).", nameof(lengths));
-        if (batch > 0 && (lengths.min().item<long>() < 0 || lengths.max().item<long>() > steps))
-            throw new ArgumentException($"lengths must lie in [0, {steps}] (the padded length); got [{string.Join(", ", lengths.cpu().data<long>().ToArray().Take(10))}].", nameof(lengths));
-    }
 }

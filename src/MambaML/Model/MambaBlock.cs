@@ -22,14 +22,22 @@ public sealed class MambaBlock : nn.Module
     /// <summary>Runs a whole sequence; see <see cref="MambaMixer.Forward"/>.</summary>
     public (Tensor Output, MambaLayerState? State) Forward(Tensor hidden, MambaLayerState? state = null, Tensor? lengths = null, bool returnState = false)
     {
+        mixer.RequireSequenceInput(hidden, state, lengths);
+        return ForwardChecked(hidden, state, lengths, returnState);
+    }
+
+    /// <summary><see cref="Forward"/> for inputs the caller has checked (the backbone checks once for all its layers).</summary>
+    internal (Tensor Output, MambaLayerState? State) ForwardChecked(Tensor hidden, MambaLayerState? state, Tensor? lengths, bool returnState)
+    {
         using var normed = norm.forward(hidden);
-        var (mixed, next) = mixer.Forward(normed, state, lengths, returnState);
+        var (mixed, next) = mixer.ForwardChecked(normed, state, lengths, returnState);
         using (mixed) return (hidden + mixed, next);
     }
 
     /// <summary>Advances one step; see <see cref="MambaMixer.Step"/>.</summary>
     public (Tensor Output, MambaLayerState State) Step(Tensor hidden, MambaLayerState state)
     {
+        mixer.RequireStepInput(hidden, state);
         using var normed = norm.forward(hidden);
         var (mixed, next) = mixer.Step(normed, state);
         using (mixed) return (hidden + mixed, next);

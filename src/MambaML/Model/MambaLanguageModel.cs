@@ -47,10 +47,14 @@ public sealed class MambaLanguageModel : nn.Module
     /// pass or an earlier step); it is not changed.</param>
     /// <param name="backend">With <see cref="DecodeBackend.Auto"/>, a float32 or bfloat16 model on CUDA takes the fused
     /// kernels when gradients are off (<c>no_grad</c>, or no parameter requires them), and the differentiable reference
-    /// otherwise; if the kernels cannot be compiled or loaded, one warning is printed and the reference runs.</param>
+    /// otherwise; if the kernels cannot be compiled or loaded, one warning is printed and the reference runs.
+    /// The reference path refuses token ids outside the vocabulary; the fused path never waits for the GPU to read them, so
+    /// it gives NaN logits for such a row instead.</param>
     public (Tensor Logits, MambaState State) Step(Tensor tokens, MambaState state, DecodeBackend backend = DecodeBackend.Auto)
     {
         if (UseFused(backend)) return _fused!.Step(tokens, state);
+        if (tokens.dim() != 1) throw new ArgumentException($"tokens must be a (batch) int64 vector, one token per sequence; got shape ({string.Join(", ", tokens.shape)}).", nameof(tokens));
+        RequireTokenIds(tokens, nameof(tokens));
         using var scope = NewDisposeScope();
         var (hidden, next) = backbone.Step(embedding.forward(tokens), state);
         return (nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());

@@ -83,6 +83,27 @@ public sealed class MambaMixer : nn.Module
     /// <returns>(batch, L, d_model) outputs, and the final state when requested.</returns>
     public (Tensor Output, MambaLayerState? State) Forward(Tensor hidden, MambaLayerState? state = null, Tensor? lengths = null, bool returnState = false)
     {
+        RequireSequenceInput(hidden, state, lengths);
+        return ForwardChecked(hidden, state, lengths, returnState);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless <see cref="Forward"/> can take these inputs.</summary>
+    internal void RequireSequenceInput(Tensor hidden, MambaLayerState? state, Tensor? lengths)
+    {
+        ModelInputs.RequireSequence(_config, hidden, lengths);
+        state?.RequireFits(_config, hidden.shape[0]);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless <see cref="Step"/> can take these inputs.</summary>
+    internal void RequireStepInput(Tensor hidden, MambaLayerState state)
+    {
+        ModelInputs.RequireStep(_config, hidden);
+        state.RequireFits(_config, hidden.shape[0]);
+    }
+
+    /// <summary><see cref="Forward"/> for inputs the caller has checked.</summary>
+    internal (Tensor Output, MambaLayerState? State) ForwardChecked(Tensor hidden, MambaLayerState? state, Tensor? lengths, bool returnState)
+    {
         using var scope = NewDisposeScope();
         long batch = hidden.shape[0], len = hidden.shape[1];
         int k = _config.DConv, n = _config.DState, r = _config.EffectiveDtRank, di = _config.DInner;
@@ -142,6 +163,7 @@ public sealed class MambaMixer : nn.Module
     /// <returns>(batch, d_model) output and the state after this step (new tensors; <paramref name="state"/> is unchanged).</returns>
     public (Tensor Output, MambaLayerState State) Step(Tensor hidden, MambaLayerState state)
     {
+        RequireStepInput(hidden, state);
         using var scope = NewDisposeScope();
         int n = _config.DState, r = _config.EffectiveDtRank, di = _config.DInner;
         var ct = ComputeType(hidden);

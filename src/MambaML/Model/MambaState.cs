@@ -19,6 +19,23 @@ public sealed record MambaLayerState(Tensor Conv, Tensor Ssm) : IDisposable
     /// <summary>The same state without autograd history.</summary>
     public MambaLayerState Detach() => new(Conv.detach(), Ssm.detach());
 
+    /// <summary>Throws <see cref="ArgumentException"/> (naming <c>state</c>) unless this state is one mixer's state of
+    /// <paramref name="config"/> for <paramref name="batch"/> sequences, as <see cref="Zeros"/> makes it.</summary>
+    internal void RequireFits(MambaConfig config, long batch)
+    {
+        if (!Conv.shape.SequenceEqual(ConvShape(config, batch)) || !Ssm.shape.SequenceEqual(SsmShape(config, batch)))
+            throw new ArgumentException(
+                $"The state does not fit this mixer and input: it needs conv ({string.Join(", ", ConvShape(config, batch))}) and " +
+                $"ssm ({string.Join(", ", SsmShape(config, batch))}); it has conv ({string.Join(", ", Conv.shape)}) and ssm ({string.Join(", ", Ssm.shape)}).",
+                "state");
+    }
+
+    /// <summary>(batch, d_inner, d_conv − 1): the shape of <see cref="Conv"/>.</summary>
+    internal static long[] ConvShape(MambaConfig config, long batch) => new[] { batch, config.DInner, config.DConv - 1L };
+
+    /// <summary>(batch, d_inner, d_state): the shape of <see cref="Ssm"/>.</summary>
+    internal static long[] SsmShape(MambaConfig config, long batch) => new[] { batch, config.DInner, (long)config.DState };
+
     /// <inheritdoc/>
     public void Dispose() { Conv.Dispose(); Ssm.Dispose(); }
 }
@@ -39,8 +56,8 @@ public sealed class MambaState : IDisposable
     /// </summary>
     internal void RequireFits(MambaConfig config, long batch)
     {
-        var conv = new[] { batch, config.DInner, config.DConv - 1L };
-        var ssm = new[] { batch, config.DInner, (long)config.DState };
+        var conv = MambaLayerState.ConvShape(config, batch);
+        var ssm = MambaLayerState.SsmShape(config, batch);
         if (Layers.Count != config.NLayer || Layers.Any(l => !l.Conv.shape.SequenceEqual(conv) || !l.Ssm.shape.SequenceEqual(ssm)))
             throw new ArgumentException(
                 $"The state does not fit this model and input: it needs {config.NLayer} layers, each with conv ({string.Join(", ", conv)}) and " +
