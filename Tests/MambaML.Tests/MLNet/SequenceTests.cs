@@ -182,6 +182,72 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
+    public void ScoreColumns_CarryMLNetScoringAnnotations_DeclaredFittedAndLoaded()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Synthetic.Shapes(30).Select(r => new NumberedShape { Features = r.Features, Class = r.Shape switch { "sine" => 0f, "square" => 1.5f, _ => 3f } }).ToArray();
+        var numbered = ml.Data.LoadFromEnumerable(rows);
+        var shapes = Shapes(ml, 30);
+        var cases = new (IEstimator<ITransformer> Estimator, IDataView Data, string Task, (string Column, string ValueKind)[] Columns)[]
+        {
+            (ml.Transforms.Conversion.MapValueToKey("Label", "Class").Append(ml.MulticlassClassification.Trainers.MambaSequence(Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1))),
+             numbered, "MulticlassClassification", new[] { ("Score", "Score"), ("PredictedLabel", "PredictedLabel") }),
+            (ml.BinaryClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions { LabelColumnName = "IsSine", NumberOfEpochs = 1, ModelDimension = 8, NumberOfThreads = 1 }),
+             shapes, "BinaryClassification", new[] { ("Score", "Score"), ("Probability", "Probability"), ("PredictedLabel", "PredictedLabel") }),
+            (ml.Regression.Trainers.MambaSequence(new MambaSequenceRegressionOptions { LabelColumnName = "Frequency", NumberOfEpochs = 1, ModelDimension = 8, NumberOfThreads = 1 }),
+             shapes, "Regression", new[] { ("Score", "Score") }),
+        };
+        foreach (var (estimator, data, task, columns) in cases)
+        {
+            var declared = estimator.GetOutputSchema(MLNetInternals.ToSchemaShape(data.Schema));
+            foreach (var (column, _) in columns)
+            {
+                var kinds = declared.Single(c => c.Name == column).Annotations.Select(a => a.Name).ToArray();
+                CollectionAssert.IsSubsetOf(new[] { "ScoreColumnKind", "ScoreValueKind", "ScoreColumnSetId" }, kinds, $"{task} {column} declared");
+            }
+            var model = estimator.Fit(data);
+            try
+            {
+                void Check(DataViewSchema schema, string where)
+                {
+                    foreach (var (column, valueKind) in columns)
+                    {
+                        var annotations = schema[column].Annotations;
+                        Assert.AreEqual(task, Text(annotations, "ScoreColumnKind"), $"{task} {column} {where}");
+                        Assert.AreEqual(valueKind, Text(annotations, "ScoreValueKind"), $"{task} {column} {where}");
+                        uint setId = 0;
+                        annotations.GetValue("ScoreColumnSetId", ref setId);
+                        Assert.AreEqual(1u, setId, $"{task} {column} {where}");
+                    }
+                    if (task == "BinaryClassification")
+                    {
+                        bool normalized = false;
+                        schema["Probability"].Annotations.GetValue("IsNormalized", ref normalized);
+                        Assert.IsTrue(normalized, where);
+                    }
+                    if (task == "MulticlassClassification")
+                    {
+                        // The training label's values, in the label's own type (here Single), as ML.NET's trainers give them.
+                        var values = default(VBuffer<float>);
+                        schema["Score"].Annotations.GetValue("TrainingLabelValues", ref values);
+                        CollectionAssert.AreEqual(new[] { 0f, 1.5f, 3f }, values.DenseValues().ToArray(), where);
+                    }
+                }
+                Check(model.Transform(data).Schema, "fitted");
+                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => Check(loaded.Transform(data).Schema, "loaded"));
+            }
+            finally { (model as IDisposable)?.Dispose(); }
+        }
+
+        static string Text(DataViewSchema.Annotations annotations, string kind)
+        {
+            var value = default(ReadOnlyMemory<char>);
+            annotations.GetValue(kind, ref value);
+            return value.ToString();
+        }
+    }
+
+    [TestMethod]
     public void SaveLoad_AllNumericTasks_SameScores()
     {
         var ml = new MLContext(seed: 1);
