@@ -1,5 +1,6 @@
 using MambaML.MLNet;
 using Microsoft.ML;
+using Microsoft.ML.Data;
 
 namespace MambaML.Tests.MLNet;
 
@@ -74,5 +75,51 @@ public sealed class GpuTests
         // Three balanced classes: chance is 1/3. The same seed on CUDA and CPU differs only by floating-point rounding.
         Assert.IsTrue(onGpu > 0.5, $"CUDA-trained accuracy {onGpu:F3}");
         Assert.AreEqual(onCpu, onGpu, 0.05, "CUDA- and CPU-trained accuracy");
+    }
+
+    [TestMethod]
+    public void TextClassifier_TrainsOnCuda_LoadsOnCpu_AndCudaPredictionLoopsHoldNoTensors()
+    {
+        if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
+        var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
+        var train = ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(160, 1));
+        var test = TextClassificationTests.Reviews(60, 2);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(TextClassificationTests.Options(MambaTokenizer.Bytes)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedSentiment", "PredictedLabel"))
+            .Fit(train);
+        var path = Path.Combine(Path.GetTempPath(), $"mambaml-gpu-text-{Guid.NewGuid():N}.zip");
+        try
+        {
+            Assert.AreEqual(TorchSharp.DeviceType.CUDA, model.OfType<MambaSequenceTransformer>().Single().Device.type);
+            var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(ml.Data.LoadFromEnumerable(test))).MicroAccuracy;
+            Assert.IsTrue(accuracy > 0.85, $"CUDA-trained accuracy {accuracy:F3}");
+
+            using var gpuEngine = ml.Model.CreatePredictionEngine<TextClassificationTests.Review, TextClassificationTests.Prediction>(
+                model, new PredictionEngineOptions { OwnsTransformer = false });
+            var onGpu = test.Select(r => gpuEngine.Predict(r)).Select(p => (p.PredictedSentiment, Score: p.Score.ToArray())).ToArray();
+            // A prediction loop on CUDA keeps no tensor alive (each one's device memory is freed with it).
+            var statistics = TorchSharp.DisposeScopeManager.Statistics;
+            long before = statistics.ThreadTotalLiveCount;
+            for (int i = 0; i < 200; i++) gpuEngine.Predict(test[i % test.Length]);
+            Assert.AreEqual(before, statistics.ThreadTotalLiveCount, "live tensors grew during CUDA prediction");
+
+            ml.Model.Save(model, train.Schema, path);
+            var cpuContext = new MLContext().RegisterMambaML();
+            var loaded = cpuContext.Model.Load(path, out _);
+            Assert.AreEqual(TorchSharp.DeviceType.CPU, ((TransformerChain<ITransformer>)loaded).OfType<MambaSequenceTransformer>().Single().Device.type);
+            using var cpuEngine = cpuContext.Model.CreatePredictionEngine<TextClassificationTests.Review, TextClassificationTests.Prediction>(loaded);
+            for (int i = 0; i < test.Length; i++)
+            {
+                var onCpu = cpuEngine.Predict(test[i]);
+                for (int k = 0; k < onCpu.Score.Length; k++)
+                    Assert.AreEqual(onGpu[i].Score[k], onCpu.Score[k], 2e-3f, $"CPU vs CUDA score, review {i} ('{test[i].Text}')");
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+            model.OfType<MambaSequenceTransformer>().Single().Dispose();
+        }
     }
 }

@@ -25,7 +25,7 @@ public sealed class TextClassificationTests
     private static readonly string[] Negative = { "bad", "awful", "terrible", "rude", "bland", "slow", "disgusting" };
     private static readonly string[] Filler = { "the", "food", "was", "service", "place", "really", "and", "very", "staff" };
 
-    private static Review[] Reviews(int count, int seed)
+    internal static Review[] Reviews(int count, int seed)
     {
         var rng = new Random(seed);
         return Enumerable.Range(0, count).Select(i =>
@@ -38,7 +38,7 @@ public sealed class TextClassificationTests
         }).Append(new Review { Text = "", Sentiment = "negative" }).ToArray();   // an empty text must train and predict
     }
 
-    private static MambaTextClassificationOptions Options(MambaTokenizer tokenizer) => new()
+    internal static MambaTextClassificationOptions Options(MambaTokenizer tokenizer) => new()
     {
         Tokenizer = tokenizer, ModelDimension = 16, NumberOfLayers = 1, StateSize = 8, NumberOfEpochs = 8, BatchSize = 16,
         LearningRate = 5e-3, Seed = 5, NumberOfThreads = 1, MaxTokens = tokenizer == MambaTokenizer.Bytes ? 64 : 32,
