@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace MambaML.Benchmarks;
 
 /// <summary>
-/// The Selective Copying task of the Mamba paper (§4.1.1): <c>Tokens</c> data tokens are scattered at random positions of a
-/// sequence of <c>Length</c> noise tokens; after it come <c>Tokens</c> marker tokens, at which the model must emit the data tokens
+/// The Selective Copying task of the Mamba paper (§4.1.1): <c>Tokens</c> data tokens take random positions of a region of
+/// <c>Length</c> positions, noise tokens the rest; after it come <c>Tokens</c> marker tokens, at which the model must emit the data tokens
 /// in their order. Solving it needs content-aware (selective) memory: the positions vary, so no fixed convolution can do it.
 /// Reports accuracy on fresh sequences (every copied token counts).
 /// </summary>
