@@ -27,6 +27,7 @@ public sealed class MambaBackbone : nn.Module
         layers = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(_ => new MambaBlock(config, generator)).ToArray());
         norm_f = new RMSNorm(config.DModel, config.NormEpsilon);
         RegisterComponents();
+        this.KeepOutOfDisposeScopes();
     }
 
     /// <summary>Runs whole sequences.</summary>

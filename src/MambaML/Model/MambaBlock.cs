@@ -17,6 +17,7 @@ public sealed class MambaBlock : nn.Module
         norm = new RMSNorm(config.DModel, config.NormEpsilon);
         mixer = new MambaMixer(config, generator);
         RegisterComponents();
+        this.KeepOutOfDisposeScopes();
     }
 
     /// <summary>Runs a whole sequence; see <see cref="MambaMixer.Forward"/>.</summary>

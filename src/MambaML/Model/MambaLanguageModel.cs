@@ -30,6 +30,7 @@ public sealed class MambaLanguageModel : nn.Module
         using (no_grad()) embedding.weight!.normal_(0, 0.02, g);   // nn.init.normal_ ignores the generator in TorchSharp 0.107
         backbone = new MambaBackbone(config, g);
         RegisterComponents();
+        this.KeepOutOfDisposeScopes();
     }
 
     /// <summary>Logits for every position: tokens (batch, L) int64 → (batch, L, vocabulary).</summary>

@@ -45,6 +45,7 @@ public sealed class MambaMixer : nn.Module
         D = nn.Parameter(ones(di));
         RegisterComponents();
         Initialize(generator);
+        this.KeepOutOfDisposeScopes();
     }
 
     private void Initialize(Generator g)

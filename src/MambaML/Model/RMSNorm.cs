@@ -17,6 +17,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         _eps = eps;
         weight = nn.Parameter(ones(size));
         RegisterComponents();
+        this.KeepOutOfDisposeScopes();
     }
 
     /// <inheritdoc/>

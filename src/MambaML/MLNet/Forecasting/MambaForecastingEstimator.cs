@@ -1,7 +1,9 @@
+using MambaML.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace MambaML.MLNet;
 
@@ -26,6 +28,8 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
     public MambaForecastingTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        _options.Validate();   // again: the options object may have changed since this estimator was made
+        DefaultDtype.RequireFloat32(nameof(MambaForecastingEstimator));
         MambaRegistration.Register(_env);
         var o = _options;
         var arch = new ForecastArchitecture
@@ -43,6 +47,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling)
         // and early stopping. The first member keeps the seed: it is the single model of that seed. The fitted start (cycle,
         // linear skip) does not depend on the seed, so it is fitted once, on the first member, and copied to the others.
+        using var scope = NewDisposeScope();   // the fit's own: a scope the caller has open must not own the model's tensors
         var members = new List<ForecastNetwork>();
         try
         {
@@ -68,7 +73,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
                     batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)),
                     (int)MambaTrainerOptions.MemberSeed(seed, k), validateStart: o.FitLinearSkip);
             }
-            return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members), device);
+            return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members).KeepOutOfDisposeScopes(), device);
         }
         catch
         {

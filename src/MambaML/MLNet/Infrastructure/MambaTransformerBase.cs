@@ -1,3 +1,4 @@
+using MambaML.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -93,14 +94,16 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     private protected static (TDescription Description, TNetwork Network, Device Device) LoadNetwork<TDescription, TNetwork>(
         IHostEnvironment env, object ctx, string loaderSignature, Func<TDescription, TNetwork> build) where TNetwork : nn.Module
     {
+        DefaultDtype.RequireFloat32(loaderSignature);
         var (description, weights) = ModelFile.Load<TDescription>(ctx, loaderSignature);
+        using var scope = NewDisposeScope();   // the load's own: a scope the caller has open must not own the model's tensors
         var network = build(description);
         try
         {
             ModelFile.LoadWeights(network, weights, loaderSignature);
             var device = DevicePolicy.Choose(env);
             network.to(device);
-            return (description, network, device);
+            return (description, network.KeepOutOfDisposeScopes(), device);
         }
         catch
         {

@@ -58,7 +58,10 @@ internal sealed class TrainingLoop
             throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit " +
                                         "(windows from TimeSeriesWindows need at least Lookback + Horizon table rows in the range asked for).", "input");
 
-        int threadsBefore = get_num_threads();
+        using var gradients = enable_grad();   // whatever the caller's grad mode
+        // libtorch's thread count is per thread, and new threads take the last value set anywhere: touch it only when asked to,
+        // since restoring a value read while another fit had changed it would hand that fit's setting to later threads.
+        int? threadsBefore = _options.NumberOfThreads is null ? null : get_num_threads();
         if (_options.NumberOfThreads is { } threads) set_num_threads(threads);
         try
         {
@@ -66,7 +69,7 @@ internal sealed class TrainingLoop
         }
         finally
         {
-            set_num_threads(threadsBefore);
+            if (threadsBefore is { } before) set_num_threads(before);
         }
     }
 

@@ -30,6 +30,8 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
     public MambaSequenceTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        _options.Validate();   // again: the options object may have changed since this estimator was made
+        DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var label = CreateLabelReader(input.Schema);
         var statistics = LabelStatistics.Compute(input, label);

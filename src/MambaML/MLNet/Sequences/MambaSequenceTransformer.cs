@@ -1,3 +1,4 @@
+using MambaML.Model;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 using TorchSharp;
@@ -196,6 +197,7 @@ internal static class SequenceFitting
     {
         var device = DevicePolicy.Choose(env);
         int seed = options.Seed ?? MLNetInternals.Seed(env) ?? 0;
+        using var scope = NewDisposeScope();   // the fit's own: a scope the caller has open must not own the model's tensors
         var network = new SequenceNetwork(arch, seed);
         try
         {
@@ -209,7 +211,7 @@ internal static class SequenceFitting
             }
             new TrainingLoop(env, options, trainerName).Run(network, train, trainReader, valid,
                 batch => SequenceBatches.Loss(network, arch, batch, device), seed, learningRateScale: learningRateScale);
-            return new MambaSequenceTransformer(arch, network, device);
+            return new MambaSequenceTransformer(arch, network.KeepOutOfDisposeScopes(), device);
         }
         catch
         {

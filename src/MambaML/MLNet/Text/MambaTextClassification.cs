@@ -84,6 +84,8 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
     public MambaSequenceTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        _options.Validate();   // again: the options object may have changed since this estimator was made
+        DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var o = _options;
         var label = new KeyLabelReader(input.Schema, o.LabelColumnName, nameof(o.LabelColumnName));
