@@ -170,10 +170,49 @@ public sealed class InputValidationTests
         options.LabelColumnName = "Features";
         var same = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(same.Message, "predict its own input");
+        foreach (var (option, set) in new (string, Action<MambaForecastingOptions>)[]
+                 {
+                     ("NumberOfThreads", o => o.NumberOfThreads = 257),          // OpenMP failed to allocate and ended the process
+                     ("LearningRate", o => o.LearningRate = 1e39),                // finite, but no float holds it
+                     ("GradientClipNorm", o => o.GradientClipNorm = 1e39),
+                     ("WeightDecay", o => o.WeightDecay = 1e39),
+                 })
+        {
+            options = Synthetic.ForecastOptions();
+            set(options);
+            e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
+            StringAssert.Contains(e.Message, option);
+        }
+        var text = TextClassificationTests.Options(MambaTokenizer.Bytes);
+        text.NgramHeadLearningRate = 1e39;
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.MambaTextClassification(text));
+        StringAssert.Contains(e.Message, "NgramHeadLearningRate");
         var classifier = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
         classifier.ScoreColumnName = "PredictedLabel";
         var clash = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaSequence(classifier));
         StringAssert.Contains(clash.Message, "ScoreColumnName and PredictedLabelColumnName are all 'PredictedLabel'");
+    }
+
+    [TestMethod]
+    public void OptionsChangedAfterTheEstimatorWasMade_AreCheckedAtFit()
+    {
+        // Fit reads the options object itself; before, NumberOfEpochs = -1 set afterwards returned an untrained model.
+        var ml = new MLContext();
+        var options = Synthetic.ForecastOptions();
+        var forecaster = ml.Forecasting.ForecastByMamba(options);
+        options.NumberOfEpochs = -1;
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => forecaster.Fit(Synthetic.Windows(ml, rows: 40))).Message, "NumberOfEpochs");
+        var sequenceOptions = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        sequenceOptions.LabelColumnName = "IsSine";
+        var classifier = ml.BinaryClassification.Trainers.MambaSequence(sequenceOptions);
+        sequenceOptions.BatchSize = 0;
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => classifier.Fit(ml.Data.LoadFromEnumerable(Synthetic.Shapes(12)))).Message, "BatchSize");
+        var textOptions = TextClassificationTests.Options(MambaTokenizer.Bytes);
+        var text = ml.MulticlassClassification.Trainers.MambaTextClassification(textOptions);
+        textOptions.MaxTokens = 0;
+        var reviews = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(10, 1)))
+            .Transform(ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(10, 1)));
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => text.Fit(reviews)).Message, "MaxTokens");
     }
 
     [TestMethod]

@@ -69,6 +69,9 @@ public abstract class MambaTrainerOptions
     /// faster on one thread, and on a busy machine more threads than free cores slow training down sharply.
     /// </summary>
     public int? NumberOfThreads { get; set; }
+
+    // Far above any core count that helps these models; a huge value makes OpenMP fail to allocate and end the process.
+    private const int MaxThreads = 256;
     /// <summary>Rows per model call when transforming an <see cref="IDataView"/>.</summary>
     public int PredictionBatchSize { get; set; } = 256;
     /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>
@@ -96,15 +99,15 @@ public abstract class MambaTrainerOptions
         Check(ExpansionFactor >= 1, nameof(ExpansionFactor), ExpansionFactor, ">= 1");
         Check(NumberOfEpochs >= 1, nameof(NumberOfEpochs), NumberOfEpochs, ">= 1");
         Check(BatchSize >= 1, nameof(BatchSize), BatchSize, ">= 1");
-        Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "> 0");
+        Check(LearningRate is > 0 and <= float.MaxValue, nameof(LearningRate), LearningRate, "> 0 and at most 3.4e38 (the largest float)");
         Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), WarmupFraction, "in [0, 1)");
-        Check(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, ">= 0");
-        Check(GradientClipNorm >= 0 && double.IsFinite(GradientClipNorm), nameof(GradientClipNorm), GradientClipNorm, ">= 0");
+        Check(WeightDecay is >= 0 and <= float.MaxValue, nameof(WeightDecay), WeightDecay, ">= 0 and at most 3.4e38 (the largest float)");
+        Check(GradientClipNorm is >= 0 and <= float.MaxValue, nameof(GradientClipNorm), GradientClipNorm, ">= 0 and at most 3.4e38 (the largest float)");
         Check(ShuffleBufferSize >= 1, nameof(ShuffleBufferSize), ShuffleBufferSize, ">= 1");
         Check(EnsembleSize >= 1, nameof(EnsembleSize), EnsembleSize, ">= 1");
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
         Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
-        Check(NumberOfThreads is null or >= 1, nameof(NumberOfThreads), NumberOfThreads ?? 0, ">= 1 (or null)");
+        Check(NumberOfThreads is null or (>= 1 and <= MaxThreads), nameof(NumberOfThreads), NumberOfThreads ?? 0, $"in [1, {MaxThreads}] (or null)");
     }
 
     /// <summary>Throws if an output column name is empty or two outputs share a name (one would hide the other).</summary>

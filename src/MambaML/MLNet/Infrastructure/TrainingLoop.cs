@@ -120,9 +120,8 @@ internal sealed class TrainingLoop
                     double value = loss.item<float>();
                     if (!double.IsFinite(value))
                         throw new InvalidOperationException(
-                            $"{_trainerName}: training diverged at epoch {epoch}, batch {batchIndex + 1}: the loss became {value}. " +
-                            $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0, and check the data for extreme values " +
-                            "(instance normalisation or mlContext.Transforms.NormalizeMeanVariance help).");
+                            $"{_trainerName}: training diverged at epoch {epoch}, batch {batchIndex + 1}: the loss became {value}. " + DivergenceAdvice(learningRate) +
+                            " (instance normalisation or mlContext.Transforms.NormalizeMeanVariance help).");
                     loss.backward();
                     if (_options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(network.parameters(), _options.GradientClipNorm);
                     optimizer.step();
@@ -163,7 +162,7 @@ internal sealed class TrainingLoop
                 // Each batch's loss is checked before its update; without a validation loss after it, the last update is not.
                 throw new InvalidOperationException(
                     $"{_trainerName}: training diverged in its last step: the trained model's loss on the training data is not finite. " +
-                    $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0, and check the data for extreme values.");
+                    DivergenceAdvice(learningRate) + ".");
         }
         finally
         {
@@ -180,6 +179,13 @@ internal sealed class TrainingLoop
     }
 
     /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients.</summary>
+    // What to change after a divergence: the options that can make the loss blow up, with their values.
+    private string DivergenceAdvice(double learningRate) =>
+        $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0 (now {_options.GradientClipNorm:G3}), lower WeightDecay " +
+        $"(now {_options.WeightDecay:G3}) if it is large" +
+        (_options is MambaNumericSequenceOptions { TrainingNoise: > 0 } numeric ? $", lower TrainingNoise (now {numeric.TrainingNoise:G3}) if it is large" : "") +
+        ", and check the data for extreme values";
+
     private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
     {
         var (loss, count) = MeanLoss(network, ValidationSetReader.Read(reader.ReadAll(data)), batchLoss);

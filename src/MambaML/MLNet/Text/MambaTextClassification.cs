@@ -57,7 +57,7 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
         Check(NgramHeadLength is >= 0 and <= 3, nameof(NgramHeadLength), NgramHeadLength, "in [0, 3]");
         Check(NgramHeadBuckets is >= 1 and <= MaxNgramHeadBuckets, nameof(NgramHeadBuckets), NgramHeadBuckets, $"in [1, {MaxNgramHeadBuckets}]");
         RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName));
-        Check(NgramHeadLearningRate is null or > 0 && double.IsFinite(NgramHeadLearningRate ?? 1), nameof(NgramHeadLearningRate), NgramHeadLearningRate ?? 0, "> 0 (or null)");
+        Check(NgramHeadLearningRate is null or (> 0 and <= float.MaxValue), nameof(NgramHeadLearningRate), NgramHeadLearningRate ?? 0, "> 0 and at most 3.4e38 (or null)");
     }
 }
 
