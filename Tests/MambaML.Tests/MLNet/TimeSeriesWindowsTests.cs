@@ -102,6 +102,57 @@ public sealed class TimeSeriesWindowsTests
         CollectionAssert.AreEqual(new float[] { 2, 4, 6, 8 }, features[1]);
     }
 
+    public sealed class TextTimeRow
+    {
+        public string Time { get; set; } = "";
+        public float X { get; set; }
+    }
+
+    [TestMethod]
+    public void Timestamps_MustRiseRowByRow_AndTextIsReadTheSameInEveryTimeZone()
+    {
+        var ml = new MLContext();
+        IDataView Table(params string[] times) => ml.Data.LoadFromEnumerable(times.Select((t, i) => new TextTimeRow { Time = t, X = i }).ToArray());
+        // Before: an out-of-order or repeated timestamp was accepted, and forecasts past the end got times running backwards or all equal.
+        foreach (var (times, expected) in new[]
+                 {
+                     (new[] { "2024-01-01T00:00", "2024-01-01T02:00", "2024-01-01T01:00", "2024-01-01T03:00" }, "row 2 (2024-01-01T01:00:00.0000000) is before row 1"),
+                     (new[] { "2024-01-01T00:00", "2024-01-01T01:00", "2024-01-01T02:00", "2024-01-01T02:00" }, "row 3 (2024-01-01T02:00:00.0000000) is the same as row 2"),
+                 })
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(() => TimeSeriesWindows.Create(Table(times), new[] { "X" }, 2, 1, timestampColumn: "Time"));
+            StringAssert.Contains(e.Message, expected);
+            StringAssert.Contains(e.Message, "sort the table by time");
+        }
+        // A time with a zone becomes UTC (before: the machine's local time); one without is kept as written.
+        var zoned = TimeSeriesWindows.Create(Table("2024-03-10T06:00:00Z", "2024-03-10T09:00:00+02:00", "2024-03-10T08:00:00Z"), new[] { "X" }, 2, 1, timestampColumn: "Time");
+        var points = zoned.ToTimeSeries(WithForecast(ml, zoned.GetWindows()));
+        Assert.AreEqual(new DateTime(2024, 3, 10, 8, 0, 0, DateTimeKind.Utc), points.Single().Timestamp);
+        Assert.AreEqual(DateTimeKind.Utc, points.Single().Timestamp!.Value.Kind);
+        var plain = TimeSeriesWindows.Create(Table("2024-03-10 06:00", "2024-03-10 07:00", "2024-03-10 08:00"), new[] { "X" }, 2, 1, timestampColumn: "Time");
+        var plainPoint = plain.ToTimeSeries(WithForecast(ml, plain.GetWindows())).Single();
+        Assert.AreEqual(new DateTime(2024, 3, 10, 8, 0, 0), plainPoint.Timestamp);
+        Assert.AreEqual(DateTimeKind.Unspecified, plainPoint.Timestamp!.Value.Kind);
+    }
+
+    // Window rows with a Forecast column equal to the label, standing in for a model's output.
+    private static IDataView WithForecast(MLContext ml, IDataView windows) =>
+        ml.Transforms.CopyColumns("Forecast", "Label").Fit(windows).Transform(windows);
+
+    [TestMethod]
+    public void DataFrameNulls_InTargetOrTimestampColumns_AreNamed()
+    {
+        // A DataFrame gives an integer null as 0 and a DateTime null as 0001-01-01 to ML.NET, so they are caught here.
+        var ints = new DataFrame(new Int32DataFrameColumn("I", new int?[] { 20, 21, null, 23, 24, 25 }));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => TimeSeriesWindows.Create(ints, new[] { "I" }, 3, 1));
+        StringAssert.Contains(e.Message, "Column 'I' of the DataFrame has 1 null value(s), the first at row 2");
+        var times = new DataFrame(
+            new PrimitiveDataFrameColumn<DateTime>("Time", new DateTime?[] { new DateTime(2024, 1, 1), null, new DateTime(2024, 1, 3), new DateTime(2024, 1, 4) }),
+            new SingleDataFrameColumn("Load", new float?[] { 1, 2, 3, 4 }));
+        e = Assert.ThrowsExactly<ArgumentException>(() => TimeSeriesWindows.Create(times, new[] { "Load" }, 2, 1, timestampColumn: "Time"));
+        StringAssert.Contains(e.Message, "Column 'Time' of the DataFrame has 1 null value(s), the first at row 1");
+    }
+
     [TestMethod]
     public void BadArguments_AreNamed()
     {

@@ -36,14 +36,13 @@ public sealed class TimeSeriesWindows
 
     private readonly IDataView _table;
     private readonly DataViewSchema.Column[] _targets;
-    private readonly DataViewSchema.Column? _timestamp;
-    private List<DateTime>? _timestamps;
+    private readonly List<DateTime>? _timestamps;
 
     private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, int lookback, int horizon, int stride)
     {
         _table = table;
         _targets = targets;
-        _timestamp = timestamp;
+        _timestamps = timestamp is null ? null : ReadTimestamps(table, timestamp.Value);
         Lookback = lookback;
         Horizon = horizon;
         Stride = stride;
@@ -66,7 +65,10 @@ public sealed class TimeSeriesWindows
     /// <param name="lookback">Past steps per window.</param>
     /// <param name="horizon">Future steps per window.</param>
     /// <param name="stride">Rows between window starts.</param>
-    /// <param name="timestampColumn">Optional DateTime or text column used by <see cref="ToTimeSeries"/>.</param>
+    /// <param name="timestampColumn">Optional DateTime or text column used by <see cref="ToTimeSeries"/>. Its values must rise
+    /// strictly from row to row (rows in time order, no duplicates); this is checked here. Text is read in the invariant culture
+    /// (month first: "10/03/2024" is 3 October; ISO 8601 such as "2024-03-10T06:00:00" is unambiguous); a time with a zone or
+    /// offset is converted to UTC, one without is kept as written, so the result does not depend on the machine's time zone.</param>
     public static TimeSeriesWindows Create(IDataView table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null)
     {
         ArgumentNullException.ThrowIfNull(table);
@@ -91,9 +93,26 @@ public sealed class TimeSeriesWindows
         return new TimeSeriesWindows(table, targets, timestamp, lookback, horizon, stride);
     }
 
-    /// <summary>Windows over a time-ordered <see cref="DataFrame"/>; see <see cref="Create(IDataView, IEnumerable{string}, int, int, int, string?)"/>.</summary>
-    public static TimeSeriesWindows Create(DataFrame table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null) =>
-        Create((IDataView)table, targetColumns, lookback, horizon, stride, timestampColumn);
+    /// <summary>Windows over a time-ordered <see cref="DataFrame"/>; see <see cref="Create(IDataView, IEnumerable{string}, int, int, int, string?)"/>.
+    /// Target and timestamp columns must hold no nulls (a DataFrame gives an integer null as 0 and a DateTime null as 0001-01-01).</summary>
+    public static TimeSeriesWindows Create(DataFrame table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(targetColumns);
+        var names = targetColumns.ToArray();
+        foreach (var name in timestampColumn is null ? names : names.Append(timestampColumn))
+        {
+            int index = table.Columns.IndexOf(name);
+            if (index < 0 || table.Columns[index].NullCount == 0) continue;   // a missing column is named by the IDataView checks
+            var column = table.Columns[index];
+            long row = 0;
+            while (column[row] is not null) row++;
+            throw new ArgumentException(
+                $"Column '{name}' of the DataFrame has {column.NullCount} null value(s), the first at row {row}. Fill or drop them first " +
+                "(e.g. DataFrame.DropNulls, or column.FillNulls).", name == timestampColumn ? nameof(timestampColumn) : nameof(targetColumns));
+        }
+        return Create((IDataView)table, names, lookback, horizon, stride, timestampColumn);
+    }
 
     /// <summary>
     /// Labelled windows (features, label, window start) whose forecast rows lie in [<paramref name="firstTargetRow"/>,
@@ -152,8 +171,7 @@ public sealed class TimeSeriesWindows
 
     private DateTime? TimestampOf(long row)
     {
-        if (_timestamp is null) return null;
-        _timestamps ??= ReadTimestamps();
+        if (_timestamps is null) return null;
         if (row < _timestamps.Count) return _timestamps[(int)row];
         if (_timestamps.Count < 2)
             throw new InvalidOperationException($"Row {row} lies past the table's end and the table has fewer than 2 timestamps to extrapolate from.");
@@ -162,28 +180,35 @@ public sealed class TimeSeriesWindows
         return last + interval * (row - (_timestamps.Count - 1));
     }
 
-    private List<DateTime> ReadTimestamps()
+    // Every row's timestamp, checked to rise strictly: ToTimeSeries extrapolates past the end with the last interval, and
+    // windows assume one row per time step in order.
+    private static List<DateTime> ReadTimestamps(IDataView table, DataViewSchema.Column column)
     {
-        var column = _timestamp!.Value;
         var list = new List<DateTime>();
-        using var cursor = _table.GetRowCursor(new[] { column });
-        if (column.Type is DateTimeDataViewType)
-        {
-            var get = cursor.GetGetter<DateTime>(column);
-            DateTime value = default;
-            while (cursor.MoveNext()) { get(ref value); list.Add(value); }
-        }
+        using var cursor = table.GetRowCursor(new[] { column });
+        ValueGetter<DateTime> get;
+        if (column.Type is DateTimeDataViewType) get = cursor.GetGetter<DateTime>(column);
         else
         {
-            var get = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+            var getText = cursor.GetGetter<ReadOnlyMemory<char>>(column);
             ReadOnlyMemory<char> text = default;
-            while (cursor.MoveNext())
+            get = (ref DateTime value) =>
             {
-                get(ref text);
-                if (!DateTime.TryParse(text.Span, CultureInfo.InvariantCulture, DateTimeStyles.None, out var value))
+                getText(ref text);
+                if (!DateTime.TryParse(text.Span, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal, out value))
                     throw new FormatException($"Row {cursor.Position} of timestamp column '{column.Name}' holds '{text}', which is not a date and time.");
-                list.Add(value);
-            }
+            };
+        }
+        DateTime current = default;
+        while (cursor.MoveNext())
+        {
+            get(ref current);
+            if (list.Count > 0 && current <= list[^1])
+                throw new ArgumentException(
+                    $"Timestamp column '{column.Name}': row {cursor.Position} ({current:O}) is {(current == list[^1] ? "the same as" : "before")} row " +
+                    $"{cursor.Position - 1} ({list[^1]:O}). The rows must be in time order with one row per time step: sort the table by time " +
+                    "and remove duplicates.", "timestampColumn");
+            list.Add(current);
         }
         return list;
     }
