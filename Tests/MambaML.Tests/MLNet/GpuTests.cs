@@ -65,7 +65,10 @@ public sealed class GpuTests
             options.Channels = channels;
             options.ConvolutionFeatureCount = convolutionFeatures;
             options.ConvolutionHeadSeparateLoss = convolutionFeatures > 0;
-            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+            // Fitted inside a dispose scope of the caller's: the model must not lose its CUDA tensors when that scope ends.
+            TransformerChain<MambaSequenceTransformer> model;
+            using (TorchSharp.torch.NewDisposeScope())
+                model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
             Assert.AreEqual(expected, model.LastTransformer.Device.type);
             try { return ml.MulticlassClassification.Evaluate(model.Transform(data)).MicroAccuracy; }
             finally { model.LastTransformer.Dispose(); }
