@@ -45,6 +45,23 @@ public sealed class TextClassificationTests
     };
 
     [TestMethod]
+    public void LongTexts_AreCutBeforeTokenising_WithoutChangingTheTokensOfOrdinaryText()
+    {
+        // About 100,000 characters of words: the first 32 tokens are those of the whole text.
+        var words = string.Join(' ', Enumerable.Repeat("The service was really excellent, and the food tasty!", 2000));
+        var whole = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("cl100k_base").EncodeToIds(words, 32, out _, out _);
+        CollectionAssert.AreEqual(whole.ToArray(), TextTokens.Tokenize(MambaTokenizer.Cl100kBase, words, 32, lowercase: false).ToArray());
+        CollectionAssert.AreEqual(System.Text.Encoding.UTF8.GetBytes(words).Take(32).Select(b => (int)b).ToArray(),
+            TextTokens.Tokenize(MambaTokenizer.Bytes, words, 32, lowercase: false).ToArray());
+        // 300,000 letters without a space (a 15 s tokenisation before the cut): still the first 32 tokens, all letters.
+        var run = new string('a', 300_000);
+        var ids = TextTokens.Tokenize(MambaTokenizer.Cl100kBase, run, 32, lowercase: false);
+        Assert.AreEqual(32, ids.Count);
+        var tokenizer = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("cl100k_base");
+        Assert.IsTrue(ids.All(id => tokenizer.Decode(new[] { id }).All(c => c == 'a')));
+    }
+
+    [TestMethod]
     [DataRow(MambaTokenizer.Cl100kBase)]
     [DataRow(MambaTokenizer.Bytes)]
     public void LearnsSentiment_WithEmptyTexts_SavesTokenizerAndVocabulary(MambaTokenizer tokenizer)

@@ -13,7 +13,7 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
     public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
     /// <summary>How text is split into tokens.</summary>
     public MambaTokenizer Tokenizer { get; set; } = MambaTokenizer.Cl100kBase;
-    /// <summary>Tokens read per text; longer texts are cut.</summary>
+    /// <summary>Tokens read per text; longer texts are cut (and only their first 16 × MaxTokens characters are tokenised).</summary>
     public int MaxTokens { get; set; } = 128;
     /// <summary>Most token ids kept in the compact vocabulary (the most frequent in training); the rest map to one unknown id.</summary>
     public int MaxVocabularySize { get; set; } = 20_000;
