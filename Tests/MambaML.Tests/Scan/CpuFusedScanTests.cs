@@ -323,6 +323,27 @@ public sealed class CpuFusedScanTests
     }
 
     [TestMethod]
+    public void TorchThreadCount_BoundsTheWorkers_AndResultsDoNotDependOnIt()
+    {
+        // A fit with NumberOfThreads = 1 sets libtorch's count for its thread; the fused scan keeps to it too.
+        using var scope = NewDisposeScope();
+        int threads = get_num_threads();
+        using var c = ScanCase.Random(new Random(17), forceLength: 37);
+        var (allThreads, allThreadsState, grads) = ScanParity.RunWithGrads(Fused, c, seed: 5);
+        try
+        {
+            set_num_threads(1);
+            Assert.AreEqual(1, ParallelWork.WorkerCount(1000));
+            var (oneThread, oneThreadState, oneThreadGrads) = ScanParity.RunWithGrads(Fused, c, seed: 5);
+            Assert.IsTrue(oneThread.eq(allThreads).all().item<bool>(), "output");
+            if (allThreadsState is not null) Assert.IsTrue(oneThreadState!.eq(allThreadsState).all().item<bool>(), "last state");
+            foreach (var (name, grad) in grads) Assert.IsTrue(oneThreadGrads[name].eq(grad).all().item<bool>(), name);
+        }
+        finally { set_num_threads(threads); }
+        Assert.AreEqual(Math.Min(Environment.ProcessorCount, threads), ParallelWork.WorkerCount(1000));
+    }
+
+    [TestMethod]
     public void WorkPartitionCoversEveryChannelOnceFromTwoToSixtyFourCores()
     {
         foreach (int cores in new[] { 1, 2, 3, 16, 64 })

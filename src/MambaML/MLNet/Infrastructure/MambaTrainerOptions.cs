@@ -65,8 +65,9 @@ public abstract class MambaTrainerOptions
     /// </summary>
     public int EnsembleSize { get; set; } = 1;
     /// <summary>
-    /// CPU threads TorchSharp uses while fitting (restored afterwards); null keeps the process setting. Small models train
-    /// faster on one thread, and on a busy machine more threads than free cores slow training down sharply.
+    /// CPU threads TorchSharp and the fused CPU scan use while fitting (libtorch's count for the fitting thread, restored
+    /// afterwards); null leaves the thread count alone. Small models train faster on one thread, and on a busy machine more
+    /// threads than free cores slow training down sharply.
     /// </summary>
     public int? NumberOfThreads { get; set; }
 

@@ -6,8 +6,9 @@ namespace MambaML.Scan.Cpu;
 internal unsafe delegate void WorkItem(int item, float* scratch);
 
 /// <summary>
-/// Runs a fixed list of work items on up to one worker per core, each worker taking the next item from a shared counter
-/// (so uneven progress balances itself) and owning one scratch buffer allocated once for the whole run.
+/// Runs a fixed list of work items on up to one worker per core, and no more workers than libtorch's thread count for the
+/// calling thread (what a trainer's NumberOfThreads sets), each worker taking the next item from a shared counter (so uneven
+/// progress balances itself) and owning one scratch buffer allocated once for the whole run.
 /// </summary>
 /// <remarks>
 /// Which item does what is fixed by the caller, never by scheduling, so results do not depend on which worker ran an item.
@@ -20,7 +21,7 @@ internal static class ParallelWork
     /// </summary>
     public static unsafe void Run(int items, long scratchFloats, WorkItem body, int maxWorkers = int.MaxValue)
     {
-        int workers = Math.Min(Math.Min(items, Environment.ProcessorCount), maxWorkers);
+        int workers = WorkerCount(items, maxWorkers);
         if (workers <= 0) return;
         long stride = (scratchFloats + 15) / 16 * 16;                             // whole cache lines per worker
         var scratch = (float*)NativeMemory.AlignedAlloc((nuint)(workers * stride * sizeof(float)), 64);
@@ -44,6 +45,10 @@ internal static class ParallelWork
             NativeMemory.AlignedFree(scratch);
         }
     }
+
+    /// <summary>How many workers <see cref="Run"/> uses for <paramref name="items"/> items on this thread.</summary>
+    internal static int WorkerCount(int items, int maxWorkers = int.MaxValue) =>
+        Math.Min(Math.Min(items, Math.Min(Environment.ProcessorCount, TorchSharp.torch.get_num_threads())), maxWorkers);
 }
 
 /// <summary>
