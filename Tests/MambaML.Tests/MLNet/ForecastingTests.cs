@@ -99,7 +99,10 @@ public sealed class ForecastingTests
             var options = Synthetic.ForecastOptions(epochs: 2);
             options.Seed = seed;
             using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
-            return Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+            var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+            Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
+                CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
+            return forecasts;
         }
         var a = Fit(3);
         var b = Fit(3);
@@ -164,6 +167,45 @@ public sealed class ForecastingTests
             }
             double fitted = Mse(true), unfitted = Mse(false);
             Assert.IsTrue(fitted < 0.1 * unfitted && fitted < 0.01, $"RevIN {revin}: fitted skip MSE {fitted:G4}, default start {unfitted:G4}");
+        }
+    }
+
+    [TestMethod]
+    public void SmallAndMixedScales_TrainAsAtUnitScale()
+    {
+        // Before: RevIN's absolute epsilon (1e-5) drowned the variance of a series in small units (amplitude 1e-6: MSE 348 times
+        // the baseline's), and a channel in large units outweighed the others in the loss. Each channel now trains in a power of
+        // ten near its deviation, so rescaling a channel by a power of ten rescales its forecast and changes nothing else.
+        float[][] Forecasts(float scaleA, float scaleB, bool fitLinearSkip)
+        {
+            var ml = new MLContext(seed: 1);
+            var rows = Synthetic.Series(200).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = r.A * scaleA, B = r.B * scaleB }).ToArray();
+            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A", "B" }, 16, 4).GetWindows();
+            var options = Synthetic.ForecastOptions(channels: 2, epochs: 3);
+            options.LinearSkip = options.FitLinearSkip = fitLinearSkip;
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+            var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+            Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
+                CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
+            return forecasts;
+        }
+        // The scales are a buffer (moved with the network, saved with its weights), only where they are not all 1.
+        var arch = new ForecastArchitecture { Lookback = 16, Horizon = 4, Channels = 2, PatchLength = 4, Mamba = new MambaML.Model.MambaConfig { DModel = 8, NLayer = 1 } };
+        using (var plain = new ForecastNetwork(arch, seed: 1)) Assert.IsFalse(plain.state_dict().ContainsKey("channel_scale"));
+        using (var scaled = new ForecastNetwork(arch with { ChannelScales = new[] { 1e-6, 1.0 } }, seed: 1)) Assert.IsTrue(scaled.state_dict().ContainsKey("channel_scale"));
+        foreach (bool fitLinearSkip in new[] { false, true })
+        {
+            var unit = Forecasts(1, 1, fitLinearSkip);
+            foreach (var (scaleA, scaleB) in new[] { (1e-6f, 1e-6f), (1000f, 1f) })
+            {
+                var scaled = Forecasts(scaleA, scaleB, fitLinearSkip);
+                for (int i = 0; i < unit.Length; i++)
+                    for (int k = 0; k < unit[i].Length; k++)
+                    {
+                        float scale = k % 2 == 0 ? scaleA : scaleB;   // time-major: channel A at even positions
+                        Assert.AreEqual(unit[i][k], scaled[i][k] / scale, 2e-3, $"A×{scaleA}, B×{scaleB}, FitLinearSkip {fitLinearSkip}: window {i}, value {k}");
+                    }
+            }
         }
     }
 

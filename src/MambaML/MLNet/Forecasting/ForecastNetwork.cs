@@ -19,6 +19,12 @@ internal sealed record ForecastArchitecture
     public int EnsembleSize { get; init; } = 1;
     /// <summary>Length of the seasonal cycle removed from the input and added to the forecast (0 = none).</summary>
     public int CycleLength { get; init; }
+    /// <summary>
+    /// Per channel, the power of ten nearest the training data's standard deviation (<see cref="ForecastNetwork.ChannelScales"/>):
+    /// RevIN's epsilon and the loss are measured against it. Null when every channel's is 1, as for z-scored data and for
+    /// models saved before it existed.
+    /// </summary>
+    public double[]? ChannelScales { get; init; }
     public string CycleIndexColumnName { get; init; } = TimeSeriesWindows.WindowStartColumnName;
     public required MambaConfig Mamba { get; init; }
     public string FeatureColumnName { get; init; } = "Features";
@@ -39,6 +45,40 @@ internal sealed record ForecastArchitecture
 internal sealed class ForecastNetwork : nn.Module
 {
     private const double RevinEpsilon = 1e-5;
+
+    /// <summary>
+    /// Per channel, the power of ten nearest (in log scale) to the standard deviation of <paramref name="values"/>' channels,
+    /// or null when all are 1. Measuring RevIN's epsilon and the loss in these units makes a series in small units (say an
+    /// amplitude of 1e-4, where an absolute epsilon of 1e-5 drowns the window's variance) train like the same series at unit
+    /// scale, and keeps a channel in large units from outweighing the others in the loss. A power of ten, not the deviation
+    /// itself, so that z-scored data keeps scale 1 and trains bit for bit as without it; a constant channel keeps 1.
+    /// </summary>
+    /// <param name="values">Batches of (batch, steps, channels) values.</param>
+    /// <param name="channels">Channels.</param>
+    public static double[]? ChannelScales(IEnumerable<Tensor> values, int channels)
+    {
+        var sum = new double[channels];
+        var squares = new double[channels];
+        long count = 0;
+        foreach (var batch in values)
+        {
+            using var scope = NewDisposeScope();
+            using var owned = batch;
+            var wide = batch.to(ScalarType.Float64).reshape(-1, channels);
+            var batchSum = wide.sum(new long[] { 0 }).data<double>().ToArray();
+            var batchSquares = wide.square().sum(new long[] { 0 }).data<double>().ToArray();
+            for (int c = 0; c < channels; c++) { sum[c] += batchSum[c]; squares[c] += batchSquares[c]; }
+            count += wide.shape[0];
+        }
+        var scales = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            double mean = count == 0 ? 0 : sum[c] / count;
+            double std = count == 0 ? 0 : Math.Sqrt(Math.Max(0, squares[c] / count - mean * mean));
+            scales[c] = std > 0 && double.IsFinite(std) ? Math.Clamp(Math.Pow(10, Math.Round(Math.Log10(std))), 1e-30, 1e30) : 1;
+        }
+        return scales.All(s => s == 1) ? null : scales;
+    }
     private readonly ForecastArchitecture _arch;
 
     public Linear embed;
@@ -47,6 +87,8 @@ internal sealed class ForecastNetwork : nn.Module
     public Linear? skip;
     // (cycle length, channels): the seasonal cycle; null without one.
     public Parameter? cycle;
+    // (1, 1, channels): ForecastArchitecture.ChannelScales; null when they are all 1.
+    public Tensor? channel_scale;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own); null for a single network.
     public ModuleList<ForecastNetwork>? ensemble_members;
 
@@ -65,6 +107,12 @@ internal sealed class ForecastNetwork : nn.Module
         head = nn.Linear(d, arch.ChannelIndependent ? arch.Horizon : (long)arch.Horizon * arch.Channels);
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
         cycle = arch.CycleLength > 0 ? new Parameter(zeros(arch.CycleLength, arch.Channels)) : null;
+        if (arch.ChannelScales is { } scales)
+        {
+            if (scales.Length != arch.Channels || scales.Any(s => !(s > 0) || !float.IsFinite((float)s)))
+                throw new InvalidDataException($"ChannelScales must hold one positive, finite value per channel ({arch.Channels}); got [{string.Join(", ", scales)}].");
+            channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
+        }
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
@@ -127,7 +175,8 @@ internal sealed class ForecastNetwork : nn.Module
     /// Sets the linear skip path to the least-squares linear forecaster of the training windows and zeroes the head, so that
     /// gradient training starts from the best linear forecast and the Mamba path learns what it misses. The fit minimises the
     /// training loss itself (squared error in data units after RevIN is undone): per (window, channel) row, with the window's
-    /// std s and normalised input x, the error is s·(W·x + b − y_normalised), a least-squares problem with rows scaled by s.
+    /// std s and normalised input x, the error is s·(W·x + b − y_normalised), a least-squares problem with rows scaled by s
+    /// (by s over the channel's scale, with channel scales).
     /// </summary>
     /// <param name="windows">
     /// Batches of (batch, lookback, channels) windows, their (batch, horizon, channels) targets and, with a cycle, their (batch)
@@ -151,10 +200,12 @@ internal sealed class ForecastNetwork : nn.Module
                 using var indexOwned = cycleIndex;
                 var (x, mean, std) = Normalize(RemoveCycle(window, cycleIndex).to(ScalarType.Float64));
                 var rows = x.permute(0, 2, 1).reshape(-1, l);                                   // (batch·channels, lookback)
-                var scale = std.permute(0, 2, 1).reshape(-1, 1);
+                var scale = (channel_scale is null ? std : std / channel_scale.to(ScalarType.Float64)).permute(0, 2, 1).reshape(-1, 1);
                 var inputs = cat(new[] { rows, ones_like(scale) }, 1) * scale;
                 var future = cycleIndex is null ? target : target - CycleValues(cycleIndex, l, h);
-                var outputs = (future.to(ScalarType.Float64) - mean).permute(0, 2, 1).reshape(-1, h);   // s·y_normalised
+                var outputs = (future.to(ScalarType.Float64) - mean);                                  // s·y_normalised
+                if (channel_scale is not null) outputs = outputs / channel_scale.to(ScalarType.Float64);
+                outputs = outputs.permute(0, 2, 1).reshape(-1, h);
                 gram.add_(inputs.T.matmul(inputs));
                 cross.add_(inputs.T.matmul(outputs));
             }
@@ -242,13 +293,17 @@ internal sealed class ForecastNetwork : nn.Module
         if (!_arch.InstanceNormalization)
             return (window, zeros_like(window.narrow(1, 0, 1)), ones_like(window.narrow(1, 0, 1)));
         var mean = window.mean(new long[] { 1 }, keepdim: true);
-        var std = (window.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        var std = WithEpsilon(window.var(1, unbiased: false, keepdim: true)).sqrt();
         // Values beyond about 1e19 overflow the float32 variance; such windows take their deviation in float64 (finite windows
         // keep the float32 one, bit for bit).
-        var wide = (window.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt().to(window.dtype);
+        var wide = WithEpsilon(window.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true)).sqrt().to(window.dtype);
         std = where(std.isfinite(), std, wide);
         return ((window - mean) / std, mean, std);
     }
+
+    // A window's variance plus RevIN's epsilon, measured in its channel's units when the channels have scales.
+    private Tensor WithEpsilon(Tensor variance) =>
+        channel_scale is null ? variance + RevinEpsilon : variance + channel_scale.to(variance.dtype).square() * RevinEpsilon;
 
     /// <summary>
     /// Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels); for an ensemble, the mean of its
@@ -277,7 +332,8 @@ internal sealed class ForecastNetwork : nn.Module
 
     /// <summary>
     /// Mean squared error of <see cref="Predict"/> against <paramref name="target"/> (batch, horizon, channels) in the data's units, after RevIN is undone
-    /// (as RevIN prescribes): measured in each window's own units, a nearly constant window would dominate the loss.
+    /// (as RevIN prescribes): measured in each window's own units, a nearly constant window would dominate the loss. With channel
+    /// scales, each channel's error is measured in its scale's units.
     /// </summary>
     /// <param name="window">(batch, lookback, channels).</param>
     /// <param name="target">(batch, horizon, channels).</param>
@@ -285,7 +341,9 @@ internal sealed class ForecastNetwork : nn.Module
     public Tensor Loss(Tensor window, Tensor target, Tensor? cycleIndex = null)
     {
         using var scope = NewDisposeScope();
-        return nn.functional.mse_loss(Predict(window, cycleIndex), target).MoveToOuterDisposeScope();
+        var forecast = Predict(window, cycleIndex);
+        var loss = channel_scale is null ? nn.functional.mse_loss(forecast, target) : nn.functional.mse_loss(forecast / channel_scale, target / channel_scale);
+        return loss.MoveToOuterDisposeScope();
     }
 
     // (n, L, width) → (n, ceil(L / P), P·width); the front is padded by repeating the first step so the last patch ends at the newest value.

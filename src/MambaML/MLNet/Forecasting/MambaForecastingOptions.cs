@@ -21,7 +21,11 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// long-horizon forecasters). False: all channels of a step are embedded together, so the model can use cross-channel effects.
     /// </summary>
     public bool ChannelIndependent { get; set; } = true;
-    /// <summary>Normalise each window by its own mean and standard deviation per channel and undo it on the output (RevIN).</summary>
+    /// <summary>
+    /// Normalise each window by its own mean and standard deviation per channel and undo it on the output (RevIN). Without it
+    /// the network reads the values as they are, so z-score the channels first (e.g. mlContext.Transforms.NormalizeMeanVariance
+    /// on the table): a series far from zero or in large units then trains badly.
+    /// </summary>
     public bool InstanceNormalization { get; set; } = true;
     /// <summary>Add a linear map from the window to the horizon beside the Mamba path (as DLinear).</summary>
     public bool LinearSkip { get; set; } = true;
