@@ -172,6 +172,29 @@ public sealed class SaveLoadTests
     }
 
     [TestMethod]
+    public void FormatTwoModel_StillLoads()
+    {
+        // Format 2 is format 3 without the forecaster's channel scales, hashed the same way: a model of z-scored data (no
+        // scales) marked as format 2 is the file format 2 wrote.
+        var (path, data, expected) = SavedForecaster();
+        try
+        {
+            RewriteEntry(path, "Model.key", bytes =>
+            {
+                int at = MarkerOffset(bytes);
+                Assert.AreEqual(ModelFile.FormatVersion, BitConverter.ToInt32(bytes, at + 4));
+                BitConverter.GetBytes(2).CopyTo(bytes, at + 4);
+                return bytes;
+            });
+            var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);
+            var actual = Synthetic.ReadVectors(loaded.Transform(data), "Forecast");
+            for (int i = 0; i < expected.Length; i++) CollectionAssert.AreEqual(expected[i], actual[i]);
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
     public void MissingWeights_GiveCorruptModelError()
     {
         var e = LoadErrorAfterRewrite("MambaWeights.bin", _ => null);

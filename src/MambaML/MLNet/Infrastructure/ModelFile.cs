@@ -20,7 +20,9 @@ namespace MambaML.MLNet;
 internal static class ModelFile
 {
     /// <summary>The format this build writes and the newest it reads.</summary>
-    public const int FormatVersion = 2;
+    /// <remarks>Format 3 adds the forecaster's channel scales (absent from older files, which load as they were): a build that
+    /// reads only format 2 refuses it as newer rather than as corrupt.</remarks>
+    public const int FormatVersion = 3;
     private const int Magic = 0x4D424D41;   // "AMBM" little-endian
     private const string WeightsEntry = "MambaWeights.bin";
     // ML.NET's custom-mapping loader: registered by every ML.NET process that can load Microsoft.ML.Transforms.
