@@ -248,6 +248,38 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
+    public void InputsInAnyPowerOfTenUnits_ScoreAsAtUnitScale()
+    {
+        // Before: features ×1e6 or ×1e-4 gave chance accuracy without per-sequence normalisation, and with it ×1e20 overflowed the
+        // variance (every score that of an all-zero input). Values are now read in each channel's units, a power of ten near its
+        // deviation, so a power-of-ten rescaling changes nothing.
+        float[] Scores(float scale, bool normalizeEachSequence, int channels)
+        {
+            var ml = new MLContext(seed: 1);
+            var rows = Synthetic.Shapes(60, 20, 28, channels).Select(r => new Synthetic.ShapeRow { Features = r.Features.Select(v => v * scale).ToArray(), Shape = r.Shape }).ToArray();
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 3);
+            options.PatchLength = 2;
+            options.Channels = channels;
+            options.NormalizeEachSequence = normalizeEachSequence;
+            var data = ml.Data.LoadFromEnumerable(rows);
+            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+            try
+            {
+                var scores = ScoreValues(model.Transform(data));
+                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(data))));
+                return scores;
+            }
+            finally { model.LastTransformer.Dispose(); }
+        }
+        foreach (var (scale, normalize) in new[] { (1e6f, false), (1e-4f, false), (1e20f, true), (1e-8f, true) })
+        {
+            var unit = Scores(1, normalize, channels: 1);
+            var scaled = Scores(scale, normalize, channels: 1);
+            for (int i = 0; i < unit.Length; i++) Assert.AreEqual(unit[i], scaled[i], 1e-3, $"×{scale}, NormalizeEachSequence {normalize}: score {i}");
+        }
+    }
+
+    [TestMethod]
     public void SaveLoad_AllNumericTasks_SameScores()
     {
         var ml = new MLContext(seed: 1);

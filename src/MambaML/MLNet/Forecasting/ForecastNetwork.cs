@@ -20,9 +20,8 @@ internal sealed record ForecastArchitecture
     /// <summary>Length of the seasonal cycle removed from the input and added to the forecast (0 = none).</summary>
     public int CycleLength { get; init; }
     /// <summary>
-    /// Per channel, the power of ten nearest the training data's standard deviation (<see cref="ForecastNetwork.ChannelScales"/>):
-    /// RevIN's epsilon and the loss are measured against it. Null when every channel's is 1, as for z-scored data and for
-    /// models saved before it existed.
+    /// Each channel's units (<see cref="MLNet.ChannelScales"/>): RevIN's epsilon and the loss are measured in them. Null when
+    /// every channel's is 1, as for z-scored data and for models saved before format 3.
     /// </summary>
     public double[]? ChannelScales { get; init; }
     public string CycleIndexColumnName { get; init; } = TimeSeriesWindows.WindowStartColumnName;
@@ -45,40 +44,6 @@ internal sealed record ForecastArchitecture
 internal sealed class ForecastNetwork : nn.Module
 {
     private const double RevinEpsilon = 1e-5;
-
-    /// <summary>
-    /// Per channel, the power of ten nearest (in log scale) to the standard deviation of <paramref name="values"/>' channels,
-    /// or null when all are 1. Measuring RevIN's epsilon and the loss in these units makes a series in small units (say an
-    /// amplitude of 1e-4, where an absolute epsilon of 1e-5 drowns the window's variance) train like the same series at unit
-    /// scale, and keeps a channel in large units from outweighing the others in the loss. A power of ten, not the deviation
-    /// itself, so that z-scored data keeps scale 1 and trains bit for bit as without it; a constant channel keeps 1.
-    /// </summary>
-    /// <param name="values">Batches of (batch, steps, channels) values.</param>
-    /// <param name="channels">Channels.</param>
-    public static double[]? ChannelScales(IEnumerable<Tensor> values, int channels)
-    {
-        var sum = new double[channels];
-        var squares = new double[channels];
-        long count = 0;
-        foreach (var batch in values)
-        {
-            using var scope = NewDisposeScope();
-            using var owned = batch;
-            var wide = batch.to(ScalarType.Float64).reshape(-1, channels);
-            var batchSum = wide.sum(new long[] { 0 }).data<double>().ToArray();
-            var batchSquares = wide.square().sum(new long[] { 0 }).data<double>().ToArray();
-            for (int c = 0; c < channels; c++) { sum[c] += batchSum[c]; squares[c] += batchSquares[c]; }
-            count += wide.shape[0];
-        }
-        var scales = new double[channels];
-        for (int c = 0; c < channels; c++)
-        {
-            double mean = count == 0 ? 0 : sum[c] / count;
-            double std = count == 0 ? 0 : Math.Sqrt(Math.Max(0, squares[c] / count - mean * mean));
-            scales[c] = std > 0 && double.IsFinite(std) ? Math.Clamp(Math.Pow(10, Math.Round(Math.Log10(std))), 1e-30, 1e30) : 1;
-        }
-        return scales.All(s => s == 1) ? null : scales;
-    }
     private readonly ForecastArchitecture _arch;
 
     public Linear embed;
@@ -107,12 +72,8 @@ internal sealed class ForecastNetwork : nn.Module
         head = nn.Linear(d, arch.ChannelIndependent ? arch.Horizon : (long)arch.Horizon * arch.Channels);
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
         cycle = arch.CycleLength > 0 ? new Parameter(zeros(arch.CycleLength, arch.Channels)) : null;
-        if (arch.ChannelScales is { } scales)
-        {
-            if (scales.Length != arch.Channels || scales.Any(s => !(s > 0) || !float.IsFinite((float)s)))
-                throw new InvalidDataException($"ChannelScales must hold one positive, finite value per channel ({arch.Channels}); got [{string.Join(", ", scales)}].");
-            channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
-        }
+        ChannelScales.RequireValid(arch.ChannelScales, arch.Channels);
+        if (arch.ChannelScales is { } scales) channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());

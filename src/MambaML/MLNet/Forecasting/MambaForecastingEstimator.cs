@@ -43,11 +43,7 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         var valid = ValidationSetReader.Create(o.ValidationSet, CreateReader);
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
-        arch = arch with
-        {
-            ChannelScales = ForecastNetwork.ChannelScales(
-                train.ReadAll(input, o.CancellationToken).Chunk(o.BatchSize).Select(batch => ForecastBatches.Windows(batch, arch, CPU)), o.Channels),
-        };
+        arch = arch with { ChannelScales = ChannelScales.Of(train.ReadAll(input, o.CancellationToken).Select(e => e.Values), o.Channels) };
 
         // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling)
         // and early stopping. The first member keeps the seed: it is the single model of that seed. The fitted start (cycle,

@@ -38,6 +38,9 @@ internal sealed record SequenceArchitecture
     public double Dropout { get; init; }
     /// <summary>Numeric: values per step.</summary>
     public int Channels { get; init; } = 1;
+    /// <summary>Numeric: each channel's units (<see cref="MLNet.ChannelScales"/>), which values are divided by before anything
+    /// else reads them. Null when every channel's is 1, as for z-scored data and for models saved before format 3.</summary>
+    public double[]? ChannelScales { get; init; }
     /// <summary>Numeric: steps per token.</summary>
     public int PatchLength { get; init; } = 1;
     /// <summary>Numeric: z-normalise each sequence by its own statistics.</summary>

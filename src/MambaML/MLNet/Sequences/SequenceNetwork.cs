@@ -38,12 +38,16 @@ internal sealed class SequenceNetwork : nn.Module
     // Numeric: MiniRocket's features and the linear head reading them (logits summed with the Mamba head's); null without.
     public ConvolutionFeatures? convolution_features;
     public Linear? convolution_head;
+    // Numeric: (1, 1, channels), SequenceArchitecture.ChannelScales; null when they are all 1.
+    public Tensor? channel_scale;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
     public ModuleList<SequenceNetwork>? ensemble_members;
 
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
         _arch = arch;
+        ChannelScales.RequireValid(arch.ChannelScales, arch.Channels);
+        if (arch.ChannelScales is { } scales) channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
         var g = new Generator((ulong)seed);
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
@@ -125,7 +129,7 @@ internal sealed class SequenceNetwork : nn.Module
         foreach (var chunk in examples.Chunk(256))
         {
             var (input, lengths) = SequenceBatches.Inputs(chunk, _arch, device);
-            var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            var values = ReadValues(input, lengths);
             for (int i = 0; i < chunk.Length; i++) sequences.Add(values[i].narrow(0, 0, chunk[i].Steps));
         }
         foreach (var member in Members()) member.convolution_features!.Fit(sequences, member._featureGenerator, cancellation);
@@ -169,7 +173,7 @@ internal sealed class SequenceNetwork : nn.Module
         Tensor? linear = null;
         if (_arch.Input == SequenceInputKind.Numeric)
         {
-            var values = _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
+            var values = ReadValues(input, lengths);
             if (_arch.WindowFraction < 1)
             {
                 var windowLengths = WindowLengths(lengths, _arch.WindowFraction);
@@ -338,6 +342,13 @@ internal sealed class SequenceNetwork : nn.Module
         if (!training || _arch.Dropout == 0) return x;
         var keep = rand(x.shape, generator: _dropoutGenerator).to(x.device) >= _arch.Dropout;
         return x * keep.to(x.dtype) / (1 - _arch.Dropout);
+    }
+
+    // The numeric input as the network reads it: in each channel's units, then z-normalised per sequence when asked.
+    private Tensor ReadValues(Tensor input, Tensor lengths)
+    {
+        if (channel_scale is not null) input = input / channel_scale;
+        return _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
     }
 
     /// <summary>z-normalises each sequence and channel of (batch, steps, channels) over its real steps; padded steps stay zero.</summary>
