@@ -72,8 +72,7 @@ internal sealed class ForecastNetwork : nn.Module
         head = nn.Linear(d, arch.ChannelIndependent ? arch.Horizon : (long)arch.Horizon * arch.Channels);
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
         cycle = arch.CycleLength > 0 ? new Parameter(zeros(arch.CycleLength, arch.Channels)) : null;
-        ChannelScales.RequireValid(arch.ChannelScales, arch.Channels);
-        if (arch.ChannelScales is { } scales) channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
+        channel_scale = ChannelScales.AsTensor(arch.ChannelScales, arch.Channels);
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());

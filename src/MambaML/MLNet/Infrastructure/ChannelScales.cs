@@ -38,10 +38,15 @@ internal static class ChannelScales
         return scales.All(s => s == 1) ? null : scales;
     }
 
-    /// <summary>Throws <see cref="InvalidDataException"/> unless <paramref name="scales"/> (from a model description) holds one positive, finite float per channel.</summary>
-    public static void RequireValid(double[]? scales, int channels)
+    /// <summary>
+    /// <paramref name="scales"/> (from a model description) as a (1, 1, channels) float tensor, or null for null; throws
+    /// <see cref="InvalidDataException"/> unless they are one positive, finite float per channel.
+    /// </summary>
+    public static TorchSharp.torch.Tensor? AsTensor(double[]? scales, int channels)
     {
-        if (scales is not null && (scales.Length != channels || scales.Any(s => !(s > 0) || !float.IsFinite((float)s))))
+        if (scales is null) return null;
+        if (scales.Length != channels || scales.Any(s => !(s > 0) || !float.IsFinite((float)s)))
             throw new InvalidDataException($"ChannelScales must hold one positive, finite value per channel ({channels}); got [{string.Join(", ", scales)}].");
+        return TorchSharp.torch.tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, channels);
     }
 }

@@ -46,8 +46,7 @@ internal sealed class SequenceNetwork : nn.Module
     public SequenceNetwork(SequenceArchitecture arch, long seed) : base(nameof(SequenceNetwork))
     {
         _arch = arch;
-        ChannelScales.RequireValid(arch.ChannelScales, arch.Channels);
-        if (arch.ChannelScales is { } scales) channel_scale = tensor(scales.Select(s => (float)s).ToArray()).view(1, 1, arch.Channels);
+        channel_scale = ChannelScales.AsTensor(arch.ChannelScales, arch.Channels);
         var g = new Generator((ulong)seed);
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
