@@ -67,7 +67,7 @@ public sealed class MambaBackbone : nn.Module
         var layerStates = new MambaLayerState[layers.Count];
         var x = hidden;
         for (int i = 0; i < layers.Count; i++)
-            (x, layerStates[i]) = layers[i].Step(x, state.Layers[i]);
+            (x, layerStates[i]) = layers[i].StepChecked(x, state.Layers[i]);
         x = norm_f.forward(x);
         return (x.MoveToOuterDisposeScope(), new MambaState(layerStates).MoveToOuterDisposeScope());
     }

@@ -39,8 +39,14 @@ public sealed class MambaBlock : nn.Module
     public (Tensor Output, MambaLayerState State) Step(Tensor hidden, MambaLayerState state)
     {
         mixer.RequireStepInput(hidden, state);
+        return StepChecked(hidden, state);
+    }
+
+    /// <summary><see cref="Step"/> for inputs the caller has checked (the backbone checks once for all its layers).</summary>
+    internal (Tensor Output, MambaLayerState State) StepChecked(Tensor hidden, MambaLayerState state)
+    {
         using var normed = norm.forward(hidden);
-        var (mixed, next) = mixer.Step(normed, state);
+        var (mixed, next) = mixer.StepChecked(normed, state);
         using (mixed) return (hidden + mixed, next);
     }
 }

@@ -165,6 +165,12 @@ public sealed class MambaMixer : nn.Module
     public (Tensor Output, MambaLayerState State) Step(Tensor hidden, MambaLayerState state)
     {
         RequireStepInput(hidden, state);
+        return StepChecked(hidden, state);
+    }
+
+    /// <summary><see cref="Step"/> for inputs the caller has checked.</summary>
+    internal (Tensor Output, MambaLayerState State) StepChecked(Tensor hidden, MambaLayerState state)
+    {
         using var scope = NewDisposeScope();
         int n = _config.DState, r = _config.EffectiveDtRank, di = _config.DInner;
         var ct = ComputeType(hidden);
