@@ -82,6 +82,25 @@ public sealed class GpuTests
     }
 
     [TestMethod]
+    public void SequenceClassifier_OnCuda_SharedAcrossThreads_PredictsAsOnOneThread()
+    {
+        if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
+        var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
+        var rows = Synthetic.Shapes(40, 12, 30);
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
+        options.PredictionBatchSize = 5;
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+        try
+        {
+            Assert.AreEqual(TorchSharp.DeviceType.CUDA, model.LastTransformer.Device.type);
+            // cuBLAS handles are per thread, so the same product may round differently on another thread.
+            ConcurrentPredictionTests.CheckConcurrent<Synthetic.ShapeRow, ConvolutionFeaturesTests.ShapeScores>(ml, model, data, "Score", rows, p => p.Score, tolerance: 1e-5f);
+        }
+        finally { model.LastTransformer.Dispose(); }
+    }
+
+    [TestMethod]
     public void TextClassifier_TrainsOnCuda_LoadsOnCpu_AndCudaPredictionLoopsHoldNoTensors()
     {
         if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");

@@ -13,9 +13,15 @@ namespace MambaML.MLNet;
 /// (one model call per <see cref="MambaTrainerOptions.PredictionBatchSize"/> rows, same numbers), saving, and disposal of the
 /// native network.
 /// </summary>
+/// <remarks>
+/// Thread-safe: predictions (from any number of <c>PredictionEngine</c>s and <see cref="Transform"/> cursors) and saves run
+/// concurrently on one shared network, since they only read its weights; <see cref="Dispose"/> waits for those in flight.
+/// </remarks>
 public abstract class MambaTransformerBase : ITransformer, IDisposable
 {
+    // Guards _users and _disposed: the number of predictions and saves using the network now, and whether it is freed.
     private readonly object _networkLock = new();
+    private int _users;
     private bool _disposed;
 
     private protected MambaTransformerBase() { }
@@ -41,21 +47,42 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        lock (_networkLock)   // a Dispose on another thread waits, rather than freeing the weights mid-save
-        {
-            ThrowIfDisposed();
-            SaveModel(ctx);
-        }
+        using var use = UseNetwork();
+        SaveModel(ctx);
     }
 
-    /// <summary>Frees the network's native memory. The transformer cannot be used afterwards.</summary>
+    /// <summary>
+    /// Frees the network's native memory, after the predictions and saves in flight on other threads finish. The transformer
+    /// cannot be used afterwards.
+    /// </summary>
     public void Dispose()
     {
         lock (_networkLock)
         {
             if (_disposed) return;
-            _disposed = true;
-            DisposeNetwork();
+            _disposed = true;   // no new use starts
+            while (_users > 0) Monitor.Wait(_networkLock);
+        }
+        DisposeNetwork();
+    }
+
+    /// <summary>Marks the network in use until the result is disposed, so that <see cref="Dispose"/> waits rather than freeing it mid-call.</summary>
+    private NetworkUse UseNetwork()
+    {
+        lock (_networkLock)
+        {
+            ThrowIfDisposed();
+            _users++;
+        }
+        return new NetworkUse(this);
+    }
+
+    private readonly struct NetworkUse(MambaTransformerBase owner) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (owner._networkLock)
+                if (--owner._users == 0) Monitor.PulseAll(owner._networkLock);
         }
     }
 
@@ -68,7 +95,10 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     /// <summary>Rows per model call in <see cref="Transform"/>.</summary>
     private protected abstract int PredictionBatchSize { get; }
 
-    /// <summary>Runs the network on a batch (gradients off, eval mode) and returns each row's raw output vector.</summary>
+    /// <summary>
+    /// Runs the network on a batch (gradients off, eval mode) and returns each row's raw output vector. Called from several
+    /// threads at once: it must only read the network and the transformer's state.
+    /// </summary>
     private protected abstract float[][] Predict(IReadOnlyList<SequenceExample> batch);
 
     /// <summary>Writes the transformer to an ML.NET model entry.</summary>
@@ -130,13 +160,10 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     /// <summary>Predicts a batch with native memory released before returning (safe for long prediction loops).</summary>
     private float[][] PredictScoped(IReadOnlyList<SequenceExample> batch)
     {
-        lock (_networkLock)
-        {
-            ThrowIfDisposed();
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            return Predict(batch);
-        }
+        using var use = UseNetwork();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return Predict(batch);
     }
 
     /// <summary>The transformer bound to one input schema.</summary>
