@@ -26,6 +26,8 @@ internal sealed class TextTokens
         _vocabulary = vocabulary;
         _compact = new Dictionary<int, long>(vocabulary.TokenIds.Length);
         for (int i = 0; i < vocabulary.TokenIds.Length; i++) _compact[vocabulary.TokenIds[i]] = i + 2;
+        // Loading cl100k's vocabulary takes over 100 ms: pay it when the model is made or loaded, not in its first prediction.
+        if (vocabulary.Tokenizer == MambaTokenizer.Cl100kBase) _ = Cl100k.Value;
     }
 
     /// <summary>Compact ids of <paramref name="text"/>'s first tokens; empty text becomes one unknown token.</summary>
