@@ -1,0 +1,269 @@
+using System.Diagnostics;
+using MambaML.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+namespace MambaML.Benchmarks;
+
+/// <summary>
+/// Serving throughput on the CPU: single-row <c>PredictionEngine</c> calls from several threads, each thread with its own
+/// engine (as ML.NET's PredictionEnginePool gives), for a forecaster, a numeric sequence classifier and a text classifier at
+/// the default model size, trained briefly on synthetic data (speed does not depend on the weights). Three ways to serve, in
+/// the same process: one model shared by all threads; one loaded copy of the model per thread; and one shared model whose
+/// calls are serialised by a lock, which is how MambaML served a shared model before its predictions could run concurrently.
+/// Every thread runs libtorch on one thread, as the README advises for serving.
+/// </summary>
+internal sealed class ServingSuite : IBenchmarkSuite
+{
+    public string Name => "serving";
+    public string Description => "PredictionEngine throughput on T threads: one shared model vs a copy per thread vs serialised; " +
+                                 "--threads 1,2,4 --seconds S";
+
+    private enum Variant { Shared, CopyPerThread, Serialised }
+
+    public IReadOnlyDictionary<string, object> Run(BenchmarkOptions options)
+    {
+        var args = new ArgParser(options.Args);
+        var threadCounts = args.String("--threads", DefaultThreads()).Split(',').Select(int.Parse).ToArray();
+        double seconds = args.Double("--seconds", options.Quick ? 1 : 4);
+        set_num_threads(1);
+        var ml = new MLContext(seed: 1);
+        ml.RegisterMambaML();
+
+        Console.WriteLine($"## serving: {Environment.ProcessorCount} cores, {seconds} s per cell, one libtorch thread per serving thread");
+        Console.WriteLine();
+        Console.WriteLine("| model | threads | variant | predictions/s | vs a copy per thread | median µs | p99 µs |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount };
+        foreach (var model in new IServedModel[] { new ServedForecaster(), new ServedSequenceClassifier(), new ServedTextClassifier() })
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}.zip");
+            try
+            {
+                model.TrainAndSave(ml, path);
+                Measure(ml, model, path, Variant.Shared, 1, Math.Min(1, seconds));   // warm-up: JIT, allocator, caches
+                foreach (int threads in threadCounts)
+                {
+                    var rates = new Dictionary<Variant, double>();
+                    foreach (var variant in new[] { Variant.CopyPerThread, Variant.Shared, Variant.Serialised })
+                    {
+                        var (rate, median, p99) = Measure(ml, model, path, variant, threads, seconds);
+                        rates[variant] = rate;
+                        Console.WriteLine($"| {model.Name} | {threads} | {Describe(variant)} | {rate:F0} | {rate / rates[Variant.CopyPerThread]:F2} | {median:F0} | {p99:F0} |");
+                    }
+                    headline[$"{model.Name}_t{threads}_shared_vs_copies"] = Math.Round(rates[Variant.Shared] / rates[Variant.CopyPerThread], 3);
+                    headline[$"{model.Name}_t{threads}_shared_vs_serialised"] = Math.Round(rates[Variant.Shared] / rates[Variant.Serialised], 3);
+                }
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+        return headline;
+    }
+
+    private static string DefaultThreads() =>
+        string.Join(',', new[] { 1, 2, 4, Environment.ProcessorCount }.Where(t => t <= Math.Max(4, Environment.ProcessorCount)).Distinct().Order());
+
+    private static string Describe(Variant variant) => variant switch
+    {
+        Variant.Shared => "one shared model",
+        Variant.CopyPerThread => "a copy per thread",
+        _ => "one model, serialised",
+    };
+
+    /// <summary>Predictions per second over all threads, and the median and 99th-percentile call latency in µs.</summary>
+    private static (double Rate, double MedianUs, double P99Us) Measure(MLContext ml, IServedModel model, string path, Variant variant, int threads, double seconds)
+    {
+        var models = Enumerable.Range(0, variant == Variant.CopyPerThread ? threads : 1).Select(_ => ml.Model.Load(path, out DataViewSchema _)).ToArray();
+        try
+        {
+            var gate = new object();
+            var latencies = new List<double>[threads];
+            using var start = new Barrier(threads + 1);
+            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+            {
+                set_num_threads(1);
+                var predict = model.Predictor(ml, models[variant == Variant.CopyPerThread ? t : 0]);
+                for (int i = 0; i < 20; i++) predict(i);   // warm-up
+                var mine = latencies[t] = new List<double>(1 << 16);
+                start.SignalAndWait();
+                var deadline = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+                for (int i = 0; Stopwatch.GetTimestamp() < deadline; i++)
+                {
+                    long begin = Stopwatch.GetTimestamp();
+                    if (variant == Variant.Serialised)
+                        lock (gate) predict(i);
+                    else
+                        predict(i);
+                    mine.Add(Stopwatch.GetElapsedTime(begin).TotalMicroseconds);
+                }
+            })).ToArray();
+            foreach (var worker in workers) worker.Start();
+            start.SignalAndWait();
+            var clock = Stopwatch.StartNew();
+            foreach (var worker in workers) worker.Join();
+            double elapsed = clock.Elapsed.TotalSeconds;
+            var all = latencies.SelectMany(l => l).Order().ToArray();
+            return (all.Length / elapsed, all[all.Length / 2], all[(int)(0.99 * (all.Length - 1))]);
+        }
+        finally
+        {
+            foreach (var m in models)
+                foreach (var part in m as IEnumerable<ITransformer> ?? new[] { m }) (part as IDisposable)?.Dispose();
+        }
+    }
+
+    /// <summary>A model to serve: trains and saves itself, then makes per-thread predictors over a loaded copy.</summary>
+    private interface IServedModel
+    {
+        string Name { get; }
+        void TrainAndSave(MLContext ml, string path);
+        /// <summary>A function predicting the i-th of a fixed set of inputs, with its own PredictionEngine over <paramref name="model"/>.</summary>
+        Action<int> Predictor(MLContext ml, ITransformer model);
+    }
+
+    private sealed class WindowRow
+    {
+        [VectorType(ServedForecaster.Lookback)] public float[] Features { get; set; } = Array.Empty<float>();
+        [VectorType(ServedForecaster.Horizon)] public float[] Label { get; set; } = Array.Empty<float>();
+    }
+
+    private sealed class ForecastRow
+    {
+        public float[] Forecast { get; set; } = Array.Empty<float>();
+    }
+
+    /// <summary>A univariate forecaster: 96 steps in, 24 out, the default model size.</summary>
+    private sealed class ServedForecaster : IServedModel
+    {
+        public const int Lookback = 96, Horizon = 24;
+        private readonly WindowRow[] _rows = Windows(256);
+        public string Name => "forecaster";
+
+        private static WindowRow[] Windows(int count)
+        {
+            var rng = new Random(1);
+            var series = Enumerable.Range(0, count + Lookback + Horizon)
+                .Select(t => (float)(Math.Sin(2 * Math.PI * t / 24) + 0.3 * Math.Sin(2 * Math.PI * t / 168) + 0.1 * rng.NextDouble())).ToArray();
+            return Enumerable.Range(0, count).Select(i => new WindowRow
+            {
+                Features = series.AsSpan(i, Lookback).ToArray(),
+                Label = series.AsSpan(i + Lookback, Horizon).ToArray(),
+            }).ToArray();
+        }
+
+        public void TrainAndSave(MLContext ml, string path)
+        {
+            var data = ml.Data.LoadFromEnumerable(_rows);
+            using var model = ml.Forecasting.ForecastByMamba(new MambaForecastingOptions
+            {
+                Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
+            }).Fit(data);
+            ml.Model.Save(model, data.Schema, path);
+        }
+
+        public Action<int> Predictor(MLContext ml, ITransformer model)
+        {
+            var engine = ml.Model.CreatePredictionEngine<WindowRow, ForecastRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+            return i => engine.Predict(_rows[i % _rows.Length]);
+        }
+    }
+
+    private sealed class SequenceRow
+    {
+        public float[] Features { get; set; } = Array.Empty<float>();
+        public string Shape { get; set; } = "";
+    }
+
+    private sealed class ScoreRow
+    {
+        public float[] Score { get; set; } = Array.Empty<float>();
+    }
+
+    /// <summary>A three-class classifier of 128-step numeric sequences, the default model size.</summary>
+    private sealed class ServedSequenceClassifier : IServedModel
+    {
+        private readonly SequenceRow[] _rows = Shapes(120);
+        public string Name => "sequence";
+
+        private static SequenceRow[] Shapes(int count)
+        {
+            var rng = new Random(2);
+            string[] names = { "sine", "square", "ramp" };
+            return Enumerable.Range(0, count).Select(i =>
+            {
+                double frequency = 0.02 + 0.08 * rng.NextDouble(), phase = rng.NextDouble();
+                var values = Enumerable.Range(0, 128).Select(t =>
+                {
+                    double cycle = (frequency * t + phase) % 1.0;
+                    return (float)((i % 3) switch { 0 => Math.Sin(2 * Math.PI * cycle), 1 => cycle < 0.5 ? 1 : -1, _ => 2 * cycle - 1 });
+                }).ToArray();
+                return new SequenceRow { Features = values, Shape = names[i % 3] };
+            }).ToArray();
+        }
+
+        public void TrainAndSave(MLContext ml, string path)
+        {
+            var data = ml.Data.LoadFromEnumerable(_rows);
+            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
+                .Append(ml.MulticlassClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions
+                {
+                    NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
+                })).Fit(data);
+            ml.Model.Save(model, data.Schema, path);
+            model.LastTransformer.Dispose();
+        }
+
+        public Action<int> Predictor(MLContext ml, ITransformer model)
+        {
+            var engine = ml.Model.CreatePredictionEngine<SequenceRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+            return i => engine.Predict(_rows[i % _rows.Length]);
+        }
+    }
+
+    private sealed class ReviewRow
+    {
+        public string Text { get; set; } = "";
+        public string Sentiment { get; set; } = "";
+    }
+
+    /// <summary>A two-class text classifier (cl100k tokens) of 8–30-word sentences, the default model size.</summary>
+    private sealed class ServedTextClassifier : IServedModel
+    {
+        private static readonly string[] Words = ("the food was really good great bad awful service slow friendly staff place very lovely " +
+                                                  "terrible tasty bland and but not at all we will come back never again").Split(' ');
+        private readonly ReviewRow[] _rows = Reviews(200);
+        public string Name => "text";
+
+        private static ReviewRow[] Reviews(int count)
+        {
+            var rng = new Random(3);
+            return Enumerable.Range(0, count).Select(i => new ReviewRow
+            {
+                Text = string.Join(' ', Enumerable.Range(0, rng.Next(8, 31)).Select(_ => Words[rng.Next(Words.Length)])),
+                Sentiment = i % 2 == 0 ? "positive" : "negative",
+            }).ToArray();
+        }
+
+        public void TrainAndSave(MLContext ml, string path)
+        {
+            var data = ml.Data.LoadFromEnumerable(_rows);
+            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+                .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(new MambaTextClassificationOptions
+                {
+                    NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
+                })).Fit(data);
+            ml.Model.Save(model, data.Schema, path);
+            model.LastTransformer.Dispose();
+        }
+
+        public Action<int> Predictor(MLContext ml, ITransformer model)
+        {
+            var engine = ml.Model.CreatePredictionEngine<ReviewRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+            return i => engine.Predict(_rows[i % _rows.Length]);
+        }
+    }
+}
