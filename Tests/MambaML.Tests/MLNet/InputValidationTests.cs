@@ -170,6 +170,24 @@ public sealed class InputValidationTests
         options.LabelColumnName = "Features";
         var same = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(same.Message, "predict its own input");
+        // Sizes whose backbone alone cannot fit in memory are named before anything is allocated (they failed inside libtorch's
+        // or .NET's allocator).
+        foreach (var (option, set) in new (string, Action<MambaTrainerOptions>)[]
+                 {
+                     ("ModelDimension", o => o.ModelDimension = 200_000),
+                     ("NumberOfLayers", o => o.NumberOfLayers = int.MaxValue),
+                     ("EnsembleSize", o => o.EnsembleSize = int.MaxValue),
+                 })
+        {
+            options = Synthetic.ForecastOptions();
+            set(options);
+            e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options), option);
+            Assert.AreEqual(option, e.ParamName);
+            StringAssert.Contains(e.Message, "GiB this process can use. Lower ModelDimension");
+            var sequence = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+            set(sequence);
+            Assert.AreEqual(option, Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.MambaSequence(sequence)).ParamName);
+        }
         foreach (var (option, set) in new (string, Action<MambaForecastingOptions>)[]
                  {
                      ("NumberOfThreads", o => o.NumberOfThreads = 257),          // OpenMP failed to allocate and ended the process

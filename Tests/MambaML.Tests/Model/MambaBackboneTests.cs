@@ -269,4 +269,20 @@ public class MambaBackboneTests
         long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         Assert.AreEqual(before, after, $"live tensors grew by {after - before} over 50 passes");
     }
+
+    [TestMethod]
+    public void ParameterCount_CountsEveryParameterOfTheBackbone()
+    {
+        var rng = new Random(31);
+        for (int trial = 0; trial < 12; trial++)
+        {
+            var config = ModelTestUtil.RandomConfig(rng, SelectiveScanBackend.Reference) with { DtRank = rng.Next(2) == 0 ? null : rng.Next(1, 7) };
+            using var backbone = new MambaBackbone(config, seed: trial);
+            long actual = backbone.parameters().Sum(p => p.numel());
+            Assert.AreEqual(config.ParameterCount, actual, $"{config}");
+            Assert.AreEqual(config.ParametersPerLayer, backbone.layers[0].parameters().Sum(p => p.numel()), $"{config}");
+        }
+        // Absurd sizes saturate rather than wrap around.
+        Assert.AreEqual(long.MaxValue, new MambaConfig { DModel = int.MaxValue / 2, NLayer = int.MaxValue }.ParameterCount);
+    }
 }

@@ -37,6 +37,27 @@ public sealed record MambaConfig
     /// <summary>The Δ rank in effect.</summary>
     public int EffectiveDtRank => DtRank ?? (DModel + 15) / 16;
 
+    /// <summary>Parameters of one Mamba block (RMS norm and mixer).</summary>
+    public long ParametersPerLayer => Saturate(LayerParameters());
+
+    /// <summary>Parameters of a backbone of <see cref="NLayer"/> blocks and its final RMS norm (no embedding or head).</summary>
+    public long ParameterCount => Saturate(LayerParameters() * NLayer + DModel);
+
+    // In 128 bits: absurd settings (a DModel near int.MaxValue) overflow a long; the public counts saturate at long.MaxValue.
+    private Int128 LayerParameters()
+    {
+        Int128 dm = DModel, di = DInner, n = DState, r = EffectiveDtRank;
+        return dm                                       // norm
+               + dm * 2 * di + (Bias ? 2 * di : 0)      // in_proj
+               + di * DConv + (ConvBias ? di : 0)       // conv1d (depthwise)
+               + di * (r + 2 * n)                       // x_proj
+               + r * di + di                            // dt_proj
+               + di * n + di                            // A_log, D
+               + di * dm + (Bias ? dm : 0);             // out_proj
+    }
+
+    private static long Saturate(Int128 count) => count > long.MaxValue ? long.MaxValue : (long)count;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting and the valid range.</summary>
     public MambaConfig Validate()
     {

@@ -109,6 +109,29 @@ public abstract class MambaTrainerOptions
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
         Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
         Check(NumberOfThreads is null or (>= 1 and <= MaxThreads), nameof(NumberOfThreads), NumberOfThreads ?? 0, $"in [1, {MaxThreads}] (or null)");
+        CheckBackboneFitsInMemory();
+    }
+
+    /// <summary>
+    /// Throws, naming the size options, when the Mamba backbones alone cannot fit this machine's memory: every member's
+    /// float32 weights, plus the gradients and AdamW's two moments of at least one member while it trains (a lower bound:
+    /// embeddings, heads and activations come on top). Otherwise such sizes fail deep in libtorch's or .NET's allocator.
+    /// </summary>
+    private void CheckBackboneFitsInMemory()
+    {
+        var config = new MambaConfig { DModel = ModelDimension, NLayer = NumberOfLayers, DState = StateSize, DConv = ConvolutionWidth, Expand = ExpansionFactor };
+        if ((long)ExpansionFactor * ModelDimension > int.MaxValue) return;   // BuildConfig names ExpansionFactor for this
+        double parameters = config.ParameterCount, bytes = 4.0 * parameters * (EnsembleSize + 3.0);
+        double available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes <= available) return;
+        string option = EnsembleSize > 1 && 16.0 * parameters <= available ? nameof(EnsembleSize)
+                      : NumberOfLayers > 1 && 16.0 * config.ParametersPerLayer <= available ? nameof(NumberOfLayers)
+                      : nameof(ModelDimension);
+        throw new ArgumentOutOfRangeException(option,
+            $"{GetType().Name}: the Mamba backbone has {parameters:N0} parameters per network; with EnsembleSize {EnsembleSize} training needs at " +
+            $"least {bytes / (1L << 30):N1} GiB (float32 weights of every network, and gradients and AdamW's moments of one), more than the " +
+            $"{available / (1L << 30):N1} GiB this process can use. Lower ModelDimension (now {ModelDimension}), NumberOfLayers (now {NumberOfLayers}), " +
+            $"ExpansionFactor (now {ExpansionFactor}), StateSize (now {StateSize}) or EnsembleSize (now {EnsembleSize}).");
     }
 
     /// <summary>Throws if an output column name is empty or two outputs share a name (one would hide the other).</summary>
