@@ -36,7 +36,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
         Console.WriteLine("| model | threads | variant | predictions/s | vs a copy per thread | median µs | p99 µs |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount };
-        foreach (var model in new IServedModel[] { new ServedForecaster(), new ServedSequenceClassifier(), new ServedTextClassifier() })
+        foreach (var model in new[] { Forecaster(), SequenceClassifier(), TextClassifier() })
         {
             string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}.zip");
             try
@@ -111,9 +111,13 @@ internal sealed class ServingSuite : IBenchmarkSuite
         }
         finally
         {
-            foreach (var m in models)
-                foreach (var part in m as IEnumerable<ITransformer> ?? new[] { m }) (part as IDisposable)?.Dispose();
+            foreach (var m in models) DisposeModel(m);
         }
+    }
+
+    private static void DisposeModel(ITransformer model)
+    {
+        foreach (var part in model as IEnumerable<ITransformer> ?? new[] { model }) (part as IDisposable)?.Dispose();
     }
 
     /// <summary>A model to serve: trains and saves itself, then makes per-thread predictors over a loaded copy.</summary>
@@ -125,51 +129,38 @@ internal sealed class ServingSuite : IBenchmarkSuite
         Action<int> Predictor(MLContext ml, ITransformer model);
     }
 
+    /// <summary>A model of one input row type, trained by <paramref name="estimator"/> for one epoch on <paramref name="rows"/>, which it then predicts in turn.</summary>
+    private sealed class ServedModel<TRow, TOutput>(string name, TRow[] rows, Func<MLContext, IEstimator<ITransformer>> estimator) : IServedModel
+        where TRow : class where TOutput : class, new()
+    {
+        public string Name => name;
+
+        public void TrainAndSave(MLContext ml, string path)
+        {
+            var data = ml.Data.LoadFromEnumerable(rows);
+            var model = estimator(ml).Fit(data);
+            try { ml.Model.Save(model, data.Schema, path); }
+            finally { DisposeModel(model); }
+        }
+
+        public Action<int> Predictor(MLContext ml, ITransformer model)
+        {
+            var engine = ml.Model.CreatePredictionEngine<TRow, TOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+            return i => engine.Predict(rows[i % rows.Length]);
+        }
+    }
+
+    private const int Lookback = 96, Horizon = 24;
+
     private sealed class WindowRow
     {
-        [VectorType(ServedForecaster.Lookback)] public float[] Features { get; set; } = Array.Empty<float>();
-        [VectorType(ServedForecaster.Horizon)] public float[] Label { get; set; } = Array.Empty<float>();
+        [VectorType(Lookback)] public float[] Features { get; set; } = Array.Empty<float>();
+        [VectorType(Horizon)] public float[] Label { get; set; } = Array.Empty<float>();
     }
 
     private sealed class ForecastRow
     {
         public float[] Forecast { get; set; } = Array.Empty<float>();
-    }
-
-    /// <summary>A univariate forecaster: 96 steps in, 24 out, the default model size.</summary>
-    private sealed class ServedForecaster : IServedModel
-    {
-        public const int Lookback = 96, Horizon = 24;
-        private readonly WindowRow[] _rows = Windows(256);
-        public string Name => "forecaster";
-
-        private static WindowRow[] Windows(int count)
-        {
-            var rng = new Random(1);
-            var series = Enumerable.Range(0, count + Lookback + Horizon)
-                .Select(t => (float)(Math.Sin(2 * Math.PI * t / 24) + 0.3 * Math.Sin(2 * Math.PI * t / 168) + 0.1 * rng.NextDouble())).ToArray();
-            return Enumerable.Range(0, count).Select(i => new WindowRow
-            {
-                Features = series.AsSpan(i, Lookback).ToArray(),
-                Label = series.AsSpan(i + Lookback, Horizon).ToArray(),
-            }).ToArray();
-        }
-
-        public void TrainAndSave(MLContext ml, string path)
-        {
-            var data = ml.Data.LoadFromEnumerable(_rows);
-            using var model = ml.Forecasting.ForecastByMamba(new MambaForecastingOptions
-            {
-                Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
-            }).Fit(data);
-            ml.Model.Save(model, data.Schema, path);
-        }
-
-        public Action<int> Predictor(MLContext ml, ITransformer model)
-        {
-            var engine = ml.Model.CreatePredictionEngine<WindowRow, ForecastRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
-            return i => engine.Predict(_rows[i % _rows.Length]);
-        }
     }
 
     private sealed class SequenceRow
@@ -178,92 +169,66 @@ internal sealed class ServingSuite : IBenchmarkSuite
         public string Shape { get; set; } = "";
     }
 
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = Array.Empty<float>();
-    }
-
-    /// <summary>A three-class classifier of 128-step numeric sequences, the default model size.</summary>
-    private sealed class ServedSequenceClassifier : IServedModel
-    {
-        private readonly SequenceRow[] _rows = Shapes(120);
-        public string Name => "sequence";
-
-        private static SequenceRow[] Shapes(int count)
-        {
-            var rng = new Random(2);
-            string[] names = { "sine", "square", "ramp" };
-            return Enumerable.Range(0, count).Select(i =>
-            {
-                double frequency = 0.02 + 0.08 * rng.NextDouble(), phase = rng.NextDouble();
-                var values = Enumerable.Range(0, 128).Select(t =>
-                {
-                    double cycle = (frequency * t + phase) % 1.0;
-                    return (float)((i % 3) switch { 0 => Math.Sin(2 * Math.PI * cycle), 1 => cycle < 0.5 ? 1 : -1, _ => 2 * cycle - 1 });
-                }).ToArray();
-                return new SequenceRow { Features = values, Shape = names[i % 3] };
-            }).ToArray();
-        }
-
-        public void TrainAndSave(MLContext ml, string path)
-        {
-            var data = ml.Data.LoadFromEnumerable(_rows);
-            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
-                .Append(ml.MulticlassClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions
-                {
-                    NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
-                })).Fit(data);
-            ml.Model.Save(model, data.Schema, path);
-            model.LastTransformer.Dispose();
-        }
-
-        public Action<int> Predictor(MLContext ml, ITransformer model)
-        {
-            var engine = ml.Model.CreatePredictionEngine<SequenceRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
-            return i => engine.Predict(_rows[i % _rows.Length]);
-        }
-    }
-
     private sealed class ReviewRow
     {
         public string Text { get; set; } = "";
         public string Sentiment { get; set; } = "";
     }
 
-    /// <summary>A two-class text classifier (cl100k tokens) of 8–30-word sentences, the default model size.</summary>
-    private sealed class ServedTextClassifier : IServedModel
+    private sealed class ScoreRow
     {
-        private static readonly string[] Words = ("the food was really good great bad awful service slow friendly staff place very lovely " +
-                                                  "terrible tasty bland and but not at all we will come back never again").Split(' ');
-        private readonly ReviewRow[] _rows = Reviews(200);
-        public string Name => "text";
+        public float[] Score { get; set; } = Array.Empty<float>();
+    }
 
-        private static ReviewRow[] Reviews(int count)
+    /// <summary>A univariate forecaster: 96 steps in, 24 out, the default model size.</summary>
+    private static IServedModel Forecaster()
+    {
+        var rng = new Random(1);
+        const int count = 256;
+        var series = Enumerable.Range(0, count + Lookback + Horizon)
+            .Select(t => (float)(Math.Sin(2 * Math.PI * t / 24) + 0.3 * Math.Sin(2 * Math.PI * t / 168) + 0.1 * rng.NextDouble())).ToArray();
+        var rows = Enumerable.Range(0, count).Select(i => new WindowRow
         {
-            var rng = new Random(3);
-            return Enumerable.Range(0, count).Select(i => new ReviewRow
+            Features = series.AsSpan(i, Lookback).ToArray(),
+            Label = series.AsSpan(i + Lookback, Horizon).ToArray(),
+        }).ToArray();
+        return new ServedModel<WindowRow, ForecastRow>("forecaster", rows, ml => ml.Forecasting.ForecastByMamba(new MambaForecastingOptions
+        {
+            Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
+        }));
+    }
+
+    /// <summary>A three-class classifier of 128-step numeric sequences, the default model size.</summary>
+    private static IServedModel SequenceClassifier()
+    {
+        var rng = new Random(2);
+        string[] names = { "sine", "square", "ramp" };
+        var rows = Enumerable.Range(0, 120).Select(i =>
+        {
+            double frequency = 0.02 + 0.08 * rng.NextDouble(), phase = rng.NextDouble();
+            var values = Enumerable.Range(0, 128).Select(t =>
             {
-                Text = string.Join(' ', Enumerable.Range(0, rng.Next(8, 31)).Select(_ => Words[rng.Next(Words.Length)])),
-                Sentiment = i % 2 == 0 ? "positive" : "negative",
+                double cycle = (frequency * t + phase) % 1.0;
+                return (float)((i % 3) switch { 0 => Math.Sin(2 * Math.PI * cycle), 1 => cycle < 0.5 ? 1 : -1, _ => 2 * cycle - 1 });
             }).ToArray();
-        }
+            return new SequenceRow { Features = values, Shape = names[i % 3] };
+        }).ToArray();
+        return new ServedModel<SequenceRow, ScoreRow>("sequence", rows, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
+            .Append(ml.MulticlassClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 })));
+    }
 
-        public void TrainAndSave(MLContext ml, string path)
+    /// <summary>A two-class text classifier (cl100k tokens) of 8–30-word sentences, the default model size.</summary>
+    private static IServedModel TextClassifier()
+    {
+        var words = ("the food was really good great bad awful service slow friendly staff place very lovely terrible tasty bland " +
+                     "and but not at all we will come back never again").Split(' ');
+        var rng = new Random(3);
+        var rows = Enumerable.Range(0, 200).Select(i => new ReviewRow
         {
-            var data = ml.Data.LoadFromEnumerable(_rows);
-            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
-                .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(new MambaTextClassificationOptions
-                {
-                    NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
-                })).Fit(data);
-            ml.Model.Save(model, data.Schema, path);
-            model.LastTransformer.Dispose();
-        }
-
-        public Action<int> Predictor(MLContext ml, ITransformer model)
-        {
-            var engine = ml.Model.CreatePredictionEngine<ReviewRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
-            return i => engine.Predict(_rows[i % _rows.Length]);
-        }
+            Text = string.Join(' ', Enumerable.Range(0, rng.Next(8, 31)).Select(_ => words[rng.Next(words.Length)])),
+            Sentiment = i % 2 == 0 ? "positive" : "negative",
+        }).ToArray();
+        return new ServedModel<ReviewRow, ScoreRow>("text", rows, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(new MambaTextClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 })));
     }
 }

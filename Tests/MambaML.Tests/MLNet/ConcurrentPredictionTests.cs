@@ -28,42 +28,36 @@ public sealed class ConcurrentPredictionTests
     [TestMethod]
     public void SequenceClassifier_SharedAcrossThreads_PredictsAsOnOneThread()
     {
-        var ml = new MLContext(seed: 1);
         var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
         options.StemKernelSizes = new[] { 3, 5 };
         options.ConvolutionFeatureCount = 84;
         options.PredictionBatchSize = 5;
-        var rows = Synthetic.Shapes(40, 12, 30);
-        var data = ml.Data.LoadFromEnumerable(rows);
-        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
-            .Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
-        try
-        {
-            CheckConcurrent<Synthetic.ShapeRow, ConvolutionFeaturesTests.ShapeScores>(ml, model, data, "Score", rows, p => p.Score);
-        }
-        finally
-        {
-            model.LastTransformer.Dispose();
-        }
+        CheckClassifier<Synthetic.ShapeRow, ConvolutionFeaturesTests.ShapeScores>(Synthetic.Shapes(40, 12, 30), "Shape",
+            ml => ml.MulticlassClassification.Trainers.MambaSequence(options), p => p.Score);
     }
 
     [TestMethod]
     public void TextClassifier_SharedAcrossThreads_PredictsAsOnOneThread()
     {
-        var ml = new MLContext(seed: 1);
         var options = TextClassificationTests.Options(MambaTokenizer.Cl100kBase);
         options.NumberOfEpochs = 1;
-        var rows = TextClassificationTests.Reviews(40, 1);
+        CheckClassifier<TextClassificationTests.Review, TextClassificationTests.Prediction>(TextClassificationTests.Reviews(40, 1), "Sentiment",
+            ml => ml.MulticlassClassification.Trainers.MambaTextClassification(options), p => p.Score);
+    }
+
+    private static void CheckClassifier<TIn, TOut>(TIn[] rows, string labelColumn, Func<MLContext, IEstimator<ITransformer>> trainer,
+                                                   Func<TOut, float[]> score) where TIn : class where TOut : class, new()
+    {
+        var ml = new MLContext(seed: 1);
         var data = ml.Data.LoadFromEnumerable(rows);
-        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
-            .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(options)).Fit(data);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", labelColumn).Append(trainer(ml)).Fit(data);
         try
         {
-            CheckConcurrent<TextClassificationTests.Review, TextClassificationTests.Prediction>(ml, model, data, "Score", rows, p => p.Score);
+            CheckConcurrent(ml, model, data, "Score", rows, score);
         }
         finally
         {
-            model.LastTransformer.Dispose();
+            (model.LastTransformer as IDisposable)?.Dispose();
         }
     }
 
