@@ -116,6 +116,12 @@ public class ReferenceScanTests
         Expect("C", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C[0] });
         Expect("D", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, D = ones(4) });
         Expect("InitialState", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, InitialState = ones(2, 3, 5) });
+        Expect("U", new SelectiveScanInput { U = good.U[0], Delta = good.Delta, A = good.A, B = good.B, C = good.C });
+        Expect("U", new SelectiveScanInput { U = good.U[.., .., ..0], Delta = good.Delta[.., .., ..0], A = good.A, B = good.B[.., .., ..0], C = good.C[.., .., ..0] });
+        Expect("D", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, D = ones(3, 1) });
+        Expect("Z", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, Z = good.U[.., ..2] });
+        Expect("DeltaBias", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, DeltaBias = ones(2) });
+        Expect("floating point", new SelectiveScanInput { U = good.U, Delta = good.Delta, A = good.A, B = good.B, C = good.C, D = ones(3, dtype: ScalarType.Int32) });
     }
 
     private sealed class ToleranceComparer(double tolerance) : System.Collections.IComparer

@@ -24,7 +24,7 @@ namespace MambaML.Scan;
 /// fixed order. They can differ in the last bits between machines with different core counts (the partition follows
 /// the core count).</para>
 /// </remarks>
-public sealed class CpuFusedSelectiveScan : ISelectiveScan
+public sealed class CpuFusedSelectiveScan : IResolvedSelectiveScan
 {
     /// <summary>The shared instance.</summary>
     public static CpuFusedSelectiveScan Instance { get; } = new();
@@ -48,6 +48,11 @@ public sealed class CpuFusedSelectiveScan : ISelectiveScan
     {
         input.Validate();   // the kernel reads through raw pointers sized by these shapes
         if (!CanRun(input, out var reason)) throw new NotSupportedException($"Selective scan backend CpuFused cannot run this input: {reason}");
+        return ((IResolvedSelectiveScan)this).RunResolved(input);
+    }
+
+    SelectiveScanResult IResolvedSelectiveScan.RunResolved(SelectiveScanInput input)
+    {
         using var scope = NewDisposeScope();
         static Tensor? Fp32(Tensor? t) => t?.to(ScalarType.Float32).contiguous();
         object?[] args =

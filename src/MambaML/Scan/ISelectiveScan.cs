@@ -14,6 +14,16 @@ public interface ISelectiveScan
     SelectiveScanResult Run(SelectiveScanInput input);
 }
 
+/// <summary>
+/// A backend of this library's, which <see cref="SelectiveScan.Run"/> calls without the checks its public
+/// <see cref="ISelectiveScan.Run"/> repeats: the dispatcher has validated the input and resolved it to this backend.
+/// </summary>
+internal interface IResolvedSelectiveScan : ISelectiveScan
+{
+    /// <summary>Runs an input already validated, which <see cref="ISelectiveScan.CanRun"/> accepted.</summary>
+    SelectiveScanResult RunResolved(SelectiveScanInput input);
+}
+
 /// <summary>Selects the selective-scan implementation.</summary>
 public enum SelectiveScanBackend
 {

@@ -11,7 +11,7 @@ namespace MambaML.Scan;
 /// exp(ΔA) and ΔBu are formed for all steps at once and split with <c>unbind</c>, so autograd sees one node per step
 /// plus one stack in backward: memory and time stay O(L), unlike slicing one big tensor per step (O(L²) in backward).
 /// </remarks>
-public sealed class ReferenceSelectiveScan : ISelectiveScan
+public sealed class ReferenceSelectiveScan : IResolvedSelectiveScan
 {
     /// <summary>The shared instance.</summary>
     public static ReferenceSelectiveScan Instance { get; } = new();
@@ -26,6 +26,11 @@ public sealed class ReferenceSelectiveScan : ISelectiveScan
     public SelectiveScanResult Run(SelectiveScanInput input)
     {
         input.Validate();   // broadcasting would otherwise accept some wrong shapes silently
+        return ((IResolvedSelectiveScan)this).RunResolved(input);
+    }
+
+    SelectiveScanResult IResolvedSelectiveScan.RunResolved(SelectiveScanInput input)
+    {
         var ct = input.ComputeType;
         using var scope = NewDisposeScope();
         var u = input.U.to(ct);

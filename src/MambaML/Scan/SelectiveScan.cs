@@ -5,13 +5,14 @@ namespace MambaML.Scan;
 /// <summary>Runs the selective scan on the backend chosen by a <see cref="SelectiveScanBackend"/> value.</summary>
 public static class SelectiveScan
 {
-    /// <summary>Validates the input, picks the backend and runs it (which validates again: each backend's Run is public).</summary>
+    /// <summary>Validates the input, picks the backend and runs it (the library's backends without checking the input again).</summary>
     /// <param name="input">The scan arguments.</param>
     /// <param name="backend">Which implementation; <see cref="SelectiveScanBackend.Auto"/> picks the fused kernel for the input's device.</param>
     public static SelectiveScanResult Run(SelectiveScanInput input, SelectiveScanBackend backend = SelectiveScanBackend.Auto)
     {
         input.Validate();
-        return Resolve(input, backend).Run(input);
+        var scan = Resolve(input, backend);
+        return scan is IResolvedSelectiveScan resolved ? resolved.RunResolved(input) : scan.Run(input);
     }
 
     /// <summary>The implementation that <paramref name="backend"/> names for this input.</summary>

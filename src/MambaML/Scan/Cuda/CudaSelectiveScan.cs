@@ -15,7 +15,7 @@ namespace MambaML.Scan;
 /// cached on disk (MAMBAML_CACHE_DIR, else the user's cache folder). Inputs u, delta, z and input-dependent B and C share
 /// one dtype, float32 or bfloat16; A, D, delta_bias, fixed B/C and the initial state are used in float32.
 /// </remarks>
-public sealed class CudaSelectiveScan : ISelectiveScan
+public sealed class CudaSelectiveScan : IResolvedSelectiveScan
 {
     /// <summary>The shared instance.</summary>
     public static CudaSelectiveScan Instance { get; } = new();
@@ -57,6 +57,11 @@ public sealed class CudaSelectiveScan : ISelectiveScan
     {
         input.Validate();   // the kernels read through raw pointers sized by these shapes
         if (!CanRun(input, out var reason)) throw new NotSupportedException($"The CUDA selective scan cannot run this input: {reason}");
+        return ((IResolvedSelectiveScan)this).RunResolved(input);
+    }
+
+    SelectiveScanResult IResolvedSelectiveScan.RunResolved(SelectiveScanInput input)
+    {
         using var scope = NewDisposeScope();
         if (!NeedsGrad(input))
         {
