@@ -13,12 +13,14 @@ namespace MambaML.Benchmarks;
 /// the same process: one model shared by all threads; one loaded copy of the model per thread; and one shared model whose
 /// calls are serialised by a lock, which is how MambaML served a shared model before its predictions could run concurrently.
 /// Every thread runs libtorch on one thread, as the README advises for serving.
+/// Then <c>Transform</c> throughput over 1,024 rows against <c>PredictionBatchSize</c>, for the default size and a large one
+/// (d_model 128, 4 layers), the models trained with the same seed and differing only in that setting.
 /// </summary>
 internal sealed class ServingSuite : IBenchmarkSuite
 {
     public string Name => "serving";
-    public string Description => "PredictionEngine throughput on T threads: one shared model vs a copy per thread vs serialised; " +
-                                 "--threads 1,2,4 --seconds S";
+    public string Description => "PredictionEngine throughput on T threads: one shared model vs a copy per thread vs serialised " +
+                                 "(--threads 1,2,4 --seconds S); Transform rows/s against PredictionBatchSize (--batches 16,32,64,128,256); --parts engine,transform";
 
     private enum Variant { Shared, CopyPerThread, Serialised }
 
@@ -27,6 +29,8 @@ internal sealed class ServingSuite : IBenchmarkSuite
         var args = new ArgParser(options.Args);
         var threadCounts = args.String("--threads", DefaultThreads()).Split(',').Select(int.Parse).ToArray();
         double seconds = args.Double("--seconds", options.Quick ? 1 : 4);
+        var parts = args.String("--parts", "engine,transform").Split(',');
+        var batchSizes = args.String("--batches", options.Quick ? "32,256" : "16,32,64,128,256").Split(',').Select(int.Parse).ToArray();
         set_num_threads(1);
         var ml = new MLContext(seed: 1);
         ml.RegisterMambaML();
@@ -36,12 +40,13 @@ internal sealed class ServingSuite : IBenchmarkSuite
         Console.WriteLine("| model | threads | variant | predictions/s | vs a copy per thread | median µs | p99 µs |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount };
-        foreach (var model in new[] { Forecaster(), SequenceClassifier(), TextClassifier() })
+        var models = new[] { Forecaster(), SequenceClassifier(), TextClassifier() };
+        foreach (var model in parts.Contains("engine") ? models : Array.Empty<IServedModel>())
         {
             string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}.zip");
             try
             {
-                model.TrainAndSave(ml, path);
+                model.TrainAndSave(ml, path, _ => { });
                 Measure(ml, model, path, Variant.Shared, 1, Math.Min(1, seconds));   // warm-up: JIT, allocator, caches
                 foreach (int threads in threadCounts)
                 {
@@ -61,7 +66,58 @@ internal sealed class ServingSuite : IBenchmarkSuite
                 File.Delete(path);
             }
         }
+
+        Console.WriteLine();
+        Console.WriteLine("| model | size | PredictionBatchSize | Transform rows/s | vs the largest batch |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (var model in parts.Contains("transform") ? models : Array.Empty<IServedModel>())
+            foreach (var (size, dModel, layers) in new[] { ("default", 32, 2), ("large", 128, 4) })
+            {
+                var rates = batchSizes.Select(b => TransformRate(ml, model, o => (o.ModelDimension, o.NumberOfLayers, o.PredictionBatchSize) = (dModel, layers, b))).ToArray();
+                for (int i = 0; i < batchSizes.Length; i++)
+                {
+                    Console.WriteLine($"| {model.Name} | {size} | {batchSizes[i]} | {rates[i]:F0} | {rates[i] / rates[^1]:F2} |");
+                    headline[$"{model.Name}_{size}_transform_b{batchSizes[i]}_vs_b{batchSizes[^1]}"] = Math.Round(rates[i] / rates[^1], 3);
+                }
+            }
         return headline;
+    }
+
+    /// <summary>Rows per second of Transform over 1,024 rows (the best of three passes after one untimed), one libtorch thread.</summary>
+    private static double TransformRate(MLContext ml, IServedModel model, Action<MambaTrainerOptions> configure)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}-transform.zip");
+        try
+        {
+            model.TrainAndSave(ml, path, configure);
+            var loaded = ml.Model.Load(path, out DataViewSchema _);
+            try
+            {
+                var data = model.Rows(ml, 1024);
+                double best = 0;
+                for (int pass = 0; pass < 4; pass++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    var scored = loaded.Transform(data);
+                    var column = scored.Schema[model.OutputColumn];
+                    using var cursor = scored.GetRowCursor(new[] { column });
+                    var get = cursor.GetGetter<VBuffer<float>>(column);
+                    VBuffer<float> value = default;
+                    long rows = 0;
+                    while (cursor.MoveNext()) { get(ref value); rows++; }
+                    if (pass > 0) best = Math.Max(best, rows / clock.Elapsed.TotalSeconds);
+                }
+                return best;
+            }
+            finally
+            {
+                DisposeModel(loaded);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     private static string DefaultThreads() =>
@@ -124,21 +180,33 @@ internal sealed class ServingSuite : IBenchmarkSuite
     private interface IServedModel
     {
         string Name { get; }
-        void TrainAndSave(MLContext ml, string path);
+        /// <summary>The model's vector output column.</summary>
+        string OutputColumn { get; }
+        /// <summary>Trains for one epoch with the options <paramref name="configure"/> leaves, and saves to <paramref name="path"/>.</summary>
+        void TrainAndSave(MLContext ml, string path, Action<MambaTrainerOptions> configure);
+        /// <summary>The model's rows repeated to <paramref name="count"/>.</summary>
+        IDataView Rows(MLContext ml, int count);
         /// <summary>A function predicting the i-th of a fixed set of inputs, with its own PredictionEngine over <paramref name="model"/>.</summary>
         Action<int> Predictor(MLContext ml, ITransformer model);
     }
 
-    /// <summary>A model of one input row type, trained by <paramref name="estimator"/> for one epoch on <paramref name="rows"/>, which it then predicts in turn.</summary>
-    private sealed class ServedModel<TRow, TOutput>(string name, TRow[] rows, Func<MLContext, IEstimator<ITransformer>> estimator) : IServedModel
+    /// <summary>
+    /// A model of one input row type, trained by the estimator <paramref name="estimator"/> makes (from options it passes
+    /// through the configuring action) for one epoch on <paramref name="rows"/>, which it then predicts in turn.
+    /// </summary>
+    private sealed class ServedModel<TRow, TOutput>(string name, string outputColumn, TRow[] rows,
+                                                   Func<MLContext, Action<MambaTrainerOptions>, IEstimator<ITransformer>> estimator) : IServedModel
         where TRow : class where TOutput : class, new()
     {
         public string Name => name;
+        public string OutputColumn => outputColumn;
 
-        public void TrainAndSave(MLContext ml, string path)
+        public IDataView Rows(MLContext ml, int count) => ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => rows[i % rows.Length]));
+
+        public void TrainAndSave(MLContext ml, string path, Action<MambaTrainerOptions> configure)
         {
             var data = ml.Data.LoadFromEnumerable(rows);
-            var model = estimator(ml).Fit(data);
+            var model = estimator(ml, configure).Fit(data);
             try { ml.Model.Save(model, data.Schema, path); }
             finally { DisposeModel(model); }
         }
@@ -192,10 +260,12 @@ internal sealed class ServingSuite : IBenchmarkSuite
             Features = series.AsSpan(i, Lookback).ToArray(),
             Label = series.AsSpan(i + Lookback, Horizon).ToArray(),
         }).ToArray();
-        return new ServedModel<WindowRow, ForecastRow>("forecaster", rows, ml => ml.Forecasting.ForecastByMamba(new MambaForecastingOptions
+        return new ServedModel<WindowRow, ForecastRow>("forecaster", "Forecast", rows, (ml, configure) =>
         {
-            Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1,
-        }));
+            var options = new MambaForecastingOptions { Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
+            configure(options);
+            return ml.Forecasting.ForecastByMamba(options);
+        });
     }
 
     /// <summary>A three-class classifier of 128-step numeric sequences, the default model size.</summary>
@@ -213,8 +283,12 @@ internal sealed class ServingSuite : IBenchmarkSuite
             }).ToArray();
             return new SequenceRow { Features = values, Shape = names[i % 3] };
         }).ToArray();
-        return new ServedModel<SequenceRow, ScoreRow>("sequence", rows, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
-            .Append(ml.MulticlassClassification.Trainers.MambaSequence(new MambaSequenceClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 })));
+        return new ServedModel<SequenceRow, ScoreRow>("sequence", "Score", rows, (ml, configure) =>
+        {
+            var options = new MambaSequenceClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
+            configure(options);
+            return ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options));
+        });
     }
 
     /// <summary>A two-class text classifier (cl100k tokens) of 8–30-word sentences, the default model size.</summary>
@@ -228,7 +302,11 @@ internal sealed class ServingSuite : IBenchmarkSuite
             Text = string.Join(' ', Enumerable.Range(0, rng.Next(8, 31)).Select(_ => words[rng.Next(words.Length)])),
             Sentiment = i % 2 == 0 ? "positive" : "negative",
         }).ToArray();
-        return new ServedModel<ReviewRow, ScoreRow>("text", rows, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
-            .Append(ml.MulticlassClassification.Trainers.MambaTextClassification(new MambaTextClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 })));
+        return new ServedModel<ReviewRow, ScoreRow>("text", "Score", rows, (ml, configure) =>
+        {
+            var options = new MambaTextClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
+            configure(options);
+            return ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Append(ml.MulticlassClassification.Trainers.MambaTextClassification(options));
+        });
     }
 }
