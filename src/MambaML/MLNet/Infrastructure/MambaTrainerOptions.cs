@@ -73,7 +73,10 @@ public abstract class MambaTrainerOptions
 
     // Far above any core count that helps these models; a huge value makes OpenMP fail to allocate and end the process.
     private const int MaxThreads = 256;
-    /// <summary>Rows per model call when transforming an <see cref="IDataView"/>.</summary>
+    /// <summary>
+    /// Rows per model call when transforming an <see cref="IDataView"/>: 256 for the forecaster, 64 for sequence and text
+    /// models, whose longer token sequences ran up to twice as fast in smaller batches (BENCHMARKS.md, serving).
+    /// </summary>
     public int PredictionBatchSize { get; set; } = 256;
     /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>
     public Action<MambaTrainingProgress>? ProgressCallback { get; set; }
