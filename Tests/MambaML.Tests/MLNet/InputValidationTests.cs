@@ -209,6 +209,35 @@ public sealed class InputValidationTests
         classifier.ScoreColumnName = "PredictedLabel";
         var clash = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MambaSequence(classifier));
         StringAssert.Contains(clash.Message, "ScoreColumnName and PredictedLabelColumnName are all 'PredictedLabel'");
+        // The probability column exists for binary models only: multiclass ignores its name, binary needs it distinct.
+        classifier = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>();
+        classifier.ProbabilityColumnName = "Score";
+        Assert.IsNotNull(ml.MulticlassClassification.Trainers.MambaSequence(classifier));
+        clash = Assert.ThrowsExactly<ArgumentException>(() => ml.BinaryClassification.Trainers.MambaSequence(classifier));
+        StringAssert.Contains(clash.Message, "ScoreColumnName and ProbabilityColumnName are all 'Score'");
+    }
+
+    [TestMethod]
+    public void EmptyInputColumnNames_AreNamedWhenTheEstimatorIsMade()
+    {
+        // Before, they passed until Fit or GetOutputSchema, which then disagreed on the exception.
+        var ml = new MLContext();
+        void Expect(string option, Action make)
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(make, option);
+            Assert.AreEqual(option, e.ParamName);
+            StringAssert.Contains(e.Message, $"{option} is empty; set it to the name of an input column");
+        }
+        foreach (string? empty in new[] { null, "" })
+        {
+            Expect("FeatureColumnName", () => ml.Forecasting.ForecastByMamba(new MambaForecastingOptions { FeatureColumnName = empty! }));
+            Expect("LabelColumnName", () => ml.Forecasting.ForecastByMamba(new MambaForecastingOptions { LabelColumnName = empty! }));
+            Expect("CycleIndexColumnName", () => ml.Forecasting.ForecastByMamba(new MambaForecastingOptions { CycleLength = 24, CycleIndexColumnName = empty! }));
+            Expect("FeatureColumnName", () => ml.Regression.Trainers.MambaSequence(featureColumnName: empty!));
+            Expect("LabelColumnName", () => ml.MulticlassClassification.Trainers.MambaSequence(labelColumnName: empty!));
+            Expect("TextColumnName", () => ml.MulticlassClassification.Trainers.MambaTextClassification(textColumnName: empty!));
+        }
+        Assert.IsNotNull(ml.Forecasting.ForecastByMamba(new MambaForecastingOptions { CycleIndexColumnName = "" }));   // no cycle: not read
     }
 
     [TestMethod]

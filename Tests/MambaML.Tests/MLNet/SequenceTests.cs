@@ -52,6 +52,8 @@ public sealed class SequenceTests
             Assert.AreEqual(NumberDataViewType.Single, scored.Schema["PredictedClass"].Type);
             var trainer = model.OfType<MambaSequenceTransformer>().Single();
             CollectionAssert.AreEqual(new[] { "0", "1.5", "3" }, trainer.ClassNames!.ToArray(), "class names are stored in the invariant culture");
+            // A read-only view: writing through it once renamed the Score slots of every later Transform.
+            Assert.ThrowsExactly<NotSupportedException>(() => ((IList<string>)trainer.ClassNames!)[0] = "renamed");
             Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded =>
             {
                 using var engine = ml.Model.CreatePredictionEngine<NumberedShape, NumberedPrediction>(loaded);

@@ -2,7 +2,11 @@ using MambaML.Scan;
 
 namespace MambaML.Model;
 
-/// <summary>Hyperparameters of a Mamba backbone, with mamba_ssm's defaults (<c>mamba_simple.Mamba</c>).</summary>
+/// <summary>
+/// Hyperparameters of a Mamba backbone. The mixer's settings default to mamba_ssm's (<c>mamba_simple.Mamba</c>); <see cref="DModel"/>
+/// and <see cref="NLayer"/>, which mamba_ssm leaves to the caller, default to a small model. The ML.NET trainers' options call
+/// these ModelDimension, NumberOfLayers, StateSize, ConvolutionWidth and ExpansionFactor.
+/// </summary>
 public sealed record MambaConfig
 {
     /// <summary>Width of the residual stream.</summary>

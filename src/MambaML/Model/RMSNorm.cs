@@ -20,7 +20,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         this.KeepOutOfDisposeScopes();
     }
 
-    /// <inheritdoc/>
+    /// <summary>x / √(mean(x²) over the last dimension + ε) · weight, reduced in fp32 (fp64 for fp64 input), returned in x's dtype.</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();

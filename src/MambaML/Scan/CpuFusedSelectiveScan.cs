@@ -29,6 +29,8 @@ public sealed class CpuFusedSelectiveScan : IResolvedSelectiveScan
     /// <summary>The shared instance.</summary>
     public static CpuFusedSelectiveScan Instance { get; } = new();
 
+    private CpuFusedSelectiveScan() { }
+
     /// <inheritdoc/>
     public SelectiveScanBackend Backend => SelectiveScanBackend.CpuFused;
 

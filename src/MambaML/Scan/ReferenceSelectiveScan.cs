@@ -16,6 +16,8 @@ public sealed class ReferenceSelectiveScan : IResolvedSelectiveScan
     /// <summary>The shared instance.</summary>
     public static ReferenceSelectiveScan Instance { get; } = new();
 
+    private ReferenceSelectiveScan() { }
+
     /// <inheritdoc/>
     public SelectiveScanBackend Backend => SelectiveScanBackend.Reference;
 

@@ -59,6 +59,8 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     internal override void Validate()
     {
         base.Validate();
+        RequireInputColumns((nameof(FeatureColumnName), FeatureColumnName), (nameof(LabelColumnName), LabelColumnName));
+        if (CycleLength > 0) RequireInputColumns((nameof(CycleIndexColumnName), CycleIndexColumnName));
         Check(Lookback >= 1, nameof(Lookback), Lookback, ">= 1");
         Check(Horizon >= 1, nameof(Horizon), Horizon, ">= 1");
         Check(Channels >= 1, nameof(Channels), Channels, ">= 1");

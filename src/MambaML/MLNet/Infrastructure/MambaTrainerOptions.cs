@@ -16,6 +16,8 @@ public enum LearningRateSchedule
 /// <summary>Model size and training settings shared by every MambaML trainer.</summary>
 public abstract class MambaTrainerOptions
 {
+    private protected MambaTrainerOptions() { }
+
     /// <summary>Width of the Mamba residual stream (d_model).</summary>
     public int ModelDimension { get; set; } = 32;
     /// <summary>Number of Mamba blocks.</summary>
@@ -135,6 +137,14 @@ public abstract class MambaTrainerOptions
             $"least {bytes / (1L << 30):N1} GiB (float32 weights of every network, and gradients and AdamW's moments of one), more than the " +
             $"{available / (1L << 30):N1} GiB this process can use. Lower ModelDimension (now {ModelDimension}), NumberOfLayers (now {NumberOfLayers}), " +
             $"ExpansionFactor (now {ExpansionFactor}), StateSize (now {StateSize}) or EnsembleSize (now {EnsembleSize}).");
+    }
+
+    /// <summary>Throws if an input column option is null or empty, naming it (at construction, as ML.NET's trainers do).</summary>
+    private protected void RequireInputColumns(params (string Option, string? Name)[] inputs)
+    {
+        foreach (var (option, name) in inputs)
+            if (string.IsNullOrEmpty(name))
+                throw new ArgumentException($"{GetType().Name}.{option} is empty; set it to the name of an input column.", option);
     }
 
     /// <summary>Throws if an output column name is empty or two outputs share a name (one would hide the other).</summary>

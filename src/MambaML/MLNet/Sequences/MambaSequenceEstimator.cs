@@ -21,7 +21,13 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         _env = env ?? throw new ArgumentNullException(nameof(env));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         _task = task;
+        ValidateOptions();
+    }
+
+    private void ValidateOptions()
+    {
         _options.Validate();
+        if (_task == MambaSequenceTask.BinaryClassification) ((MambaSequenceClassificationOptions)_options).ValidateBinaryOutputs();
     }
 
     private string TrainerName => $"MambaSequence({_task})";
@@ -30,7 +36,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
     public MambaSequenceTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        _options.Validate();   // again: the options object may have changed since this estimator was made
+        ValidateOptions();   // again: the options object may have changed since this estimator was made
         DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var label = CreateLabelReader(input.Schema);

@@ -26,6 +26,7 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
     internal override void Validate()
     {
         base.Validate();
+        RequireInputColumns((nameof(LabelColumnName), LabelColumnName));
         Check(Dropout >= 0 && Dropout < 1, nameof(Dropout), Dropout, "in [0, 1)");
     }
 }
@@ -33,6 +34,8 @@ public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
 /// <summary>Settings for numeric sequences: one vector column of steps × channels values (time-major), fixed or variable length.</summary>
 public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
 {
+    private protected MambaNumericSequenceOptions() { }
+
     /// <summary>Input column: a vector of Single, steps × <see cref="Channels"/> values, time-major; rows may differ in length.</summary>
     public string FeatureColumnName { get; set; } = "Features";
     /// <summary>Values per time step (1 for a univariate series).</summary>
@@ -98,6 +101,7 @@ public abstract class MambaNumericSequenceOptions : MambaSequenceOptionsBase
     internal override void Validate()
     {
         base.Validate();
+        RequireInputColumns((nameof(FeatureColumnName), FeatureColumnName));
         Check(TrainingNoise >= 0 && double.IsFinite(TrainingNoise), nameof(TrainingNoise), TrainingNoise, ">= 0");
         Check(WindowFraction > 0 && WindowFraction <= 1, nameof(WindowFraction), WindowFraction, "in (0, 1]");
         Check(PredictionWindows >= 1, nameof(PredictionWindows), PredictionWindows, ">= 1");
@@ -117,7 +121,7 @@ public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOpt
 {
     /// <summary>Predicted label output column (Boolean for binary, key for multiclass).</summary>
     public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
-    /// <summary>Probability output column (binary only).</summary>
+    /// <summary>Probability output column (binary only; multiclass models ignore it).</summary>
     public string ProbabilityColumnName { get; set; } = "Probability";
     /// <summary>
     /// Label smoothing, a regulariser against over-confident fits of small training sets: the training target puts
@@ -140,9 +144,13 @@ public sealed class MambaSequenceClassificationOptions : MambaNumericSequenceOpt
         base.Validate();
         Check(LabelSmoothing >= 0 && LabelSmoothing < 1, nameof(LabelSmoothing), LabelSmoothing, "in [0, 1)");
         Check(MixupAlpha >= 0 && double.IsFinite(MixupAlpha), nameof(MixupAlpha), MixupAlpha, ">= 0");
+        RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName));
+    }
+
+    /// <summary>The binary trainer's check: its three outputs need three names.</summary>
+    internal void ValidateBinaryOutputs() =>
         RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
                                (nameof(ProbabilityColumnName), ProbabilityColumnName));
-    }
 }
 
 /// <summary>Options of <c>mlContext.Regression.Trainers.MambaSequence</c>.</summary>

@@ -39,7 +39,7 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     /// <summary>The tokenizer of a text model (null for numeric models).</summary>
     public MambaTokenizer? Tokenizer => _arch.Vocabulary?.Tokenizer;
     /// <summary>Class names in class order (the training label's key values); null unless multiclass.</summary>
-    public IReadOnlyList<string>? ClassNames => _arch.ClassNames;
+    public IReadOnlyList<string>? ClassNames => _arch.ClassNames is { } names ? Array.AsReadOnly(names) : null;   // not the array the outputs' annotations share
     /// <inheritdoc/>
     public override Device Device => _device;
 

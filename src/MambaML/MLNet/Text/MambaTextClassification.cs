@@ -51,6 +51,7 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
     internal override void Validate()
     {
         base.Validate();
+        RequireInputColumns((nameof(TextColumnName), TextColumnName));
         Check(MaxTokens >= 1, nameof(MaxTokens), MaxTokens, ">= 1");
         Check(MaxVocabularySize >= 1, nameof(MaxVocabularySize), MaxVocabularySize, ">= 1");
         Check(MinTokenCount >= 1, nameof(MinTokenCount), MinTokenCount, ">= 1");

@@ -20,6 +20,8 @@ public sealed class CudaSelectiveScan : IResolvedSelectiveScan
     /// <summary>The shared instance.</summary>
     public static CudaSelectiveScan Instance { get; } = new();
 
+    private CudaSelectiveScan() { }
+
     private static int s_warned;
 
     /// <summary>Overrides the kernels' work layout (benchmarks and tests use this to compare layouts); null: the library's choice.</summary>
