@@ -91,6 +91,27 @@ public sealed class TimeSeriesWindowsTests
     }
 
     [TestMethod]
+    public void TimestampsPastTheEnd_StepByCalendarMonths_ForMonthlySeries()
+    {
+        // A fixed duration drifted: after 1960-11-01 and 1960-12-01 (30 days apart) came 1960-12-31, then 1961-01-30.
+        void Expect(DateTime previous, DateTime last, long steps, DateTime expected) =>
+            Assert.AreEqual(expected, TimeSeriesWindows.Extrapolate(previous, last, steps), $"{previous:O}, {last:O}, {steps} steps");
+        Expect(new(1960, 11, 1), new(1960, 12, 1), 1, new(1961, 1, 1));
+        Expect(new(1960, 11, 1), new(1960, 12, 1), 3, new(1961, 3, 1));
+        Expect(new(2023, 1, 31), new(2023, 2, 28), 1, new(2023, 3, 31));          // month ends
+        Expect(new(2023, 1, 31), new(2023, 2, 28), 2, new(2023, 4, 30));
+        Expect(new(2024, 1, 31), new(2024, 2, 29), 11, new(2025, 1, 31));
+        Expect(new(2024, 1, 31), new(2024, 2, 29), 12, new(2025, 2, 28));
+        Expect(new(2020, 1, 15, 9, 30, 0), new(2020, 4, 15, 9, 30, 0), 2, new(2020, 10, 15, 9, 30, 0));   // quarterly
+        Expect(new(2019, 6, 30, 12, 0, 0), new(2020, 6, 30, 12, 0, 0), 1, new(2021, 6, 30, 12, 0, 0));   // yearly
+        // Not whole months: a fixed duration, as before.
+        Expect(new(2021, 1, 31), new(2021, 2, 1), 2, new(2021, 2, 3));            // daily across a month's end
+        Expect(new(2021, 2, 28), new(2021, 3, 1), 1, new(2021, 3, 2));
+        Expect(new(2021, 3, 1, 4, 0, 0), new(2021, 3, 1, 5, 0, 0), 5, new(2021, 3, 1, 10, 0, 0));   // hourly
+        Expect(new(2021, 1, 1), new(2021, 2, 1, 6, 0, 0), 1, new(2021, 3, 4, 12, 0, 0));           // another time of day
+    }
+
+    [TestMethod]
     public void DataFrame_WithDateTimeColumn_Works()
     {
         var frame = new DataFrame(

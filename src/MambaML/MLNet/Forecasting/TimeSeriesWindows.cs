@@ -10,7 +10,11 @@ namespace MambaML.MLNet;
 /// <param name="WindowStart">Row index of the first input step of the window that produced it.</param>
 /// <param name="Step">Steps ahead, from 1 to the horizon.</param>
 /// <param name="Row">Row index in the table the value is for (may lie past the table's end).</param>
-/// <param name="Timestamp">That row's timestamp; past the end, extrapolated with the last interval. Null without a timestamp column.</param>
+/// <param name="Timestamp">
+/// That row's timestamp; past the end, extrapolated with the last interval: in calendar months when the last two timestamps are
+/// whole months apart (same day and time of the month, or both month ends), otherwise as a fixed duration. Null without a
+/// timestamp column.
+/// </param>
 /// <param name="Series">Name of the target column.</param>
 /// <param name="Forecast">The predicted value.</param>
 /// <param name="Actual">The true value, when the predictions carry a label column.</param>
@@ -175,9 +179,26 @@ public sealed class TimeSeriesWindows
         if (row < _timestamps.Count) return _timestamps[(int)row];
         if (_timestamps.Count < 2)
             throw new InvalidOperationException($"Row {row} lies past the table's end and the table has fewer than 2 timestamps to extrapolate from.");
-        var last = _timestamps[^1];
-        var interval = last - _timestamps[^2];
-        return last + interval * (row - (_timestamps.Count - 1));
+        return Extrapolate(_timestamps[^2], _timestamps[^1], row - (_timestamps.Count - 1));
+    }
+
+    /// <summary>
+    /// The timestamp <paramref name="steps"/> intervals after <paramref name="last"/>, the interval being <paramref name="last"/> −
+    /// <paramref name="previous"/>: a whole number of calendar months when the two are that far apart on the same day and time of
+    /// the month, or are both month ends (a monthly or quarterly series, whose months differ in length), else a fixed duration.
+    /// </summary>
+    internal static DateTime Extrapolate(DateTime previous, DateTime last, long steps)
+    {
+        int months = (last.Year - previous.Year) * 12 + last.Month - previous.Month;
+        if (months >= 1 && last.TimeOfDay == previous.TimeOfDay && steps <= int.MaxValue / months)
+        {
+            static bool IsMonthEnd(DateTime t) => t.Day == DateTime.DaysInMonth(t.Year, t.Month);
+            var ahead = last.AddMonths(months * (int)steps);
+            if (IsMonthEnd(previous) && IsMonthEnd(last))
+                return ahead.AddDays(DateTime.DaysInMonth(ahead.Year, ahead.Month) - ahead.Day);
+            if (previous.AddMonths(months) == last) return ahead;
+        }
+        return last + (last - previous) * steps;
     }
 
     // Every row's timestamp, checked to rise strictly: ToTimeSeries extrapolates past the end with the last interval, and
