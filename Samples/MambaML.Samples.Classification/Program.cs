@@ -13,6 +13,12 @@ string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1
 string? dataPath = Arg("--data");
 string outputDirectory = Arg("--out") ?? "classification-output";
 var mlContext = new MLContext(seed: 0);
+if (dataPath is not null && !File.Exists(dataPath))
+{
+    // The README's --data paths point into the project's shared data folder, which is not part of the repository.
+    Console.Error.WriteLine($"--data: '{dataPath}' does not exist. Pass the path of your own copy of the file (README, Samples, says where each data set comes from).");
+    return 1;
+}
 
 // 1. Train and test series: steps × channels values (time-major) and a class label per row.
 var (trainSeries, testSeries, source) = dataPath is null
@@ -60,8 +66,11 @@ Console.WriteLine($"Saved {modelPath}; reloaded model's test accuracy {reloaded.
 using var engine = fresh.Model.CreatePredictionEngine<SeriesRow, ClassPrediction>(loaded);
 var first = testSeries[0];
 var prediction = engine.Predict(SeriesRow.From(first));
+// Score holds one probability per class in the label key's order (classes in order of first appearance in training), which
+// the classifier's ClassNames give.
+var classNames = ((IEnumerable<ITransformer>)loaded).OfType<MambaSequenceTransformer>().Single().ClassNames!;
 Console.WriteLine($"First test series: true class {first.Label}, predicted {prediction.PredictedClass} " +
-                  $"(probabilities {string.Join(", ", prediction.Score.Select(p => p.ToString("F3", CultureInfo.InvariantCulture)))})");
+                  $"(probabilities {string.Join(", ", classNames.Zip(prediction.Score, (c, p) => $"{c} {p.ToString("F3", CultureInfo.InvariantCulture)}"))})");
 return 0;
 
 static string TestPathFor(string trainPath)

@@ -10,6 +10,12 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 
 var settings = Settings.Parse(args);
+if (settings.DataPath is not null && !File.Exists(settings.DataPath))
+{
+    // The README's --data paths point into the project's shared data folder, which is not part of the repository.
+    Console.Error.WriteLine($"--data: '{settings.DataPath}' does not exist. Pass the path of your own copy of the file (README, Samples, says where each data set comes from).");
+    return 1;
+}
 var mlContext = new MLContext(seed: 0);
 if (settings.Gpu) { mlContext.GpuDeviceId = 0; mlContext.FallbackToCpu = false; }
 
@@ -26,6 +32,12 @@ long validEnd = isEtt ? 16 * 30 * 24 : (long)(rows * 0.8);
 long testEnd = isEtt ? 20 * 30 * 24 : rows;
 Console.WriteLine($"Data: {settings.DataPath ?? "embedded synthetic series"}, {rows} rows, targets {string.Join(",", targets)}; " +
                   $"train rows [0, {trainEnd}), validation [{trainEnd}, {validEnd}), test [{validEnd}, {testEnd}).");
+if (validEnd - trainEnd < settings.Horizon || testEnd - validEnd < settings.Horizon || trainEnd < settings.Lookback + settings.Horizon)
+{
+    Console.Error.WriteLine($"The series is too short for lookback {settings.Lookback} and horizon {settings.Horizon}: each split needs whole windows. " +
+                            "Pass a smaller --lookback and --horizon (e.g. --lookback 24 --horizon 12 for 144 monthly rows).");
+    return 1;
+}
 
 // 2. z-score every target with statistics of the training rows only (a stock ML.NET transform).
 var scaler = mlContext.Transforms.NormalizeMeanVariance(targets.Select(t => new InputOutputColumnPair(t)).ToArray(), fixZero: false)
@@ -53,7 +65,7 @@ var model = mlContext.Forecasting.ForecastByMamba(options).Fit(train);
 
 // 5. Evaluate on the test windows (z-scored units) against repeating the last observed value.
 var metrics = Metrics.Evaluate(model.Transform(test), targets.Length);
-Console.WriteLine($"Test ({metrics.Windows} windows): Mamba MSE {metrics.Mse:F4}, MAE {metrics.Mae:F4} | repeat-last-value MSE {metrics.BaselineMse:F4}, MAE {metrics.BaselineMae:F4}");
+Console.WriteLine($"Test ({metrics.Windows} windows, z-scored units; the model kept is the best epoch on validation): Mamba MSE {metrics.Mse:F4}, MAE {metrics.Mae:F4} | repeat-last-value MSE {metrics.BaselineMse:F4}, MAE {metrics.BaselineMae:F4}");
 
 // 6. Save, then load in a fresh MLContext (as another process would) and predict with a PredictionEngine.
 Directory.CreateDirectory(settings.OutputDirectory);

@@ -54,15 +54,14 @@ internal static class SyntheticSeries
     }
 }
 
-/// <summary>Loads a CSV whose first column is a timestamp and whose other columns are numbers.</summary>
+/// <summary>Loads a CSV whose first column is a timestamp and whose other columns are numbers (fields may be quoted).</summary>
 internal static class CsvTable
 {
     public static (IDataView Table, string Timestamp, string[] Targets) Load(MLContext ml, string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"--data: '{path}' does not exist.", path);
-        var header = File.ReadLines(path).First().Split(',');
+        var header = File.ReadLines(path).First().Split(',').Select(name => name.Trim().Trim('"')).ToArray();
         var columns = header.Select((name, i) => new TextLoader.Column(name, i == 0 ? DataKind.String : DataKind.Single, i)).ToArray();
-        var table = ml.Data.LoadFromTextFile(path, columns, separatorChar: ',', hasHeader: true);
+        var table = ml.Data.LoadFromTextFile(path, columns, separatorChar: ',', hasHeader: true, allowQuoting: true);
         // Cache: windows read the table several times.
         return (ml.Data.Cache(table), header[0], header[1..]);
     }

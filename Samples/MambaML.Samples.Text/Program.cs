@@ -14,6 +14,12 @@ string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1
 string? dataPath = Arg("--data");
 string outputDirectory = Arg("--out") ?? "text-output";
 var mlContext = new MLContext(seed: 0);
+if (dataPath is not null && !File.Exists(dataPath))
+{
+    // The README's --data paths point into the project's shared data folder, which is not part of the repository.
+    Console.Error.WriteLine($"--data: '{dataPath}' does not exist. Pass the path of your own copy of the file (README, Samples, says where each data set comes from).");
+    return 1;
+}
 
 // 1. Sentences with a sentiment label, split 80/20.
 IDataView all = dataPath is null
@@ -42,7 +48,8 @@ var model = pipeline.Fit(split.TrainSet);
 var metrics = mlContext.MulticlassClassification.Evaluate(model.Transform(split.TestSet));
 Console.WriteLine($"Test accuracy {metrics.MicroAccuracy:P1}, log-loss {metrics.LogLoss:F3}");
 
-// 4. Save, load in a fresh MLContext, predict new sentences (an empty one included).
+// 4. Save, load in a fresh MLContext, predict new sentences. An empty one gets the class the model leans to without any
+// tokens (its biases), often with high confidence: check inputs for empty text before trusting a prediction.
 Directory.CreateDirectory(outputDirectory);
 string modelPath = Path.Combine(outputDirectory, "mamba-text-classifier.zip");
 mlContext.Model.Save(model, split.TrainSet.Schema, modelPath);
@@ -56,7 +63,7 @@ using var engine = fresh.Model.CreatePredictionEngine<Review, SentimentPredictio
 foreach (var text in new[] { "The food was delicious and the staff were lovely.", "Terrible service, cold food, never again.", "" })
 {
     var prediction = engine.Predict(new Review { Text = text });
-    Console.WriteLine($"  \"{text}\" → {prediction.PredictedSentiment} (p = {prediction.Score.Max():F3})");
+    Console.WriteLine($"  \"{text}\" → {(prediction.PredictedSentiment == "1" ? "positive" : "negative")} (p = {prediction.Score.Max():F3})");
 }
 return 0;
 
