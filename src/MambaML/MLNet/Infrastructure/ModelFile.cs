@@ -20,7 +20,7 @@ namespace MambaML.MLNet;
 internal static class ModelFile
 {
     /// <summary>The format this build writes and the newest it reads.</summary>
-    /// <remarks>Format 3 adds the forecaster's channel scales (absent from older files, which load as they were): a build that
+    /// <remarks>Format 3 adds the channel scales of forecasters and numeric sequence models (absent from older files, which load as they were): a build that
     /// reads only format 2 refuses it as newer rather than as corrupt.</remarks>
     public const int FormatVersion = 3;
     private const int Magic = 0x4D424D41;   // "AMBM" little-endian
