@@ -172,10 +172,12 @@ public sealed class SaveLoadTests
     }
 
     [TestMethod]
-    public void FormatTwoModel_StillLoads()
+    [DataRow(2)]
+    [DataRow(3)]
+    public void FormatTwoAndThreeModels_StillLoad(int version)
     {
-        // Format 2 is format 3 without the forecaster's channel scales, hashed the same way: a model of z-scored data (no
-        // scales) marked as format 2 is the file format 2 wrote.
+        // Formats 2 and 3 are format 4 without the channel scales (format 2) and the sequence models' channel offsets, hashed
+        // the same way: a forecaster of z-scored data (neither) marked as format 2 or 3 is the file those formats wrote.
         var (path, data, expected) = SavedForecaster();
         try
         {
@@ -183,7 +185,7 @@ public sealed class SaveLoadTests
             {
                 int at = MarkerOffset(bytes);
                 Assert.AreEqual(ModelFile.FormatVersion, BitConverter.ToInt32(bytes, at + 4));
-                BitConverter.GetBytes(2).CopyTo(bytes, at + 4);
+                BitConverter.GetBytes(version).CopyTo(bytes, at + 4);
                 return bytes;
             });
             var loaded = new MLContext().RegisterMambaML().Model.Load(path, out _);

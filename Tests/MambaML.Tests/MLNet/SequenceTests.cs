@@ -282,6 +282,40 @@ public sealed class SequenceTests
     }
 
     [TestMethod]
+    public void InputsFarFromZero_ScoreAsNearZero()
+    {
+        // Before: shapes around 10 scored 0.45 and around 100 chance (1/3) without per-sequence normalisation, where the same
+        // shapes around 0 scored 1.0 (a scratch run of 40 epochs). Each channel's mean, in whole units, is now subtracted first;
+        // padded steps must stay zero, so the rows differ in length.
+        float[] Scores(float[] offsets)
+        {
+            var ml = new MLContext(seed: 1);
+            var rows = Synthetic.Shapes(60, 20, 28, channels: 2)
+                .Select(r => new Synthetic.ShapeRow { Features = r.Features.Select((v, i) => v + offsets[i % 2]).ToArray(), Shape = r.Shape }).ToArray();
+            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 3);
+            options.PatchLength = 2;
+            options.Channels = 2;
+            var data = ml.Data.LoadFromEnumerable(rows);
+            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+            try
+            {
+                var scores = ScoreValues(model.Transform(data));
+                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(data))));
+                return scores;
+            }
+            finally { model.LastTransformer.Dispose(); }
+        }
+        var near = Scores(new[] { 0f, 0f });
+        var far = Scores(new[] { 100f, -300f });
+        for (int i = 0; i < near.Length; i++) Assert.AreEqual(near[i], far[i], 2e-3, $"score {i}");
+
+        var (scales, offsets) = ChannelScales.Of(new[] { new float[] { 1000.2f, 0.1f, 1000.9f, -0.3f, 999.4f, 0.2f } }, channels: 2);
+        CollectionAssert.AreEqual(new[] { 1.0, 0.1 }, scales, "deviations 0.62 and 0.22");
+        CollectionAssert.AreEqual(new[] { 1000.0, 0.0 }, offsets, "the mean in whole units of each channel's deviation");
+        Assert.IsNull(ChannelScales.Of(new[] { new float[] { 1.4f, -1.3f, 0.2f } }, channels: 1).Offsets, "mean 0.1 in units of 1: no offset");
+    }
+
+    [TestMethod]
     public void SaveLoad_AllNumericTasks_SameScores()
     {
         var ml = new MLContext(seed: 1);

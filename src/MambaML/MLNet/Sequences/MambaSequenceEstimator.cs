@@ -44,7 +44,8 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         statistics.CheckTrainable(TrainerName, _options.LabelColumnName, _task != MambaSequenceTask.Regression);
         var arch = Architecture(label, statistics);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, null), label);
-        arch = arch with { ChannelScales = ChannelScales.Of(train.ReadAll(input, _options.CancellationToken).Select(e => e.Values), arch.Channels) };
+        var (scales, offsets) = ChannelScales.Of(train.ReadAll(input, _options.CancellationToken).Select(e => e.Values), arch.Channels);
+        arch = arch with { ChannelScales = scales, ChannelOffsets = offsets };
         if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input, _options.CancellationToken).Max(e => e.Steps) };
         var valid = ValidationSetReader.Create(_options.ValidationSet, schema =>
             new ExampleReader(SequenceReaders.Create(schema, arch, null), CreateLabelReader(schema) switch

@@ -38,8 +38,9 @@ internal sealed class SequenceNetwork : nn.Module
     // Numeric: MiniRocket's features and the linear head reading them (logits summed with the Mamba head's); null without.
     public ConvolutionFeatures? convolution_features;
     public Linear? convolution_head;
-    // Numeric: (1, 1, channels), SequenceArchitecture.ChannelScales; null when they are all 1.
+    // Numeric: (1, 1, channels), SequenceArchitecture.ChannelScales and ChannelOffsets; null when they are all 1 and all 0.
     public Tensor? channel_scale;
+    public Tensor? channel_offset;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own, seeded apart); null for a single model.
     public ModuleList<SequenceNetwork>? ensemble_members;
 
@@ -47,6 +48,7 @@ internal sealed class SequenceNetwork : nn.Module
     {
         _arch = arch;
         channel_scale = ChannelScales.AsTensor(arch.ChannelScales, arch.Channels);
+        channel_offset = ChannelScales.OffsetsAsTensor(arch.ChannelOffsets, arch.Channels);
         var g = new Generator((ulong)seed);
         _dropoutGenerator = new Generator((ulong)seed + 1);
         _noiseGenerator = new Generator((ulong)seed + 2);
@@ -343,9 +345,11 @@ internal sealed class SequenceNetwork : nn.Module
         return x * keep.to(x.dtype) / (1 - _arch.Dropout);
     }
 
-    // The numeric input as the network reads it: in each channel's units, then z-normalised per sequence when asked.
+    // The numeric input as the network reads it: less each channel's offset (padded steps stay zero), in each channel's units,
+    // then z-normalised per sequence when asked.
     private Tensor ReadValues(Tensor input, Tensor lengths)
     {
+        if (channel_offset is not null) input = (input - channel_offset) * StepMask(input, lengths).to(input.dtype);
         if (channel_scale is not null) input = input / channel_scale;
         return _arch.NormalizeEachSequence ? Normalize(input, lengths) : input;
     }
