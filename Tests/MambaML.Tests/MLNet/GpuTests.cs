@@ -86,7 +86,8 @@ public sealed class GpuTests
     {
         if (!TorchSharp.torch.cuda.is_available()) Assert.Inconclusive("CUDA is not available.");
         var ml = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
-        var rows = Synthetic.Shapes(40, 12, 30);
+        // Around 100, so the channel offset (a buffer that must move to the GPU with the weights) is in play.
+        var rows = Synthetic.Shapes(40, 12, 30).Select(r => new Synthetic.ShapeRow { Features = r.Features.Select(v => v + 100).ToArray(), Shape = r.Shape }).ToArray();
         var data = ml.Data.LoadFromEnumerable(rows);
         var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1);
         options.PredictionBatchSize = 5;
