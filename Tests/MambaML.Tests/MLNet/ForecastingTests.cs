@@ -210,6 +210,36 @@ public sealed class ForecastingTests
     }
 
     [TestMethod]
+    public void WithoutInstanceNormalization_SeriesFarFromZero_ForecastAsNearZero()
+    {
+        // Before: without RevIN the network read the values as they were, so a series around 1000 trained badly and the fitted
+        // linear start's ridge was relative to the level rather than the variation. Each channel's mean in whole units of its
+        // scale is now subtracted (and added back to the forecast), so shifting a channel shifts its forecast and nothing else.
+        float[][] Forecasts(float offsetA, float offsetB, bool fitLinearSkip)
+        {
+            var ml = new MLContext(seed: 1);
+            var rows = Synthetic.Series(200).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = r.A + offsetA, B = r.B + offsetB }).ToArray();
+            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A", "B" }, 16, 4).GetWindows();
+            var options = Synthetic.ForecastOptions(channels: 2, epochs: 3);
+            options.InstanceNormalization = false;
+            options.LinearSkip = options.FitLinearSkip = fitLinearSkip;
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+            var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+            Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
+                CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
+            return forecasts;
+        }
+        foreach (bool fitLinearSkip in new[] { false, true })
+        {
+            var near = Forecasts(0, 0, fitLinearSkip);
+            var far = Forecasts(100, -300, fitLinearSkip);
+            for (int i = 0; i < near.Length; i++)
+                for (int k = 0; k < near[i].Length; k++)
+                    Assert.AreEqual(near[i][k], far[i][k] - (k % 2 == 0 ? 100 : -300), 2e-3, $"FitLinearSkip {fitLinearSkip}: window {i}, value {k}");
+        }
+    }
+
+    [TestMethod]
     public void FitLinearSkip_WithoutLinearSkip_Throws()
     {
         var options = Synthetic.ForecastOptions();

@@ -24,6 +24,12 @@ internal sealed record ForecastArchitecture
     /// every channel's is 1, as for z-scored data and for models saved before format 3.
     /// </summary>
     public double[]? ChannelScales { get; init; }
+    /// <summary>
+    /// Without instance normalisation, each channel's offset (<see cref="MLNet.ChannelScales"/>): windows are read less it and in
+    /// the channel's units, and forecasts are mapped back. Null with instance normalisation, when every channel's is 0, and for
+    /// models saved before format 4.
+    /// </summary>
+    public double[]? ChannelOffsets { get; init; }
     public string CycleIndexColumnName { get; init; } = TimeSeriesWindows.WindowStartColumnName;
     public required MambaConfig Mamba { get; init; }
     public string FeatureColumnName { get; init; } = "Features";
@@ -52,8 +58,9 @@ internal sealed class ForecastNetwork : nn.Module
     public Linear? skip;
     // (cycle length, channels): the seasonal cycle; null without one.
     public Parameter? cycle;
-    // (1, 1, channels): ForecastArchitecture.ChannelScales; null when they are all 1.
+    // (1, 1, channels): ForecastArchitecture.ChannelScales and ChannelOffsets; null when they are all 1 and all 0 (or absent).
     public Tensor? channel_scale;
+    public Tensor? channel_offset;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own); null for a single network.
     public ModuleList<ForecastNetwork>? ensemble_members;
 
@@ -73,6 +80,7 @@ internal sealed class ForecastNetwork : nn.Module
         skip = arch.LinearSkip ? nn.Linear(arch.Lookback, arch.Horizon) : null;
         cycle = arch.CycleLength > 0 ? new Parameter(zeros(arch.CycleLength, arch.Channels)) : null;
         channel_scale = ChannelScales.AsTensor(arch.ChannelScales, arch.Channels);
+        channel_offset = ChannelScales.OffsetsAsTensor(arch.ChannelOffsets, arch.Channels);
         if (arch.EnsembleSize > 1)
             ensemble_members = nn.ModuleList(Enumerable.Range(1, arch.EnsembleSize - 1)
                 .Select(k => new ForecastNetwork(arch with { EnsembleSize = 1 }, MambaTrainerOptions.MemberSeed(seed, k))).ToArray());
@@ -247,11 +255,18 @@ internal sealed class ForecastNetwork : nn.Module
         return window - CycleValues(cycleIndex, 0, _arch.Lookback);
     }
 
-    // RevIN statistics of (batch, lookback, channels) windows: normalised window, mean and std (batch, 1, channels).
+    // RevIN statistics of (batch, lookback, channels) windows: normalised window, mean and std (batch, 1, channels). Without
+    // RevIN, the series' own level and units instead (its channel offsets and scales), the same for every window.
     private (Tensor X, Tensor Mean, Tensor Std) Normalize(Tensor window)
     {
         if (!_arch.InstanceNormalization)
-            return (window, zeros_like(window.narrow(1, 0, 1)), ones_like(window.narrow(1, 0, 1)));
+        {
+            var first = window.narrow(1, 0, 1);
+            if (channel_offset is null && channel_scale is null) return (window, zeros_like(first), ones_like(first));
+            var level = channel_offset is null ? zeros_like(first) : channel_offset.to(window.dtype).expand_as(first);
+            var units = channel_scale is null ? ones_like(first) : channel_scale.to(window.dtype).expand_as(first);
+            return ((window - level) / units, level, units);
+        }
         var mean = window.mean(new long[] { 1 }, keepdim: true);
         var std = WithEpsilon(window.var(1, unbiased: false, keepdim: true)).sqrt();
         // Values beyond about 1e19 overflow the float32 variance; such windows take their deviation in float64 (finite windows

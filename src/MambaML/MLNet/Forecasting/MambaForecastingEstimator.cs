@@ -43,8 +43,8 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         var valid = ValidationSetReader.Create(o.ValidationSet, CreateReader);
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
-        // Offsets are left out: RevIN removes each window's level (without it, the options' docs ask for z-scored channels).
-        arch = arch with { ChannelScales = ChannelScales.Of(train.ReadAll(input, o.CancellationToken).Select(e => e.Values), o.Channels).Scales };
+        var (scales, offsets) = ChannelScales.Of(train.ReadAll(input, o.CancellationToken).Select(e => e.Values), o.Channels);
+        arch = arch with { ChannelScales = scales, ChannelOffsets = o.InstanceNormalization ? null : offsets };   // RevIN removes each window's level itself
 
         // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling)
         // and early stopping. The first member keeps the seed: it is the single model of that seed. The fitted start (cycle,

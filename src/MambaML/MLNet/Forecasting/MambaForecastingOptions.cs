@@ -23,8 +23,8 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     public bool ChannelIndependent { get; set; } = true;
     /// <summary>
     /// Normalise each window by its own mean and standard deviation per channel and undo it on the output (RevIN). Without it
-    /// the network reads the values as they are, so z-score the channels first (e.g. mlContext.Transforms.NormalizeMeanVariance
-    /// on the table): a series far from zero or in large units then trains badly.
+    /// every window is read the same way: less each channel's training mean (rounded to whole units of its scale) and in
+    /// those units, a power of ten near the channel's training deviation.
     /// </summary>
     public bool InstanceNormalization { get; set; } = true;
     /// <summary>Add a linear map from the window to the horizon beside the Mamba path (as DLinear).</summary>

@@ -41,7 +41,7 @@ internal sealed record SequenceArchitecture
     /// <summary>Numeric: each channel's units (<see cref="MLNet.ChannelScales"/>), which values are divided by before anything
     /// else reads them. Null when every channel's is 1, as for z-scored data and for models saved before format 3.</summary>
     public double[]? ChannelScales { get; init; }
-    /// <summary>Numeric: each channel's offset (<see cref="MLNet.ChannelScales"/>), subtracted before the division by its units.
+    /// <summary>Numeric: each channel's offset (<see cref="MLNet.ChannelScales"/>), subtracted before the division by its units (as the forecaster's without instance normalisation).
     /// Null when every channel's is 0, as for z-scored data and for models saved before format 4.</summary>
     public double[]? ChannelOffsets { get; init; }
     /// <summary>Numeric: steps per token.</summary>
