@@ -240,6 +240,29 @@ public sealed class ForecastingTests
     }
 
     [TestMethod]
+    public void WithoutInstanceNormalization_ModelsSavedBeforeFormat4_StillReadWindowsAsTheyAre()
+    {
+        // A format-3 forecaster without RevIN has channel scales but no offsets, and was trained on raw windows: it must keep
+        // reading them so. New ones store offsets (zeros included) and read windows in their channels' units.
+        var arch = new ForecastArchitecture
+        {
+            Lookback = 16, Horizon = 4, Channels = 1, PatchLength = 4, InstanceNormalization = false,
+            Mamba = new MambaML.Model.MambaConfig { DModel = 8, NLayer = 1 },
+        };
+        using var window = TorchSharp.torch.randn(3, 16, 1) * 10;
+        float[] Forecast(ForecastArchitecture a)
+        {
+            using var network = new ForecastNetwork(a, seed: 5);
+            network.eval();
+            using var _ = TorchSharp.torch.no_grad();
+            return network.Predict(window).data<float>().ToArray();
+        }
+        var raw = Forecast(arch);
+        CollectionAssert.AreEqual(raw, Forecast(arch with { ChannelScales = new[] { 10.0 } }), "format 3: scales, no offsets");
+        CollectionAssert.AreNotEqual(raw, Forecast(arch with { ChannelScales = new[] { 10.0 }, ChannelOffsets = new[] { 0.0 } }), "format 4");
+    }
+
+    [TestMethod]
     public void FitLinearSkip_WithoutLinearSkip_Throws()
     {
         var options = Synthetic.ForecastOptions();

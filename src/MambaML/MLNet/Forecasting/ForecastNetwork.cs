@@ -25,9 +25,9 @@ internal sealed record ForecastArchitecture
     /// </summary>
     public double[]? ChannelScales { get; init; }
     /// <summary>
-    /// Without instance normalisation, each channel's offset (<see cref="MLNet.ChannelScales"/>): windows are read less it and in
-    /// the channel's units, and forecasts are mapped back. Null with instance normalisation, when every channel's is 0, and for
-    /// models saved before format 4.
+    /// Without instance normalisation, each channel's offset (<see cref="MLNet.ChannelScales"/>, zeros included): windows are
+    /// read less it and in the channel's units, and forecasts are mapped back. Null with instance normalisation, and for models
+    /// saved before format 4, which read windows without RevIN as they were (and still do).
     /// </summary>
     public double[]? ChannelOffsets { get; init; }
     public string CycleIndexColumnName { get; init; } = TimeSeriesWindows.WindowStartColumnName;
@@ -58,7 +58,7 @@ internal sealed class ForecastNetwork : nn.Module
     public Linear? skip;
     // (cycle length, channels): the seasonal cycle; null without one.
     public Parameter? cycle;
-    // (1, 1, channels): ForecastArchitecture.ChannelScales and ChannelOffsets; null when they are all 1 and all 0 (or absent).
+    // (1, 1, channels): ForecastArchitecture.ChannelScales (null when all 1) and ChannelOffsets (null with RevIN or absent).
     public Tensor? channel_scale;
     public Tensor? channel_offset;
     // Members 2 to EnsembleSize of an ensemble (each a whole network of its own); null for a single network.
@@ -262,8 +262,8 @@ internal sealed class ForecastNetwork : nn.Module
         if (!_arch.InstanceNormalization)
         {
             var first = window.narrow(1, 0, 1);
-            if (channel_offset is null && channel_scale is null) return (window, zeros_like(first), ones_like(first));
-            var level = channel_offset is null ? zeros_like(first) : channel_offset.to(window.dtype).expand_as(first);
+            if (channel_offset is null) return (window, zeros_like(first), ones_like(first));   // a model saved before format 4
+            var level = channel_offset.to(window.dtype).expand_as(first);
             var units = channel_scale is null ? ones_like(first) : channel_scale.to(window.dtype).expand_as(first);
             return ((window - level) / units, level, units);
         }

@@ -44,7 +44,9 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         var device = DevicePolicy.Choose(_env);
         int seed = o.Seed ?? MLNetInternals.Seed(_env) ?? 0;
         var (scales, offsets) = ChannelScales.Of(train.ReadAll(input, o.CancellationToken).Select(e => e.Values), o.Channels);
-        arch = arch with { ChannelScales = scales, ChannelOffsets = o.InstanceNormalization ? null : offsets };   // RevIN removes each window's level itself
+        // RevIN removes each window's level itself; without it the offsets are stored even when all 0, which marks the model as
+        // one that reads windows in its channels' units (those saved before format 4 read them as they were).
+        arch = arch with { ChannelScales = scales, ChannelOffsets = o.InstanceNormalization ? null : offsets ?? new double[o.Channels] };
 
         // Ensemble members train one after another, each as a single network with its own seed (initialisation and shuffling)
         // and early stopping. The first member keeps the seed: it is the single model of that seed. The fitted start (cycle,
