@@ -170,35 +170,41 @@ public sealed class ForecastingTests
         }
     }
 
+    /// <summary>
+    /// In-sample forecasts of a forecaster fitted on series A and B mapped by <paramref name="a"/> and <paramref name="b"/>;
+    /// checks that the model saved and loaded forecasts the same.
+    /// </summary>
+    private static float[][] TwoChannelForecasts(Func<float, float> a, Func<float, float> b, bool fitLinearSkip, bool instanceNormalization)
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Synthetic.Series(200).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = a(r.A), B = b(r.B) }).ToArray();
+        var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A", "B" }, 16, 4).GetWindows();
+        var options = Synthetic.ForecastOptions(channels: 2, epochs: 3);
+        options.InstanceNormalization = instanceNormalization;
+        options.LinearSkip = options.FitLinearSkip = fitLinearSkip;
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
+        var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
+        Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
+            CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
+        return forecasts;
+    }
+
     [TestMethod]
     public void SmallAndMixedScales_TrainAsAtUnitScale()
     {
         // Before: RevIN's absolute epsilon (1e-5) drowned the variance of a series in small units (amplitude 1e-6: MSE 348 times
         // the baseline's), and a channel in large units outweighed the others in the loss. Each channel now trains in a power of
         // ten near its deviation, so rescaling a channel by a power of ten rescales its forecast and changes nothing else.
-        float[][] Forecasts(float scaleA, float scaleB, bool fitLinearSkip)
-        {
-            var ml = new MLContext(seed: 1);
-            var rows = Synthetic.Series(200).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = r.A * scaleA, B = r.B * scaleB }).ToArray();
-            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A", "B" }, 16, 4).GetWindows();
-            var options = Synthetic.ForecastOptions(channels: 2, epochs: 3);
-            options.LinearSkip = options.FitLinearSkip = fitLinearSkip;
-            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
-            var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
-            Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
-                CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
-            return forecasts;
-        }
         // The scales are a buffer (moved with the network, saved with its weights), only where they are not all 1.
         var arch = new ForecastArchitecture { Lookback = 16, Horizon = 4, Channels = 2, PatchLength = 4, Mamba = new MambaML.Model.MambaConfig { DModel = 8, NLayer = 1 } };
         using (var plain = new ForecastNetwork(arch, seed: 1)) Assert.IsFalse(plain.state_dict().ContainsKey("channel_scale"));
         using (var scaled = new ForecastNetwork(arch with { ChannelScales = new[] { 1e-6, 1.0 } }, seed: 1)) Assert.IsTrue(scaled.state_dict().ContainsKey("channel_scale"));
         foreach (bool fitLinearSkip in new[] { false, true })
         {
-            var unit = Forecasts(1, 1, fitLinearSkip);
+            var unit = TwoChannelForecasts(a => a, b => b, fitLinearSkip, instanceNormalization: true);
             foreach (var (scaleA, scaleB) in new[] { (1e-6f, 1e-6f), (1000f, 1f) })
             {
-                var scaled = Forecasts(scaleA, scaleB, fitLinearSkip);
+                var scaled = TwoChannelForecasts(a => a * scaleA, b => b * scaleB, fitLinearSkip, instanceNormalization: true);
                 for (int i = 0; i < unit.Length; i++)
                     for (int k = 0; k < unit[i].Length; k++)
                     {
@@ -215,24 +221,10 @@ public sealed class ForecastingTests
         // Before: without RevIN the network read the values as they were, so a series around 1000 trained badly and the fitted
         // linear start's ridge was relative to the level rather than the variation. Each channel's mean in whole units of its
         // scale is now subtracted (and added back to the forecast), so shifting a channel shifts its forecast and nothing else.
-        float[][] Forecasts(float offsetA, float offsetB, bool fitLinearSkip)
-        {
-            var ml = new MLContext(seed: 1);
-            var rows = Synthetic.Series(200).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = r.A + offsetA, B = r.B + offsetB }).ToArray();
-            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A", "B" }, 16, 4).GetWindows();
-            var options = Synthetic.ForecastOptions(channels: 2, epochs: 3);
-            options.InstanceNormalization = false;
-            options.LinearSkip = options.FitLinearSkip = fitLinearSkip;
-            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows);
-            var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast");
-            Synthetic.CheckSavedAndLoaded(ml, model, windows.Schema, loaded =>
-                CollectionAssert.AreEqual(forecasts.SelectMany(f => f).ToArray(), Synthetic.ReadVectors(loaded.Transform(windows), "Forecast").SelectMany(f => f).ToArray()));
-            return forecasts;
-        }
         foreach (bool fitLinearSkip in new[] { false, true })
         {
-            var near = Forecasts(0, 0, fitLinearSkip);
-            var far = Forecasts(100, -300, fitLinearSkip);
+            var near = TwoChannelForecasts(a => a, b => b, fitLinearSkip, instanceNormalization: false);
+            var far = TwoChannelForecasts(a => a + 100, b => b - 300, fitLinearSkip, instanceNormalization: false);
             for (int i = 0; i < near.Length; i++)
                 for (int k = 0; k < near[i].Length; k++)
                     Assert.AreEqual(near[i][k], far[i][k] - (k % 2 == 0 ? 100 : -300), 2e-3, $"FitLinearSkip {fitLinearSkip}: window {i}, value {k}");

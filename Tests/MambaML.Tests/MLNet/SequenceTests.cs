@@ -249,34 +249,39 @@ public sealed class SequenceTests
         }
     }
 
+    /// <summary>
+    /// Scores of a small classifier fitted on shapes of 20–28 steps (so batches are padded) whose values <paramref name="value"/>
+    /// maps (value, position in the row); checks that the model saved and loaded scores the same.
+    /// </summary>
+    private static float[] ShapeScores(int channels, bool normalizeEachSequence, Func<float, int, float> value)
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Synthetic.Shapes(60, 20, 28, channels).Select(r => new Synthetic.ShapeRow { Features = r.Features.Select(value).ToArray(), Shape = r.Shape }).ToArray();
+        var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 3);
+        options.PatchLength = 2;
+        options.Channels = channels;
+        options.NormalizeEachSequence = normalizeEachSequence;
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
+        try
+        {
+            var scores = ScoreValues(model.Transform(data));
+            Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(data))));
+            return scores;
+        }
+        finally { model.LastTransformer.Dispose(); }
+    }
+
     [TestMethod]
     public void InputsInAnyPowerOfTenUnits_ScoreAsAtUnitScale()
     {
         // Before: features ×1e6 or ×1e-4 gave chance accuracy without per-sequence normalisation, and with it ×1e20 overflowed the
         // variance (every score that of an all-zero input). Values are now read in each channel's units, a power of ten near its
         // deviation, so a power-of-ten rescaling changes nothing.
-        float[] Scores(float scale, bool normalizeEachSequence, int channels)
-        {
-            var ml = new MLContext(seed: 1);
-            var rows = Synthetic.Shapes(60, 20, 28, channels).Select(r => new Synthetic.ShapeRow { Features = r.Features.Select(v => v * scale).ToArray(), Shape = r.Shape }).ToArray();
-            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 3);
-            options.PatchLength = 2;
-            options.Channels = channels;
-            options.NormalizeEachSequence = normalizeEachSequence;
-            var data = ml.Data.LoadFromEnumerable(rows);
-            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
-            try
-            {
-                var scores = ScoreValues(model.Transform(data));
-                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(data))));
-                return scores;
-            }
-            finally { model.LastTransformer.Dispose(); }
-        }
         foreach (var (scale, normalize) in new[] { (1e6f, false), (1e-4f, false), (1e20f, true), (1e-8f, true) })
         {
-            var unit = Scores(1, normalize, channels: 1);
-            var scaled = Scores(scale, normalize, channels: 1);
+            var unit = ShapeScores(channels: 1, normalize, (v, _) => v);
+            var scaled = ShapeScores(channels: 1, normalize, (v, _) => v * scale);
             for (int i = 0; i < unit.Length; i++) Assert.AreEqual(unit[i], scaled[i], 1e-3, $"×{scale}, NormalizeEachSequence {normalize}: score {i}");
         }
     }
@@ -287,26 +292,8 @@ public sealed class SequenceTests
         // Before: shapes around 10 scored 0.45 and around 100 chance (1/3) without per-sequence normalisation, where the same
         // shapes around 0 scored 1.0 (a scratch run of 40 epochs). Each channel's mean, in whole units, is now subtracted first;
         // padded steps must stay zero, so the rows differ in length.
-        float[] Scores(float[] offsets)
-        {
-            var ml = new MLContext(seed: 1);
-            var rows = Synthetic.Shapes(60, 20, 28, channels: 2)
-                .Select(r => new Synthetic.ShapeRow { Features = r.Features.Select((v, i) => v + offsets[i % 2]).ToArray(), Shape = r.Shape }).ToArray();
-            var options = Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 3);
-            options.PatchLength = 2;
-            options.Channels = 2;
-            var data = ml.Data.LoadFromEnumerable(rows);
-            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(data);
-            try
-            {
-                var scores = ScoreValues(model.Transform(data));
-                Synthetic.CheckSavedAndLoaded(ml, model, data.Schema, loaded => CollectionAssert.AreEqual(scores, ScoreValues(loaded.Transform(data))));
-                return scores;
-            }
-            finally { model.LastTransformer.Dispose(); }
-        }
-        var near = Scores(new[] { 0f, 0f });
-        var far = Scores(new[] { 100f, -300f });
+        var near = ShapeScores(channels: 2, normalizeEachSequence: false, (v, _) => v);
+        var far = ShapeScores(channels: 2, normalizeEachSequence: false, (v, i) => v + (i % 2 == 0 ? 100 : -300));
         for (int i = 0; i < near.Length; i++) Assert.AreEqual(near[i], far[i], 2e-3, $"score {i}");
 
         var (scales, offsets) = ChannelScales.Of(new[] { new float[] { 1000.2f, 0.1f, 1000.9f, -0.3f, 999.4f, 0.2f } }, channels: 2);

@@ -5,9 +5,9 @@ namespace MambaML.MLNet;
 /// deviation over the training data. Reading a series in these units makes one in small units (say an amplitude of 1e-4,
 /// which an absolute epsilon of 1e-5 drowns) or large ones (1e6, or 1e20 whose square overflows a float) train as it would at
 /// unit scale, and keeps a channel in large units from outweighing the others. A power of ten rather than the deviation
-/// itself, so that z-scored data keeps unit scale and trains bit for bit as without it. Sequence models, and forecasters without instance
-/// normalisation, also subtract each channel's offset (its mean in whole units) first: without it, shapes around 100 trained
-/// to chance accuracy.
+/// itself, so that z-scored data keeps unit scale and trains bit for bit as without it. Sequence models, and forecasters
+/// without instance normalisation, also subtract each channel's offset (its mean in whole units) first: without it, shapes
+/// around 100 trained to chance accuracy.
 /// </summary>
 internal static class ChannelScales
 {

@@ -89,11 +89,13 @@ public abstract class MambaTrainerOptions
     // Seeds are spaced by a prime so that the members of nearby seeds do not coincide.
     internal static long MemberSeed(long seed, int member) => seed + 7919L * member;
 
-    internal MambaConfig BuildConfig() => new MambaConfig
+    internal MambaConfig BuildConfig() => UncheckedConfig().Validate();
+
+    private MambaConfig UncheckedConfig() => new()
     {
         DModel = ModelDimension, NLayer = NumberOfLayers, DState = StateSize, DConv = ConvolutionWidth, Expand = ExpansionFactor,
         ScanBackend = ScanBackend,
-    }.Validate();
+    };
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid setting.</summary>
     internal virtual void Validate()
@@ -124,8 +126,8 @@ public abstract class MambaTrainerOptions
     /// </summary>
     private void CheckBackboneFitsInMemory()
     {
-        var config = new MambaConfig { DModel = ModelDimension, NLayer = NumberOfLayers, DState = StateSize, DConv = ConvolutionWidth, Expand = ExpansionFactor };
         if ((long)ExpansionFactor * ModelDimension > int.MaxValue) return;   // BuildConfig names ExpansionFactor for this
+        var config = UncheckedConfig();
         double parameters = config.ParameterCount, bytes = 4.0 * parameters * (EnsembleSize + 3.0);
         double available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (bytes <= available) return;
