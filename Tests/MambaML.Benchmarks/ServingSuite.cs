@@ -7,12 +7,13 @@ using static TorchSharp.torch;
 namespace MambaML.Benchmarks;
 
 /// <summary>
-/// Serving throughput on the CPU: single-row <c>PredictionEngine</c> calls from several threads, each thread with its own
+/// Serving throughput on the CPU (or, with <c>--gpu N</c>, on CUDA device N): single-row <c>PredictionEngine</c> calls from several threads, each thread with its own
 /// engine (as ML.NET's PredictionEnginePool gives), for a forecaster, a numeric sequence classifier and a text classifier at
 /// the default model size, trained briefly on synthetic data (speed does not depend on the weights). Three ways to serve, in
 /// the same process: one model shared by all threads; one loaded copy of the model per thread; and one shared model whose
 /// calls are serialised by a lock, which is how MambaML served a shared model before its predictions could run concurrently.
-/// Every thread runs libtorch on one thread, as the README advises for serving.
+/// Every thread runs libtorch on one thread, as the README advises for serving. With <c>--gpu</c> the models train and serve
+/// on the GPU (the MLContext's GpuDeviceId, no CPU fallback), so the same tables measure CUDA serving.
 /// Then <c>Transform</c> throughput over 1,024 rows against <c>PredictionBatchSize</c>, for the default size and a large one
 /// (d_model 128, 4 layers), the models trained with the same seed and differing only in that setting.
 /// </summary>
@@ -20,7 +21,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
 {
     public string Name => "serving";
     public string Description => "PredictionEngine throughput on T threads: one shared model vs a copy per thread vs serialised " +
-                                 "(--threads 1,2,4 --seconds S); Transform rows/s against PredictionBatchSize (--batches 16,32,64,128,256); --parts engine,transform";
+                                 "(--threads 1,2,4 --seconds S); Transform rows/s against PredictionBatchSize (--batches 16,32,64,128,256); --parts engine,transform; --gpu N";
 
     private enum Variant { Shared, CopyPerThread, Serialised }
 
@@ -31,15 +32,18 @@ internal sealed class ServingSuite : IBenchmarkSuite
         double seconds = args.Double("--seconds", options.Quick ? 1 : 4);
         var parts = args.String("--parts", "engine,transform").Split(',');
         var batchSizes = args.String("--batches", options.Quick ? "32,256" : "16,32,64,128,256").Split(',').Select(int.Parse).ToArray();
+        int gpu = args.Int("--gpu", -1);
         set_num_threads(1);
         var ml = new MLContext(seed: 1);
+        if (gpu >= 0) (ml.GpuDeviceId, ml.FallbackToCpu) = (gpu, false);
         ml.RegisterMambaML();
 
-        Console.WriteLine($"## serving: {Environment.ProcessorCount} cores, {seconds} s per cell, one libtorch thread per serving thread");
+        string device = gpu >= 0 ? $"CUDA device {gpu} ({cuda.device_count()} visible)" : "CPU";
+        Console.WriteLine($"## serving on the {device}: {Environment.ProcessorCount} cores, {seconds} s per cell, one libtorch thread per serving thread");
         Console.WriteLine();
         Console.WriteLine("| model | threads | variant | predictions/s | vs a copy per thread | median µs | p99 µs |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
-        var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount };
+        var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount, ["device"] = gpu >= 0 ? "CUDA" : "CPU" };
         var models = new[] { Forecaster(), SequenceClassifier(), TextClassifier() };
         foreach (var model in parts.Contains("engine") ? models : Array.Empty<IServedModel>())
         {

@@ -13,12 +13,13 @@ public sealed class SaveLoadTests
     private string NewPath() => Path.Combine(Path.GetTempPath(), $"mambaml-{Guid.NewGuid():N}.zip");
 
     /// <summary>A fitted forecasting pipeline with stock transforms before the Mamba step, saved to a zip.</summary>
-    private (string Path, IDataView Data, float[][] Predictions) SavedForecaster()
+    private (string Path, IDataView Data, float[][] Predictions) SavedForecaster(int? predictionBatchSize = null)
     {
         var ml = new MLContext(seed: 1);
         var windows = Synthetic.Windows(ml, rows: 80);
         var options = Synthetic.ForecastOptions(epochs: 1);
         options.FeatureColumnName = "Past";
+        options.PredictionBatchSize = predictionBatchSize;
         var pipeline = ml.Transforms.CopyColumns("Copied", "Features")
             .Append(ml.Transforms.Concatenate("Past", "Copied"))
             .Append(ml.Forecasting.ForecastByMamba(options));
@@ -145,8 +146,8 @@ public sealed class SaveLoadTests
     [TestMethod]
     public void FormatOneModel_StillLoads()
     {
-        // Format 1 hashed the weights alone: rewrite a saved model as format 1 wrote it, and load it.
-        var (path, data, expected) = SavedForecaster();
+        // Format 1 hashed the weights alone: rewrite a saved model as format 1 wrote it (which always named a batch size), and load it.
+        var (path, data, expected) = SavedForecaster(predictionBatchSize: 7);
         try
         {
             byte[] weights = Array.Empty<byte>();
@@ -174,11 +175,13 @@ public sealed class SaveLoadTests
     [TestMethod]
     [DataRow(2)]
     [DataRow(3)]
-    public void FormatTwoAndThreeModels_StillLoad(int version)
+    [DataRow(4)]
+    public void FormatTwoToFourModels_StillLoad(int version)
     {
-        // Formats 2 and 3 are format 4 without the channel scales (format 2) and the sequence models' channel offsets, hashed
-        // the same way: a forecaster of z-scored data (neither) marked as format 2 or 3 is the file those formats wrote.
-        var (path, data, expected) = SavedForecaster();
+        // Formats 2 to 4 are format 5 without the channel scales (format 2), the sequence models' channel offsets (2 and 3)
+        // and a null batch size, hashed the same way: a forecaster of z-scored data (no scales or offsets) with a batch size
+        // set, marked as format 2, 3 or 4, is the file those formats wrote.
+        var (path, data, expected) = SavedForecaster(predictionBatchSize: 7);
         try
         {
             RewriteEntry(path, "Model.key", bytes =>
@@ -194,6 +197,41 @@ public sealed class SaveLoadTests
             (loaded as IDisposable)?.Dispose();
         }
         finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void PredictionBatchSize_Unset_IsChosenByDeviceAfterLoading_ASetOneIsKept()
+    {
+        static int Loaded(string path)
+        {
+            var loaded = (TransformerChain<ITransformer>)new MLContext().RegisterMambaML().Model.Load(path, out _);
+            using var mamba = loaded.OfType<MambaTransformerBase>().Single();
+            return mamba.PredictionBatchSize;
+        }
+        foreach (var (saved, expected) in new (int?, int)[] { (null, 256), (7, 7) })
+        {
+            var (path, _, _) = SavedForecaster(saved);
+            try { Assert.AreEqual(expected, Loaded(path), $"forecaster saved with {saved?.ToString() ?? "null"}"); }
+            finally { File.Delete(path); }
+        }
+
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(Synthetic.Shapes(12));
+        var classifier = ml.Transforms.Conversion.MapValueToKey("Label", "Shape")
+            .Append(ml.MulticlassClassification.Trainers.MambaSequence(Synthetic.SequenceOptions<MambaSequenceClassificationOptions>(epochs: 1)))
+            .Fit(data);
+        var classifierPath = NewPath();
+        try
+        {
+            Assert.AreEqual(64, classifier.LastTransformer.PredictionBatchSize, "sequence classifier on the CPU, as fitted");
+            ml.Model.Save(classifier, data.Schema, classifierPath);
+            Assert.AreEqual(64, Loaded(classifierPath), "sequence classifier on the CPU, loaded");
+        }
+        finally
+        {
+            classifier.LastTransformer.Dispose();
+            File.Delete(classifierPath);
+        }
     }
 
     [TestMethod]

@@ -34,7 +34,7 @@ internal sealed record ForecastArchitecture
     public required MambaConfig Mamba { get; init; }
     public string FeatureColumnName { get; init; } = "Features";
     public string OutputColumnName { get; init; } = "Forecast";
-    public int PredictionBatchSize { get; init; } = 256;
+    public int? PredictionBatchSize { get; init; }
 }
 
 /// <summary>

@@ -54,7 +54,7 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     public override Device Device => _device;
 
     private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
-    private protected override int PredictionBatchSize => _arch.PredictionBatchSize;
+    internal override int PredictionBatchSize => ChosenBatchSize(_arch.PredictionBatchSize, onCpu: 256);
 
     private protected override ExampleReader CreateReader(DataViewSchema inputSchema) =>
         new(new NumericSequenceReader(inputSchema, _arch.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _arch.Channels, _arch.Lookback),

@@ -76,10 +76,13 @@ public abstract class MambaTrainerOptions
     // Far above any core count that helps these models; a huge value makes OpenMP fail to allocate and end the process.
     private const int MaxThreads = 256;
     /// <summary>
-    /// Rows per model call when transforming an <see cref="IDataView"/>: 256 for the forecaster, 64 for sequence and text
-    /// models, whose longer token sequences ran up to twice as fast in smaller batches (BENCHMARKS.md, serving).
+    /// Rows per model call when transforming an <see cref="IDataView"/>. Null (the default) chooses by the device the model
+    /// runs on when it predicts: on the CPU 256 for the forecaster and 64 for sequence and text models, whose longer token
+    /// sequences ran up to twice as fast in smaller batches; on CUDA 1,024, where a call's fixed cost dominates and 1,024
+    /// rows ran 3.3–8.9 times as fast as 64 (BENCHMARKS.md, serving). Set it lower for large models on long sequences if the
+    /// GPU runs short of memory while scoring.
     /// </summary>
-    public int PredictionBatchSize { get; set; } = 256;
+    public int? PredictionBatchSize { get; set; }
     /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>
     public Action<MambaTrainingProgress>? ProgressCallback { get; set; }
     /// <summary>Cancels training between batches (the fit throws <see cref="OperationCanceledException"/>).</summary>
@@ -114,7 +117,7 @@ public abstract class MambaTrainerOptions
         Check(ShuffleBufferSize >= 1, nameof(ShuffleBufferSize), ShuffleBufferSize, ">= 1");
         Check(EnsembleSize >= 1, nameof(EnsembleSize), EnsembleSize, ">= 1");
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, ">= 0");
-        Check(PredictionBatchSize >= 1, nameof(PredictionBatchSize), PredictionBatchSize, ">= 1");
+        Check(PredictionBatchSize is null or >= 1, nameof(PredictionBatchSize), PredictionBatchSize ?? 0, ">= 1 (or null)");
         Check(NumberOfThreads is null or (>= 1 and <= MaxThreads), nameof(NumberOfThreads), NumberOfThreads ?? 0, $"in [1, {MaxThreads}] (or null)");
         CheckBackboneFitsInMemory();
     }

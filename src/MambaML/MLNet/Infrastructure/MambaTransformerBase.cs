@@ -93,7 +93,13 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     private protected abstract IReadOnlyList<OutputColumn> OutputColumns { get; }
 
     /// <summary>Rows per model call in <see cref="Transform"/>.</summary>
-    private protected abstract int PredictionBatchSize { get; }
+    internal abstract int PredictionBatchSize { get; }
+
+    /// <summary>
+    /// The batch size of <see cref="MambaTrainerOptions.PredictionBatchSize"/>: the one saved with the model, else by device
+    /// (<paramref name="onCpu"/> on the CPU, 1,024 rows on CUDA, where small batches leave the GPU waiting on each call).
+    /// </summary>
+    private protected int ChosenBatchSize(int? saved, int onCpu) => saved ?? (Device.type == DeviceType.CUDA ? 1024 : onCpu);
 
     /// <summary>
     /// Runs the network on a batch (gradients off, eval mode) and returns each row's raw output vector. Called from several

@@ -3,8 +3,6 @@ namespace MambaML.MLNet;
 /// <summary>Settings shared by MambaML's sequence classifiers and regressors.</summary>
 public abstract class MambaSequenceOptionsBase : MambaTrainerOptions
 {
-    private protected MambaSequenceOptionsBase() => PredictionBatchSize = 64;
-
     /// <summary>Label column: Boolean (binary), key (multiclass) or Single (regression).</summary>
     public string LabelColumnName { get; set; } = "Label";
     /// <summary>Score output column.</summary>

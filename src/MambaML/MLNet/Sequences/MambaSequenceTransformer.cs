@@ -44,7 +44,7 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     public override Device Device => _device;
 
     private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
-    private protected override int PredictionBatchSize => _arch.PredictionBatchSize;
+    internal override int PredictionBatchSize => ChosenBatchSize(_arch.PredictionBatchSize, onCpu: 64);
 
     private protected override ExampleReader CreateReader(DataViewSchema inputSchema) => new(SequenceReaders.Create(inputSchema, _arch, _text));
 

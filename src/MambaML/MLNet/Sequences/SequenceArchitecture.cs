@@ -96,7 +96,7 @@ internal sealed record SequenceArchitecture
     public string ScoreColumnName { get; init; } = "Score";
     public string ProbabilityColumnName { get; init; } = "Probability";
     public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
-    public int PredictionBatchSize { get; init; } = 256;
+    public int? PredictionBatchSize { get; init; }
 }
 
 /// <summary>
