@@ -228,6 +228,9 @@ public class MambaBackboneTests
                 StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => forward(x, null)).Message, "hidden must be");
             StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => forward(randn(2, 4, 5), tensor(new long[] { 5, 2 }))).Message,
                 "lengths must lie in [0, 4]");
+            foreach (var type in new[] { ScalarType.Float64, ScalarType.BFloat16 })
+                StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => forward(randn(2, 4, 5).to(type), null)).Message,
+                    $"hidden is {type} but the model's parameters are Float32");
             Assert.IsNotNull(forward(randn(2, 4, 5), tensor(new long[] { 4, 1 })), "fitting inputs run");
         }
 
@@ -244,6 +247,8 @@ public class MambaBackboneTests
             StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixer.Step(x, goodLayerState)).Message, "hidden must be (batch, d_model = 5)");
             StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backbone.Step(x, backbone.ZeroState(2))).Message, "hidden must be (batch, d_model = 5)");
         }
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixer.Step(randn(2, 5, dtype: ScalarType.Float64), goodLayerState)).Message, "hidden is Float64");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => backbone.Step(randn(2, 5, dtype: ScalarType.Float64), backbone.ZeroState(2))).Message, "hidden is Float64");
 
         // The language model's reference step reads token ids like Forward does.
         var model = new MambaLanguageModel(config, vocabularySize: 11, seed: 1);

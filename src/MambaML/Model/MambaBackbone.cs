@@ -38,7 +38,7 @@ public sealed class MambaBackbone : nn.Module
     public (Tensor Output, MambaState? State) Forward(Tensor hidden, MambaState? state = null, Tensor? lengths = null, bool returnState = false)
     {
         using var scope = NewDisposeScope();
-        ModelInputs.RequireSequence(Config, hidden, lengths);
+        ModelInputs.RequireSequence(Config, norm_f.weight.dtype, hidden, lengths);
         state?.RequireFits(Config, hidden.shape[0]);
         var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
         var x = hidden;
@@ -61,7 +61,7 @@ public sealed class MambaBackbone : nn.Module
     /// <returns>(batch, d_model) hidden state and the new recurrent state; <paramref name="state"/> is unchanged.</returns>
     public (Tensor Output, MambaState State) Step(Tensor hidden, MambaState state)
     {
-        ModelInputs.RequireStep(Config, hidden);
+        ModelInputs.RequireStep(Config, norm_f.weight.dtype, hidden);
         state.RequireFits(Config, hidden.shape[0]);
         using var scope = NewDisposeScope();
         var layerStates = new MambaLayerState[layers.Count];

@@ -91,14 +91,14 @@ public sealed class MambaMixer : nn.Module
     /// <summary>Throws <see cref="ArgumentException"/> unless <see cref="Forward"/> can take these inputs.</summary>
     internal void RequireSequenceInput(Tensor hidden, MambaLayerState? state, Tensor? lengths)
     {
-        ModelInputs.RequireSequence(_config, hidden, lengths);
+        ModelInputs.RequireSequence(_config, in_proj.weight!.dtype, hidden, lengths);
         state?.RequireFits(_config, hidden.shape[0]);
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> unless <see cref="Step"/> can take these inputs.</summary>
     internal void RequireStepInput(Tensor hidden, MambaLayerState state)
     {
-        ModelInputs.RequireStep(_config, hidden);
+        ModelInputs.RequireStep(_config, in_proj.weight!.dtype, hidden);
         state.RequireFits(_config, hidden.shape[0]);
     }
 
