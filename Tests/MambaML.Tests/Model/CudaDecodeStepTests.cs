@@ -128,6 +128,34 @@ public sealed class CudaDecodeStepTests
         }
     }
 
+    /// <summary>Generation options on the fused path (the fused step's logits, tokens chosen by TorchSharp on the GPU), fp32:
+    /// greedy with a repetition penalty and an end-of-sequence token picks the same tokens as the reference; seeded top-k
+    /// sampling gives the same tokens twice, each among the 3 most likely under the parallel forward pass.</summary>
+    [TestMethod, TestCategory("Gpu")]
+    public void FusedGenerationWithOptionsMatchesReference()
+    {
+        var device = Cuda();
+        foreach (var config in Configs())
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            using var model = new MambaLanguageModel(config, Vocabulary, seed: 31);
+            model.to(device);
+            var prompt = randint(0, Vocabulary, new[] { 3L, 5L }, generator: new Generator(9)).to(device);
+            var greedy = new GenerationOptions { RepetitionPenalty = 1.5, EndOfSequenceTokenId = 7 };
+            CollectionAssert.AreEqual(model.Generate(prompt, Steps, greedy, DecodeBackend.Reference).cpu().data<long>().ToArray(),
+                model.Generate(prompt, Steps, greedy, DecodeBackend.CudaFused).cpu().data<long>().ToArray(), $"d_model {config.DModel}: penalised greedy tokens differ");
+
+            var sampling = new GenerationOptions { TopK = 3, Temperature = 1.5, Seed = 2 };
+            var sampled = model.Generate(prompt, Steps, sampling, DecodeBackend.CudaFused);
+            CollectionAssert.AreEqual(sampled.cpu().data<long>().ToArray(), model.Generate(prompt, Steps, sampling, DecodeBackend.CudaFused).cpu().data<long>().ToArray(),
+                $"d_model {config.DModel}: the same seed sampled other tokens");
+            var logits = model.Forward(cat(new[] { prompt, sampled }, 1)).narrow(1, 4, Steps);
+            var above = (logits > logits.gather(2, sampled.unsqueeze(2))).sum(2);
+            Assert.IsTrue(above.max().item<long>() < 3, $"d_model {config.DModel}: a sampled token is outside the top 3");
+        }
+    }
+
     /// <summary>Auto uses the fused step on CUDA with gradients off and the reference with gradients on (whose logits then
     /// carry gradients), and after the model moves to the CPU, Auto runs the reference there.</summary>
     [TestMethod, TestCategory("Gpu")]

@@ -68,36 +68,56 @@ public sealed class MambaLanguageModel : nn.Module
     /// <param name="backend">How the steps after the prompt run (as for <see cref="Step"/>; gradients are always off here).
     /// The fused path chooses tokens on the GPU and never waits for it, so it ends before the GPU is done.</param>
     /// <returns>(batch, count) int64: the generated tokens, the prompt not included. Ties go to the smallest token id.</returns>
-    public Tensor Generate(Tensor prompt, int count, DecodeBackend backend = DecodeBackend.Auto)
+    public Tensor Generate(Tensor prompt, int count, DecodeBackend backend = DecodeBackend.Auto) =>
+        Generate(prompt, count, GenerationOptions.Greedy, backend);
+
+    /// <summary>Generation as mamba_ssm's <c>generate</c>: reads <paramref name="prompt"/> in one parallel pass, then chooses
+    /// up to <paramref name="count"/> tokens one step at a time as <paramref name="options"/> say (greedy, or sampled with
+    /// temperature, top-k and top-p; a repetition penalty; stopping at an end-of-sequence token), feeding each back in.</summary>
+    /// <param name="prompt">(batch, L ≥ 1) int64 on the model's device.</param>
+    /// <param name="count">How many tokens to generate at most (≥ 1).</param>
+    /// <param name="options">How tokens are chosen; <see cref="GenerationOptions.Greedy"/> is the other overload.</param>
+    /// <param name="backend">How the steps after the prompt run (as for <see cref="Step"/>; gradients are always off here).
+    /// Plain greedy decoding on the fused path never waits for the GPU; sampling, the penalty and the end-of-sequence check
+    /// run TorchSharp operations on each step's logits, and the check reads them back every step.</param>
+    /// <returns>(batch, n) int64, n ≤ <paramref name="count"/> (fewer only when every sequence has produced
+    /// <see cref="GenerationOptions.EndOfSequenceTokenId"/>): the generated tokens, the prompt not included. Ties in greedy
+    /// choices go to the smallest token id.</returns>
+    public Tensor Generate(Tensor prompt, int count, GenerationOptions options, DecodeBackend backend = DecodeBackend.Auto)
     {
+        ArgumentNullException.ThrowIfNull(options);
         if (prompt.dtype != ScalarType.Int64 || prompt.dim() != 2 || prompt.shape[1] < 1)
             throw new ArgumentException("prompt must be a (batch, L >= 1) int64 tensor.", nameof(prompt));
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "count must be >= 1.");
         RequireTokenIds(prompt, nameof(prompt));
+        options.Validate(VocabularySize);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
+        using var sampler = new TokenSampler(options, prompt, VocabularySize);
         var (hidden, state) = backbone.Forward(embedding.forward(prompt), returnState: true);
-        var token = nn.functional.linear(hidden.select(1, -1), embedding.weight!).argmax(-1).contiguous();
+        var token = sampler.Choose(nn.functional.linear(hidden.select(1, -1), embedding.weight!)).contiguous();
         var generated = empty(new[] { prompt.shape[0], (long)count }, ScalarType.Int64, prompt.device);
         generated.select(1, 0).copy_(token);
-        if (UseFused(backend))
-            _fused!.Generate(token, state!, generated, from: 1);
-        else
+        bool fused = UseFused(backend);
+        if (fused && options == GenerationOptions.Greedy)
         {
-            for (int i = 1; i < count; i++)
-            {
-                using var stepScope = NewDisposeScope();
-                var (logits, next) = Step(token, state!, DecodeBackend.Reference);
-                var chosen = logits.argmax(-1);
-                generated.select(1, i).copy_(chosen);
-                // Only the latest token and state live on: a long generation would otherwise hold every step's state.
-                token.Dispose();
-                state!.Dispose();
-                token = chosen.MoveToOuterDisposeScope();
-                state = next.MoveToOuterDisposeScope();
-            }
+            _fused!.Generate(token, state!, generated, from: 1);
+            return generated.MoveToOuterDisposeScope();
         }
-        return generated.MoveToOuterDisposeScope();
+        int produced = 1;
+        for (; produced < count && !sampler.AllFinished; produced++)
+        {
+            using var stepScope = NewDisposeScope();
+            var (logits, next) = Step(token, state!, fused ? DecodeBackend.CudaFused : DecodeBackend.Reference);
+            var chosen = sampler.Choose(logits);
+            generated.select(1, produced).copy_(chosen);
+            // Only the latest token and state live on: a long generation would otherwise hold every step's state.
+            token.Dispose();
+            state!.Dispose();
+            token = chosen.MoveToOuterDisposeScope();
+            state = next.MoveToOuterDisposeScope();
+        }
+        return (produced == count ? generated : generated.narrow(1, 0, produced).clone()).MoveToOuterDisposeScope();
     }
 
     private bool UseFused(DecodeBackend backend)
