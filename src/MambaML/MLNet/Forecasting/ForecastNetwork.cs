@@ -267,18 +267,20 @@ internal sealed class ForecastNetwork : nn.Module
             var units = channel_scale is null ? ones_like(first) : channel_scale.to(window.dtype).expand_as(first);
             return ((window - level) / units, level, units);
         }
-        var mean = window.mean(new long[] { 1 }, keepdim: true);
-        var std = WithEpsilon(window.var(1, unbiased: false, keepdim: true)).sqrt();
-        // Values beyond about 1e19 overflow the float32 variance; such windows take their deviation in float64 (finite windows
-        // keep the float32 one, bit for bit).
-        var wide = WithEpsilon(window.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true)).sqrt().to(window.dtype);
+        // The statistics are taken in each channel's units, where a variance neither underflows (a series around 1e-25) nor
+        // overflows (around 1e37) float32, and RevIN's epsilon is relative to the channel's scale; the mean and deviation
+        // returned are in the data's units. Unit scales leave every value as it was, bit for bit.
+        var scale = channel_scale?.to(window.dtype);
+        var w = scale is null ? window : window / scale;
+        var mean = w.mean(new long[] { 1 }, keepdim: true);
+        var std = (w.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        // Values beyond about 1e19 units overflow the float32 variance; such windows take their deviation in float64 (finite
+        // windows keep the float32 one, bit for bit).
+        var wide = (w.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt().to(window.dtype);
         std = where(std.isfinite(), std, wide);
-        return ((window - mean) / std, mean, std);
+        var x = (w - mean) / std;
+        return scale is null ? (x, mean, std) : (x, mean * scale, std * scale);
     }
-
-    // A window's variance plus RevIN's epsilon, measured in its channel's units when the channels have scales.
-    private Tensor WithEpsilon(Tensor variance) =>
-        channel_scale is null ? variance + RevinEpsilon : variance + channel_scale.to(variance.dtype).square() * RevinEpsilon;
 
     /// <summary>
     /// Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels); for an ensemble, the mean of its

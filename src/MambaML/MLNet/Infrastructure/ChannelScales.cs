@@ -11,6 +11,9 @@ namespace MambaML.MLNet;
 /// </summary>
 internal static class ChannelScales
 {
+    // Float32's normal range ends near 1.2e-38 and 3.4e38: a scale at either end still reads every float in a few units.
+    private const double MinScale = 1e-37, MaxScale = 1e37;
+
     /// <summary>
     /// Per channel, the power of ten nearest its deviation over <paramref name="values"/> (each time-major, channel c of step
     /// t at t × channels + c); 1 for a constant channel; null when every channel's is 1. And per channel an offset: the
@@ -38,7 +41,7 @@ internal static class ChannelScales
         {
             double mean = steps == 0 ? 0 : sum[c] / steps;
             double std = steps == 0 ? 0 : Math.Sqrt(Math.Max(0, squares[c] / steps - mean * mean));
-            scales[c] = std > 0 && double.IsFinite(std) ? Math.Clamp(Math.Pow(10, Math.Round(Math.Log10(std))), 1e-30, 1e30) : 1;
+            scales[c] = std > 0 && double.IsFinite(std) ? Math.Clamp(Math.Pow(10, Math.Round(Math.Log10(std))), MinScale, MaxScale) : 1;
             double units = Math.Round(mean / scales[c]);
             offsets[c] = double.IsFinite(units) && float.IsFinite((float)(units * scales[c])) ? units * scales[c] : 0;
         }
