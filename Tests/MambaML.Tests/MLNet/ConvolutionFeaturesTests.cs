@@ -190,7 +190,8 @@ public sealed class ConvolutionFeaturesTests
         var network = Field<SequenceNetwork>(model, "_network");
         Assert.IsTrue(network.convolution_head!.weight!.abs().max().item<float>() > 0, "the head did not train");
 
-        // Separate loss: another model; its loss is the head's cross-entropy plus that of the sum with the head held fixed.
+        // Separate loss: another model; its training objective is the head's cross-entropy plus that of the sum with the head
+        // held fixed, and its evaluation loss (validation, early stopping) that of the sum alone: the model's own.
         using (var separate = ml.MulticlassClassification.Trainers.MambaSequence(Options(420, 5, separateLoss: true)).Fit(train))
         {
             CollectionAssert.AreNotEqual(scores, Scores(separate), "the separate loss had no effect");
@@ -203,8 +204,15 @@ public sealed class ConvolutionFeaturesTests
             var (input, lengths) = SequenceBatches.Inputs(batch, arch, CPU);
             var classes = tensor(batch.Select(e => (long)e.Target[0]).ToArray());
             var (mamba, linear) = separateNetwork.ForwardParts(input, lengths);
-            double expected = nn.functional.cross_entropy(linear!, classes).item<float>() + nn.functional.cross_entropy(linear! + mamba, classes).item<float>();
-            Assert.AreEqual(expected, SequenceBatches.Loss(separateNetwork, arch, batch, CPU).item<float>(), 1e-5);
+            double sumLoss = nn.functional.cross_entropy(linear! + mamba, classes).item<float>();
+            Assert.AreEqual(sumLoss, SequenceBatches.Loss(separateNetwork, arch, batch, CPU).item<float>(), 1e-5, "evaluation loss");
+            separateNetwork.train();   // no noise or dropout in these options, so the outputs are the same
+            try
+            {
+                double objective = nn.functional.cross_entropy(linear!, classes).item<float>() + sumLoss;
+                Assert.AreEqual(objective, SequenceBatches.Loss(separateNetwork, arch, batch, CPU).item<float>(), 1e-5, "training objective");
+            }
+            finally { separateNetwork.eval(); }
         }
         var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
         Assert.IsTrue(accuracy > 0.6, $"accuracy {accuracy:F3} (chance 0.33)");

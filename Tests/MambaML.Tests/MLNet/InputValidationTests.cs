@@ -103,8 +103,11 @@ public sealed class InputValidationTests
         StringAssert.Contains(e.Message, "no rows");
         var options = Synthetic.ForecastOptions(epochs: 1);
         options.ValidationSet = ml.Data.LoadFromEnumerable(Array.Empty<FloatRow>());
+        int epochs = 0;
+        options.ProgressCallback = _ => epochs++;
         e = Assert.ThrowsExactly<ArgumentException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 40)));
         StringAssert.Contains(e.Message, "validation set has no rows");
+        Assert.AreEqual(0, epochs, "an empty validation set is refused before an epoch is spent");
     }
 
     [TestMethod]

@@ -121,6 +121,64 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void DivergingNgramHead_NamesItsLearningRate_AndNoNumericDataAdvice()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = TextClassificationTests.Options(MambaTokenizer.Bytes);
+        options.NgramHeadLearningRate = 1e6;
+        options.NumberOfEpochs = 10;
+        var train = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(160, 1)));
+        var data = train.Transform(ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(160, 1)));
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(data));
+        StringAssert.Contains(e.Message, "diverged");
+        StringAssert.Contains(e.Message, "NgramHeadLearningRate (now 1E+06)");
+        StringAssert.Contains(e.Message, $"LearningRate (now {options.LearningRate:G3};");
+        Assert.IsFalse(e.Message.Contains("NormalizeMeanVariance") || e.Message.Contains("nstance"), e.Message);
+    }
+
+    [TestMethod]
+    public void ValidationSetFarOutsideTheTrainingRange_IsNamed_NotCalledDivergence()
+    {
+        // The validation windows' squared errors overflow float: the model is fine, the validation data is not like the training data.
+        var ml = new MLContext(seed: 1);
+        var options = Synthetic.ForecastOptions(epochs: 2);
+        var huge = Synthetic.Series(80, 2).Select(r => new Synthetic.SeriesRow { Time = r.Time, A = r.A * 1e20f, B = r.B }).ToArray();
+        options.ValidationSet = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(huge), new[] { "A" }, 16, 4).GetWindows();
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 80)));
+        StringAssert.Contains(e.Message, "the validation loss became");
+        StringAssert.Contains(e.Message, "validation set's values are probably far outside the training data's");
+    }
+
+    [TestMethod]
+    public void ProgressLine_CountsDaysPastTwentyFourHours()
+    {
+        var progress = new MambaTrainingProgress(3, 100, 0.5, null, true, 1e-3, TimeSpan.FromHours(25.5), TimeSpan.FromHours(30));
+        StringAssert.Contains(progress.ToString(), "elapsed 1.01:30:00.0, ETA 1.06:00:00");
+        StringAssert.Contains((progress with { Elapsed = TimeSpan.FromMinutes(90.5), EstimatedRemaining = TimeSpan.FromSeconds(5) }).ToString(), "elapsed 01:30:30.0, ETA 00:00:05");
+    }
+
+    /// <summary>With a separately trained n-gram head, the reported validation loss (and what early stopping compares) is the
+    /// model's own: the cross-entropy of its predictions, as ML.NET's LogLoss measures it, not the training objective's sum of
+    /// the head's and the model's losses.</summary>
+    [TestMethod]
+    public void SeparateHeadValidationLoss_IsTheModelsCrossEntropy()
+    {
+        var ml = new MLContext(seed: 1);
+        var reviews = ml.Data.LoadFromEnumerable(TextClassificationTests.Reviews(120, 3));
+        var data = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(reviews).Transform(reviews);
+        var options = TextClassificationTests.Options(MambaTokenizer.Bytes);
+        Assert.IsTrue(options.NgramHeadLength > 0 && options.NgramHeadSeparateLoss);
+        options.NumberOfEpochs = 3;
+        options.ValidationSet = data;
+        var progress = new List<MambaTrainingProgress>();
+        options.ProgressCallback = progress.Add;
+        using var model = ml.MulticlassClassification.Trainers.MambaTextClassification(options).Fit(data);
+        double best = progress.Where(p => p.IsBest).Last().ValidationLoss!.Value;
+        double logLoss = ml.MulticlassClassification.Evaluate(model.Transform(data)).LogLoss;
+        Assert.AreEqual(logLoss, best, 1e-4, "best validation loss against the returned model's log-loss");
+    }
+
+    [TestMethod]
     public void DivergingLastStep_StopsWithClearError()
     {
         // One epoch of one batch: the only loss is computed before the update that blows the weights up.

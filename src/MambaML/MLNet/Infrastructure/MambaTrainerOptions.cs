@@ -53,7 +53,12 @@ public abstract class MambaTrainerOptions
     /// <summary>Stop after this many epochs without a better validation loss and keep the best weights; 0 disables early stopping.</summary>
     public int EarlyStoppingPatience { get; set; } = 5;
 
-    /// <summary>Seed for initialisation and shuffling; null takes the MLContext's seed, or 0 when it has none. Same seed, same model on CPU.</summary>
+    /// <summary>
+    /// Seed for initialisation and shuffling; null takes the MLContext's seed, or 0 when it has none. Same seed, same model on
+    /// CPU, at the same <see cref="NumberOfThreads"/>: libtorch splits some sums by thread, so a forecaster trained on another
+    /// thread count can differ in the last bits (up to 2.4e-7 in its forecasts, as measured); CUDA training is not
+    /// bit-reproducible (atomic additions in the scan's backward).
+    /// </summary>
     public int? Seed { get; set; }
     /// <summary>
     /// Trains this many networks, each initialised from its own seed derived from <see cref="Seed"/>, and averages their
@@ -172,8 +177,10 @@ public abstract class MambaTrainerOptions
 /// <summary>One epoch's report from a MambaML trainer.</summary>
 /// <param name="Epoch">The epoch just finished, from 1.</param>
 /// <param name="NumberOfEpochs">The most epochs this fit will run.</param>
-/// <param name="TrainingLoss">Mean training loss over the epoch.</param>
-/// <param name="ValidationLoss">Mean loss on the validation set, when one was given.</param>
+/// <param name="TrainingLoss">Mean training objective over the epoch's batches: the loss the optimiser minimises (with a
+/// separately trained n-gram or convolution head, that head's own loss plus the whole model's).</param>
+/// <param name="ValidationLoss">Mean loss of the model's predictions on the validation set, when one was given (what early
+/// stopping compares).</param>
 /// <param name="IsBest">Whether this epoch has the best validation loss so far (always true without a validation set).</param>
 /// <param name="LearningRate">Learning rate at the end of the epoch.</param>
 /// <param name="Elapsed">Time since this network's training started.</param>
@@ -190,5 +197,9 @@ public sealed record MambaTrainingProgress(int Epoch, int NumberOfEpochs, double
     public override string ToString() =>
         $"epoch {Epoch}/{NumberOfEpochs}: train loss {TrainingLoss:G5}" +
         (ValidationLoss is { } v ? $", validation loss {v:G5}{(IsBest ? " (best)" : "")}" : "") +
-        $", lr {LearningRate:G3}, elapsed {Elapsed:hh\\:mm\\:ss\\.f}, ETA {EstimatedRemaining:hh\\:mm\\:ss}";
+        $", lr {LearningRate:G3}, elapsed {Duration(Elapsed, tenths: true)}, ETA {Duration(EstimatedRemaining, tenths: false)}";
+
+    // hh:mm:ss with whole days in front ("1.06:00:00"): TimeSpan's hh wraps at 24 hours.
+    private static string Duration(TimeSpan span, bool tenths) =>
+        (span.Days > 0 ? $"{span.Days}." : "") + span.ToString(tenths ? @"hh\:mm\:ss\.f" : @"hh\:mm\:ss");
 }

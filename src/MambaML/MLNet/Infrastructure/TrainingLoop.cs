@@ -57,6 +57,8 @@ internal sealed class TrainingLoop
         if (rows == 0)
             throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit " +
                                         "(windows from TimeSeriesWindows need at least Lookback + Horizon table rows in the range asked for).", "input");
+        if (valid is { } v && !v.Reader.ReadAll(v.Data).Any())   // before an epoch is spent, not after
+            throw EmptyValidationSet();
 
         using var gradients = enable_grad();   // whatever the caller's grad mode
         // libtorch's thread count is per thread, and new threads take the last value set anywhere: touch it only when asked to,
@@ -119,9 +121,11 @@ internal sealed class TrainingLoop
                     var loss = batchLoss(batch);
                     double value = loss.item<float>();
                     if (!double.IsFinite(value))
-                        throw new InvalidOperationException(
-                            $"{_trainerName}: training diverged at epoch {epoch}, batch {batchIndex + 1}: the loss became {value}. " + DivergenceAdvice(learningRate) +
-                            " (instance normalisation or mlContext.Transforms.NormalizeMeanVariance help).");
+                        throw new InvalidOperationException(step == 1
+                            // No update has run yet, so no setting of the optimiser can be the cause.
+                            ? $"{_trainerName}: the loss of the first batch, before any training step, is {value}: the untrained model's output " +
+                              $"is not finite on this data: {DataAdvice()}."
+                            : $"{_trainerName}: training diverged at epoch {epoch}, batch {batchIndex + 1}: the loss became {value}. " + DivergenceAdvice(learningRate) + ".");
                     loss.backward();
                     if (_options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(network.parameters(), _options.GradientClipNorm);
                     optimizer.step();
@@ -131,7 +135,7 @@ internal sealed class TrainingLoop
                 }
 
                 double trainLoss = lossSum / Math.Max(1, seen);
-                double? validLoss = valid is { } v ? Evaluate(network, v.Data, v.Reader, batchLoss) : null;
+                double? validLoss = valid is { } v ? Evaluate(network, v.Data, v.Reader, batchLoss, trainLoss) : null;
                 bool isBest = validLoss is null || validLoss < bestValidation;
                 if (validLoss is { } vl && isBest)
                 {
@@ -178,21 +182,38 @@ internal sealed class TrainingLoop
         channel.Info(MessageSensitivity.None, $"{trainerName}: {message}");
     }
 
-    /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients.</summary>
     // What to change after a divergence: the options that can make the loss blow up, with their values.
     private string DivergenceAdvice(double learningRate) =>
-        $"Lower LearningRate (now {learningRate:G3}), keep GradientClipNorm > 0 (now {_options.GradientClipNorm:G3}), lower WeightDecay " +
-        $"(now {_options.WeightDecay:G3}) if it is large" +
+        $"Lower LearningRate (now {_options.LearningRate:G3}; {learningRate:G3} at this point of the schedule)" +
+        (_options is MambaTextClassificationOptions { NgramHeadLength: > 0, NgramHeadLearningRate: { } headRate }
+            ? $" or NgramHeadLearningRate (now {headRate:G3}), the n-gram head's own rate" : "") +
+        $", keep GradientClipNorm > 0 (now {_options.GradientClipNorm:G3}), lower WeightDecay (now {_options.WeightDecay:G3}) if it is large" +
         (_options is MambaNumericSequenceOptions { TrainingNoise: > 0 } numeric ? $", lower TrainingNoise (now {numeric.TrainingNoise:G3}) if it is large" : "") +
-        ", and check the data for extreme values";
+        (_options is MambaTextClassificationOptions ? "" : ", and " + DataAdvice());
 
-    private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss)
+    // What in numeric data can make a loss non-finite, and what helps, by task (text has no numeric input).
+    private string DataAdvice() => _options switch
+    {
+        MambaForecastingOptions => "check the data for extreme values (InstanceNormalization and mlContext.Transforms.NormalizeMeanVariance help)",
+        MambaTextClassificationOptions => "check the label column",
+        _ => "check the data for extreme values, such as outliers many orders of magnitude beyond the rest (mlContext.Transforms.NormalizeMeanVariance helps)",
+    };
+
+    private ArgumentException EmptyValidationSet() =>
+        new($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
+
+    /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients; <paramref name="trainLoss"/>,
+    /// the epoch's training loss if there was one, tells a validation set out of the training data's range from a diverged model.</summary>
+    private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, double? trainLoss = null)
     {
         var (loss, count) = MeanLoss(network, ValidationSetReader.Read(reader.ReadAll(data)), batchLoss);
-        if (count == 0)
-            throw new ArgumentException($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
+        if (count == 0) throw EmptyValidationSet();
         if (!double.IsFinite(loss))
-            throw new InvalidOperationException($"{_trainerName}: the validation loss became {loss}; the model diverged. Lower LearningRate (now {_options.LearningRate:G3}).");
+            throw new InvalidOperationException(trainLoss is { } train && double.IsFinite(train)
+                ? $"{_trainerName}: the validation loss became {loss} while the training loss is {train:G5}: the validation set's values are " +
+                  "probably far outside the training data's (compare their ranges; a loss beyond 3.4e38 does not fit a float). " +
+                  $"If they are alike, the model diverged: {DivergenceAdvice(_options.LearningRate)}."
+                : $"{_trainerName}: the validation loss became {loss}; the model diverged. {DivergenceAdvice(_options.LearningRate)}.");
         return loss;
     }
 

@@ -129,8 +129,8 @@ internal sealed class SingleLabelReader : TargetReader
 /// <summary>Label statistics from one streaming pass: distinct values (classification) and mean/standard deviation (regression).</summary>
 internal sealed record LabelStatistics(long Rows, int DistinctValues, double Mean, double StandardDeviation)
 {
-    /// <summary>Reads only the label column of <paramref name="data"/>.</summary>
-    public static LabelStatistics Compute(IDataView data, TargetReader label)
+    /// <summary>Reads only the label column of <paramref name="data"/>, honouring <paramref name="cancellation"/> as it goes.</summary>
+    public static LabelStatistics Compute(IDataView data, TargetReader label, CancellationToken cancellation)
     {
         using var cursor = data.GetRowCursor(new[] { label.Column });
         var read = label.Bind(cursor);
@@ -140,6 +140,7 @@ internal sealed record LabelStatistics(long Rows, int DistinctValues, double Mea
         double mean = 0, m2 = 0;
         while (cursor.MoveNext())
         {
+            if ((rows & 1023) == 0) cancellation.ThrowIfCancellationRequested();
             read(example);
             double y = example.Target[0];
             if (distinct.Count < 1024) distinct.Add((float)y);

@@ -40,7 +40,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var label = CreateLabelReader(input.Schema);
-        var statistics = LabelStatistics.Compute(input, label);
+        var statistics = LabelStatistics.Compute(input, label, _options.CancellationToken);
         statistics.CheckTrainable(TrainerName, _options.LabelColumnName, _task != MambaSequenceTask.Regression);
         var arch = Architecture(label, statistics);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, null), label);

@@ -102,17 +102,19 @@ internal static class SequenceBatches
         return (InputTensors.FromValues(values, new long[] { batch.Count, longest, c }, device), lengths);
     }
 
-    /// <summary>Mean loss of a batch for the architecture's task.</summary>
+    /// <summary>Mean loss of a batch for the architecture's task: in training mode the objective the optimiser minimises, in
+    /// eval mode the loss of the model's predictions.</summary>
     public static Tensor Loss(SequenceNetwork network, SequenceArchitecture arch, IReadOnlyList<SequenceExample> batch, Device device)
     {
         using var scope = NewDisposeScope();
         var (input, lengths) = Inputs(batch, arch, device);
         var target = tensor(batch.Select(e => e.Target[0]).ToArray()).to(device);
         var mixup = network.DrawMixup(batch.Count, device);
-        if (arch.NgramHeadLength > 0 && arch.NgramHeadSeparateLoss || arch.ConvolutionFeatureCount > 0 && arch.ConvolutionHeadSeparateLoss)
+        if (network.training && (arch.NgramHeadLength > 0 && arch.NgramHeadSeparateLoss || arch.ConvolutionFeatureCount > 0 && arch.ConvolutionHeadSeparateLoss))
         {
             // Each member's linear head learns as if alone; its Mamba path learns what the head misses (the head's outputs are
-            // held fixed there). The loss is the mean over members.
+            // held fixed there). The loss is the mean over members. Evaluation (eval mode: validation, early stopping) scores
+            // what the model predicts instead, the sum of both paths, as below.
             var losses = network.Members().Select(member =>
             {
                 var (mamba, linear) = member.ForwardParts(input, lengths, mixup: mixup);

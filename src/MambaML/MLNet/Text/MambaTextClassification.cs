@@ -92,7 +92,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         var label = new KeyLabelReader(input.Schema, o.LabelColumnName, nameof(o.LabelColumnName));
         var textColumn = ColumnChecks.Find(input.Schema, o.TextColumnName, nameof(o.TextColumnName));
         TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
-        LabelStatistics.Compute(input, label).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
+        LabelStatistics.Compute(input, label, o.CancellationToken).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
         var vocabulary = TextTokens.Build(input, textColumn, o.Tokenizer, o.MaxTokens, o.MaxVocabularySize, o.MinTokenCount, o.Lowercase, o.CancellationToken);
         if (vocabulary.TokenIds.Length == 0)
             throw new ArgumentException(o.MinTokenCount > 1
