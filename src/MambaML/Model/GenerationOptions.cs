@@ -32,8 +32,8 @@ public sealed record GenerationOptions
     /// early once every sequence is finished (the result then has fewer than the requested columns).</summary>
     public long? EndOfSequenceTokenId { get; init; }
 
-    /// <summary>Seed of the sampling generator: the same seed, model and prompt give the same tokens on a device. Null (the
-    /// default) draws a new seed for every call. Greedy decoding uses no randomness.</summary>
+    /// <summary>Seed of the sampling generator: the same seed, model and prompt give the same tokens (tokens are drawn on the
+    /// CPU, whatever the model's device). Null (the default) draws a new seed for every call. Greedy decoding uses no randomness.</summary>
     public long? Seed { get; init; }
 
     /// <summary>Whether tokens are drawn at random (rather than taken greedily).</summary>
@@ -70,7 +70,7 @@ internal sealed class TokenSampler : IDisposable
     {
         _options = options;
         if (options.Samples)
-            _generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()), prompt.device);
+            _generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()));   // a CPU generator: see Sample
         if (options.RepetitionPenalty != 1)
         {
             _seen = zeros(new[] { prompt.shape[0], vocabularySize }, ScalarType.Bool, prompt.device);
@@ -118,7 +118,9 @@ internal sealed class TokenSampler : IDisposable
             var before = probabilities.cumsum(-1) - probabilities;
             x = x.masked_fill(before >= _options.TopP, double.NegativeInfinity);
         }
-        var draw = multinomial(x.softmax(-1), 1, generator: _generator);
+        // Drawn on the CPU: TorchSharp 0.107 makes only CPU generators (libtorch refuses one for a CUDA draw), and a seed then
+        // gives the same draws on every device.
+        var draw = multinomial(x.softmax(-1).cpu(), 1, generator: _generator).to(x.device);
         return (indices is null ? draw : indices.gather(1, draw)).squeeze(1);
     }
 
