@@ -76,6 +76,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
         bool streaming = scored.Length == 1;
         if (streaming) PrintHeader(scored[0]);
         var results = new List<Result>();
+        var intervals = new List<string>();   // table rows of Mamba's prediction intervals, when it predicts them
         foreach (int h in horizons)
         {
             using var scope = NewDisposeScope();
@@ -95,6 +96,11 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
                     var row = new Result(h, model.Name, mse, mae, split) { Windows = pasts.shape[0], FitSeconds = fit };
                     results.Add(row);
                     if (streaming) PrintRow(row);
+                    if (model is MambaEttForecaster { PredictsIntervals: true } mamba)
+                    {
+                        var (coverage, width) = mamba.ScoreIntervals(pasts, starts, futures);
+                        intervals.Add($"| {h} | {split.ToString().ToLowerInvariant()} | {mamba.IntervalLevel:P1} | {coverage:F4} | {width:F4} | {futures.numel()} |");
+                    }
                 }
             }
         }
@@ -115,6 +121,15 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             }
             Console.WriteLine();
         }
+        if (intervals.Count > 0)
+        {
+            Console.WriteLine("Mamba's prediction intervals (split conformal, normalised by each window's deviation, calibrated on the validation split):");
+            Console.WriteLine();
+            Console.WriteLine("| horizon | split | level | coverage | mean width | values |");
+            Console.WriteLine("|---|---|---|---|---|---|");
+            foreach (var line in intervals) Console.WriteLine(line);
+            Console.WriteLine();
+        }
         return results;
     }
 
@@ -133,7 +148,7 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
     internal static MambaForecastingOptions MambaOptions(BenchmarkOptions options, int stepsPerDay)
     {
         var args = new ArgParser(options.Args);
-        return new MambaForecastingOptions
+        var mamba = new MambaForecastingOptions
         {
             ModelDimension = args.Int("--d-model", 64), NumberOfLayers = args.Int("--layers", 2), PatchLength = args.Int("--patch", 8),
             NumberOfEpochs = args.Int("--epochs", options.Quick ? 2 : 10), BatchSize = args.Int("--batch", 128),
@@ -142,6 +157,11 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
             FitLinearSkip = args.Int("--fit-skip", 1) != 0, EnsembleSize = args.Int("--ensemble", 1),
             CycleLength = args.Int("--cycle", 1) != 0 ? stepsPerDay : 0,   // --cycle 0: no daily cycle (the rows before it was added)
         };
+        // --interval LEVEL: prediction intervals at that level, calibrated on the validation split; coverage printed per horizon.
+        if (args.Double("--interval", 0) is > 0 and var level)
+            (mamba.ConfidenceLowerBoundColumnName, mamba.ConfidenceUpperBoundColumnName, mamba.ConfidenceLevel) =
+                (MambaEttForecaster.IntervalLower, MambaEttForecaster.IntervalUpper, (float)level);
+        return mamba;
     }
 
     // JSON key of a model: its name before any parenthesis, letters only, lower case ("Linear + daily cycle (…)" → "lineardailycycle").

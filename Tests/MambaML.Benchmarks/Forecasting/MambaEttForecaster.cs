@@ -22,6 +22,7 @@ internal sealed class MambaEttForecaster : IWindowForecaster
     private readonly MLContext _ml;
     private readonly ITransformer _model;
     private readonly int _lookback, _horizon, _channels;
+    private readonly float _intervalLevel;
 
     public string Name { get; }
 
@@ -36,6 +37,7 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         _ml.Log += (_, e) => { if (e.Source.Contains("Mamba", StringComparison.Ordinal)) Console.Error.WriteLine("  " + e.Message); };
         options.Lookback = lookback; options.Horizon = horizon; options.Channels = _channels;
         options.ValidationSet = Load(data, EttSplit.Validation, trainStride);
+        _intervalLevel = options.ConfidenceLowerBoundColumnName is null ? 0 : options.ConfidenceLevel;
         _model = _ml.Forecasting.ForecastByMamba(options).Fit(Load(data, EttSplit.Train, trainStride));
     }
 
@@ -60,7 +62,28 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         return schema;
     }
 
-    public Tensor Predict(Tensor pasts, Tensor starts)
+    public Tensor Predict(Tensor pasts, Tensor starts) => Column(Transform(pasts, starts), "Forecast", pasts.shape[0]);
+
+    /// <summary>Whether the model was trained with prediction intervals (the options' bound columns set).</summary>
+    public bool PredictsIntervals => _intervalLevel > 0;
+
+    /// <summary>Share of <paramref name="futures"/>' values within the prediction intervals, and the intervals' mean width.</summary>
+    public (double Coverage, double MeanWidth) ScoreIntervals(Tensor pasts, Tensor starts, Tensor futures)
+    {
+        var scored = Transform(pasts, starts);
+        long n = pasts.shape[0];
+        using var lower = Column(scored, IntervalLower, n);
+        using var upper = Column(scored, IntervalUpper, n);
+        using var inside = futures.ge(lower).logical_and(futures.le(upper));
+        return (inside.to(ScalarType.Float64).mean().item<double>(), (upper - lower).to(ScalarType.Float64).mean().item<double>());
+    }
+
+    /// <summary>The prediction intervals' level (0 without intervals).</summary>
+    public float IntervalLevel => _intervalLevel;
+
+    internal const string IntervalLower = "Lower", IntervalUpper = "Upper";
+
+    private IDataView Transform(Tensor pasts, Tensor starts)
     {
         long n = pasts.shape[0];
         var flat = pasts.reshape(n, -1).data<float>().ToArray();
@@ -70,8 +93,9 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         {
             Features = flat.AsSpan(i * w, w).ToArray(), Label = new float[_horizon * _channels], WindowStart = first[i],
         });
-        var scored = _model.Transform(_ml.Data.LoadFromEnumerable(rows, Schema(_channels)));
-        var forecasts = scored.GetColumn<VBuffer<float>>("Forecast").SelectMany(v => v.DenseValues()).ToArray();
-        return tensor(forecasts).view(n, _horizon, _channels);
+        return _model.Transform(_ml.Data.LoadFromEnumerable(rows, Schema(_channels)));
     }
+
+    private Tensor Column(IDataView scored, string name, long n) =>
+        tensor(scored.GetColumn<VBuffer<float>>(name).SelectMany(v => v.DenseValues()).ToArray()).view(n, _horizon, _channels);
 }

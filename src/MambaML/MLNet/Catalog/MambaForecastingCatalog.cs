@@ -18,6 +18,10 @@ public static class MambaForecastingCatalog
     /// <param name="featureColumnName">Input column: lookback × channels past values.</param>
     /// <param name="labelColumnName">Training target column: horizon × channels future values.</param>
     /// <param name="numberOfEpochs">Passes over the training data.</param>
+    /// <param name="confidenceLowerBoundColumn">Output column of lower prediction bounds (with <paramref name="confidenceUpperBoundColumn"/>);
+    /// null for none. See <see cref="MambaForecastingOptions.ConfidenceLowerBoundColumnName"/>.</param>
+    /// <param name="confidenceUpperBoundColumn">Output column of upper prediction bounds; null for none.</param>
+    /// <param name="confidenceLevel">Share of future values the prediction intervals are to hold.</param>
     /// <remarks>Windows are cut into patches of <see cref="MambaForecastingOptions.PatchLength"/>'s default length, or of
     /// <paramref name="lookback"/> steps when the window is shorter than that.</remarks>
     /// <example><code>
@@ -25,11 +29,14 @@ public static class MambaForecastingCatalog
     /// var model = mlContext.Forecasting.ForecastByMamba(lookback: 96, horizon: 24).Fit(windows.GetWindows());
     /// </code></example>
     public static MambaForecastingEstimator ForecastByMamba(this ForecastingCatalog catalog, int lookback, int horizon, int channels = 1,
-        string outputColumnName = "Forecast", string featureColumnName = "Features", string labelColumnName = "Label", int numberOfEpochs = 10)
+        string outputColumnName = "Forecast", string featureColumnName = "Features", string labelColumnName = "Label", int numberOfEpochs = 10,
+        string? confidenceLowerBoundColumn = null, string? confidenceUpperBoundColumn = null, float confidenceLevel = 0.95f)
         => ForecastByMamba(catalog, new MambaForecastingOptions
         {
             Lookback = lookback, Horizon = horizon, Channels = channels, OutputColumnName = outputColumnName,
             FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName, NumberOfEpochs = numberOfEpochs,
+            ConfidenceLowerBoundColumnName = confidenceLowerBoundColumn, ConfidenceUpperBoundColumnName = confidenceUpperBoundColumn,
+            ConfidenceLevel = confidenceLevel,
             PatchLength = Math.Clamp(lookback, 1, new MambaForecastingOptions().PatchLength),
         });
 

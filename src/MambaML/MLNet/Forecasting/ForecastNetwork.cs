@@ -35,6 +35,13 @@ internal sealed record ForecastArchitecture
     public string FeatureColumnName { get; init; } = "Features";
     public string OutputColumnName { get; init; } = "Forecast";
     public int? PredictionBatchSize { get; init; }
+    // Prediction intervals (format 5; null without): output columns, level, and per (horizon step, channel), time-major, the
+    // multiple of the input window's deviation (ForecastNetwork.WindowDeviation) that makes the half-width: the level's
+    // conformal quantile of the calibration windows' absolute errors in those units.
+    public string? ConfidenceLowerBoundColumnName { get; init; }
+    public string? ConfidenceUpperBoundColumnName { get; init; }
+    public float ConfidenceLevel { get; init; }
+    public float[]? IntervalQuantiles { get; init; }
 }
 
 /// <summary>
@@ -280,6 +287,20 @@ internal sealed class ForecastNetwork : nn.Module
         std = where(std.isfinite(), std, wide);
         var x = (w - mean) / std;
         return scale is null ? (x, mean, std) : (x, mean * scale, std * scale);
+    }
+
+    /// <summary>
+    /// Each window's standard deviation per channel, (batch, lookback, channels) → (batch, 1, channels) in the data's units, with
+    /// RevIN's epsilon in the channel's units (so a flat window still has a small one): the scale prediction intervals are
+    /// measured in, so that they widen and narrow with the series' volatility.
+    /// </summary>
+    public Tensor WindowDeviation(Tensor window)
+    {
+        using var scope = NewDisposeScope();
+        var scale = channel_scale?.to(ScalarType.Float64);
+        var w = scale is null ? window.to(ScalarType.Float64) : window.to(ScalarType.Float64) / scale;
+        var std = (w.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        return (scale is null ? std : std * scale).to(window.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

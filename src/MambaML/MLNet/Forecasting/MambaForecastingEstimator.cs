@@ -77,7 +77,9 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
                     batch => network.Loss(ForecastBatches.Windows(batch, arch, device), ForecastBatches.Targets(batch, arch, device), ForecastBatches.CycleIndices(batch, arch, device)),
                     (int)MambaTrainerOptions.MemberSeed(seed, k), validateStart: o.FitLinearSkip);
             }
-            return new MambaForecastingTransformer(arch, ForecastNetwork.Ensemble(members).KeepOutOfDisposeScopes(), device);
+            var forecaster = ForecastNetwork.Ensemble(members);
+            if (o.PredictsIntervals) arch = WithIntervals(arch, forecaster, input, train, valid, device);
+            return new MambaForecastingTransformer(arch, forecaster.KeepOutOfDisposeScopes(), device);
         }
         catch
         {
@@ -86,14 +88,42 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         }
     }
 
-    /// <summary>Checks the input columns and declares the <see cref="MambaForecastingOptions.OutputColumnName"/> vector.</summary>
+    // The architecture with the prediction intervals' quantiles, calibrated on the validation set if there is one (split
+    // conformal), else on the training windows.
+    private ForecastArchitecture WithIntervals(ForecastArchitecture arch, ForecastNetwork forecaster, IDataView input, ExampleReader train,
+                                               (IDataView Data, ExampleReader Reader)? valid, Device device)
+    {
+        var o = _options;
+        var (data, reader, source) = valid is { } v ? (v.Data, v.Reader, "validation set") : (input, train, "training data");
+        var windows = reader.ReadAll(data, o.CancellationToken);
+        if (valid is not null) windows = ValidationSetReader.Read(windows);
+        var (quantiles, count) = PredictionIntervals.Calibrate(forecaster, arch, windows, TrainingLoop.CountRows(data, reader), source, o.ConfidenceLevel,
+                                                               device, o.BatchSize, o.CancellationToken);
+        TrainingLoop.Log(_env, nameof(MambaForecastingEstimator),
+            $"prediction intervals at {o.ConfidenceLevel:P1} calibrated on {count} windows of the {source}" +
+            (valid is null ? " (no ValidationSet: errors on the training windows are smaller than on new data, so the intervals are too narrow)." : "."));
+        return arch with
+        {
+            ConfidenceLowerBoundColumnName = o.ConfidenceLowerBoundColumnName, ConfidenceUpperBoundColumnName = o.ConfidenceUpperBoundColumnName,
+            ConfidenceLevel = o.ConfidenceLevel, IntervalQuantiles = quantiles,
+        };
+    }
+
+    /// <summary>Checks the input columns and declares the <see cref="MambaForecastingOptions.OutputColumnName"/> vector (and the
+    /// prediction bounds', when asked for).</summary>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         EstimatorSchema.RequireSingleVector(inputSchema, _options.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName));
         EstimatorSchema.RequireSingleVector(inputSchema, _options.LabelColumnName, nameof(MambaForecastingOptions.LabelColumnName));
         if (_options.CycleLength > 0) EstimatorSchema.RequireNumericScalar(inputSchema, _options.CycleIndexColumnName, nameof(MambaForecastingOptions.CycleIndexColumnName));
+        var vector = new VectorDataViewType(NumberDataViewType.Single, _options.Horizon * _options.Channels);
         return EstimatorSchema.Append(inputSchema, b =>
-            b.AddColumn(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, _options.Horizon * _options.Channels)));
+        {
+            b.AddColumn(_options.OutputColumnName, vector);
+            if (!_options.PredictsIntervals) return;
+            b.AddColumn(_options.ConfidenceLowerBoundColumnName!, vector);
+            b.AddColumn(_options.ConfidenceUpperBoundColumnName!, vector);
+        });
     }
 
     private ExampleReader CreateReader(DataViewSchema schema) => new(

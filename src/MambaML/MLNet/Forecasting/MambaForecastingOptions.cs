@@ -9,6 +9,20 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     public string LabelColumnName { get; set; } = "Label";
     /// <summary>Output column: <see cref="Horizon"/> × <see cref="Channels"/> forecast values, time-major (float[]).</summary>
     public string OutputColumnName { get; set; } = "Forecast";
+    /// <summary>
+    /// Output column of each forecast value's lower prediction bound (float[], as the forecast), or null (the default) for no
+    /// prediction intervals; set it together with <see cref="ConfidenceUpperBoundColumnName"/>. The bounds are the forecast ±
+    /// q × the input window's standard deviation in that channel, q being the <see cref="ConfidenceLevel"/> quantile of the
+    /// absolute errors in those units for that horizon step and channel on the <see cref="MambaTrainerOptions.ValidationSet"/>
+    /// (normalised split conformal prediction: on data like the validation set, that share of values falls inside, and the
+    /// intervals follow the series' volatility); without a validation set, on the training windows, whose errors are smaller
+    /// than new data's, so the intervals come out too narrow.
+    /// </summary>
+    public string? ConfidenceLowerBoundColumnName { get; set; }
+    /// <summary>Output column of the upper prediction bounds; see <see cref="ConfidenceLowerBoundColumnName"/>.</summary>
+    public string? ConfidenceUpperBoundColumnName { get; set; }
+    /// <summary>Share of future values the prediction intervals are to hold, in (0, 1); 0.95 by default (as ML.NET's ForecastBySsa).</summary>
+    public float ConfidenceLevel { get; set; } = 0.95f;
 
     /// <summary>Past time steps the model sees.</summary>
     public int Lookback { get; set; } = 96;
@@ -72,6 +86,17 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
             throw new ArgumentException($"LabelColumnName and FeatureColumnName are both '{LabelColumnName}': the forecaster would learn to predict its own input. " +
                                         "Name the future values' column (TimeSeriesWindows writes 'Label') in LabelColumnName.", nameof(LabelColumnName));
         if (FitLinearSkip && !LinearSkip) throw new ArgumentException("FitLinearSkip needs LinearSkip = true; set LinearSkip or clear FitLinearSkip.", nameof(FitLinearSkip));
-        RequireDistinctOutputs((nameof(OutputColumnName), OutputColumnName));
+        Check(ConfidenceLevel is > 0 and < 1, nameof(ConfidenceLevel), ConfidenceLevel, "in (0, 1)");
+        if (ConfidenceLowerBoundColumnName is null != ConfidenceUpperBoundColumnName is null)
+            throw new ArgumentException("Set both ConfidenceLowerBoundColumnName and ConfidenceUpperBoundColumnName for prediction intervals, or neither.",
+                                        ConfidenceLowerBoundColumnName is null ? nameof(ConfidenceLowerBoundColumnName) : nameof(ConfidenceUpperBoundColumnName));
+        if (PredictsIntervals)
+            RequireDistinctOutputs((nameof(OutputColumnName), OutputColumnName), (nameof(ConfidenceLowerBoundColumnName), ConfidenceLowerBoundColumnName!),
+                                   (nameof(ConfidenceUpperBoundColumnName), ConfidenceUpperBoundColumnName!));
+        else
+            RequireDistinctOutputs((nameof(OutputColumnName), OutputColumnName));
     }
+
+    /// <summary>Whether the forecaster adds prediction-interval columns.</summary>
+    internal bool PredictsIntervals => ConfidenceLowerBoundColumnName is not null;
 }

@@ -24,16 +24,18 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
         _network = network;
         _device = device;
         _network.eval();
-        OutputColumns = new OutputColumn[]
-        {
-            new OutputColumn<VBuffer<float>>(arch.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, arch.Horizon * arch.Channels),
-                (float[] output, ref VBuffer<float> value) =>
-                {
-                    var editor = VBufferEditor.Create(ref value, output.Length);
-                    output.CopyTo(editor.Values);
-                    value = editor.Commit();
-                }),
-        };
+        // A row's raw output is the forecast, then (with intervals) its lower and upper bounds, each horizon × channels long.
+        int width = arch.Horizon * arch.Channels;
+        var names = arch.IntervalQuantiles is null
+            ? new[] { arch.OutputColumnName }
+            : new[] { arch.OutputColumnName, arch.ConfidenceLowerBoundColumnName!, arch.ConfidenceUpperBoundColumnName! };
+        OutputColumns = names.Select((name, part) => (OutputColumn)new OutputColumn<VBuffer<float>>(name, new VectorDataViewType(NumberDataViewType.Single, width),
+            (float[] output, ref VBuffer<float> value) =>
+            {
+                var editor = VBufferEditor.Create(ref value, width);
+                output.AsSpan(part * width, width).CopyTo(editor.Values);
+                value = editor.Commit();
+            })).ToArray();
     }
 
     /// <summary>Past time steps the model reads.</summary>
@@ -50,6 +52,12 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     public string CycleIndexColumnName => _arch.CycleIndexColumnName;
     /// <summary>Output column name.</summary>
     public string OutputColumnName => _arch.OutputColumnName;
+    /// <summary>Output column of the lower prediction bounds; null without prediction intervals.</summary>
+    public string? ConfidenceLowerBoundColumnName => _arch.ConfidenceLowerBoundColumnName;
+    /// <summary>Output column of the upper prediction bounds; null without prediction intervals.</summary>
+    public string? ConfidenceUpperBoundColumnName => _arch.ConfidenceUpperBoundColumnName;
+    /// <summary>Share of future values the prediction intervals were calibrated to hold (0 without intervals).</summary>
+    public float ConfidenceLevel => _arch.ConfidenceLevel;
     /// <inheritdoc/>
     public override Device Device => _device;
 
@@ -62,13 +70,27 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
 
     private protected override float[][] Predict(IReadOnlyList<SequenceExample> batch)
     {
-        var forecasts = SplitRows(_network.Predict(ForecastBatches.Windows(batch, _arch, _device), ForecastBatches.CycleIndices(batch, _arch, _device)), batch.Count);
+        var windows = ForecastBatches.Windows(batch, _arch, _device);
+        var forecasts = SplitRows(_network.Predict(windows, ForecastBatches.CycleIndices(batch, _arch, _device)), batch.Count);
         for (int i = 0; i < forecasts.Length; i++)
             if (!forecasts[i].All(float.IsFinite))
                 throw new InvalidOperationException(
                     $"A forecast is not finite: its input window's values (largest magnitude {batch[i].Values.Max(Math.Abs):G3}) are too large for " +
                     "float arithmetic. Scale the series down before windowing (e.g. divide by a constant, or z-score it on the training rows).");
-        return forecasts;
+        if (_arch.IntervalQuantiles is not { } quantiles) return forecasts;
+        // Half-width of value (step, channel) = its quantile × the window's deviation in that channel.
+        var deviations = SplitRows(_network.WindowDeviation(windows), batch.Count);
+        int channels = _arch.Channels;
+        return forecasts.Select((f, i) =>
+        {
+            var row = new float[3 * f.Length];
+            for (int k = 0; k < f.Length; k++)
+            {
+                float half = quantiles[k] * deviations[i][k % channels];
+                (row[k], row[f.Length + k], row[2 * f.Length + k]) = (f[k], f[k] - half, f[k] + half);
+            }
+            return row;
+        }).ToArray();
     }
 
     private protected override void SaveModel(ModelSaveContext ctx) => ModelFile.Save(ctx, LoaderSignature, _arch, _network);
@@ -79,6 +101,14 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     private static MambaForecastingTransformer Create(IHostEnvironment env, object ctx)
     {
         var (arch, network, device) = LoadNetwork<ForecastArchitecture, ForecastNetwork>(env, ctx, LoaderSignature, a => new ForecastNetwork(a, seed: 0));
+        if (arch.IntervalQuantiles is { } quantiles &&
+            (quantiles.Length != arch.Horizon * arch.Channels || !quantiles.All(q => q >= 0 && float.IsFinite(q)) ||
+             arch.ConfidenceLowerBoundColumnName is null || arch.ConfidenceUpperBoundColumnName is null))
+        {
+            network.Dispose();
+            throw new InvalidDataException($"The {LoaderSignature} model's prediction intervals do not fit it: {quantiles.Length} quantiles for Horizon × " +
+                                           $"Channels = {arch.Horizon * arch.Channels}, each finite and >= 0, with both bound columns named. The file is damaged.");
+        }
         return new MambaForecastingTransformer(arch, network, device);
     }
 }

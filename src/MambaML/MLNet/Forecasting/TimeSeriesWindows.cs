@@ -18,7 +18,10 @@ namespace MambaML.MLNet;
 /// <param name="Series">Name of the target column.</param>
 /// <param name="Forecast">The predicted value.</param>
 /// <param name="Actual">The true value, when the predictions carry a label column.</param>
-public sealed record ForecastPoint(long WindowStart, int Step, long Row, DateTime? Timestamp, string Series, float Forecast, float? Actual);
+/// <param name="LowerBound">The lower prediction bound, when the forecaster predicts intervals and its bound columns are passed.</param>
+/// <param name="UpperBound">The upper prediction bound, likewise.</param>
+public sealed record ForecastPoint(long WindowStart, int Step, long Row, DateTime? Timestamp, string Series, float Forecast, float? Actual,
+                                   float? LowerBound = null, float? UpperBound = null);
 
 /// <summary>
 /// Turns a time-ordered table (an <see cref="IDataView"/> or a <see cref="DataFrame"/>) into sliding windows for
@@ -140,34 +143,47 @@ public sealed class TimeSeriesWindows
     /// </summary>
     /// <param name="predictions">Rows with <see cref="WindowStartColumnName"/> and the forecast column.</param>
     /// <param name="forecastColumnName">The forecaster's output column.</param>
-    public IReadOnlyList<ForecastPoint> ToTimeSeries(IDataView predictions, string forecastColumnName = "Forecast")
+    /// <param name="lowerBoundColumnName">The forecaster's lower prediction-bound column, to fill <see cref="ForecastPoint.LowerBound"/>; null to leave it out.</param>
+    /// <param name="upperBoundColumnName">The upper prediction-bound column, likewise.</param>
+    public IReadOnlyList<ForecastPoint> ToTimeSeries(IDataView predictions, string forecastColumnName = "Forecast",
+                                                     string? lowerBoundColumnName = null, string? upperBoundColumnName = null)
     {
         ArgumentNullException.ThrowIfNull(predictions);
         var start = ColumnChecks.Find(predictions.Schema, WindowStartColumnName, "predictions");
-        var forecast = ColumnChecks.Find(predictions.Schema, forecastColumnName, nameof(forecastColumnName));
+        var vectors = new[] { (forecastColumnName, nameof(forecastColumnName)), (lowerBoundColumnName, nameof(lowerBoundColumnName)),
+                              (upperBoundColumnName, nameof(upperBoundColumnName)) }
+            .Select(c => c.Item1 is null ? (DataViewSchema.Column?)null : ColumnChecks.Find(predictions.Schema, c.Item1, c.Item2)).ToArray();
         var label = predictions.Schema.GetColumnOrNull(LabelColumnName);
-        var columns = label is { } l ? new[] { start, forecast, l } : new[] { start, forecast };
         var result = new List<ForecastPoint>();
-        using var cursor = predictions.GetRowCursor(columns);
+        using var cursor = predictions.GetRowCursor(new[] { start, label }.Concat(vectors).OfType<DataViewSchema.Column>());
         var getStart = cursor.GetGetter<long>(start);
-        var getForecast = cursor.GetGetter<VBuffer<float>>(forecast);
+        var getters = vectors.Select(c => c is { } column ? cursor.GetGetter<VBuffer<float>>(column) : null).ToArray();
         var getLabel = label is { } lc ? cursor.GetGetter<VBuffer<float>>(lc) : null;
         long s = 0;
-        VBuffer<float> f = default, a = default;
+        VBuffer<float> a = default;
+        var buffers = new VBuffer<float>[3];
         while (cursor.MoveNext())
         {
             getStart(ref s);
-            getForecast(ref f);
             getLabel?.Invoke(ref a);
-            var fv = f.DenseValues().ToArray();
+            // The forecast, then the lower and upper bounds when asked for: each horizon × channels long.
+            var values = new float[]?[3];
+            for (int k = 0; k < 3; k++)
+            {
+                if (getters[k] is not { } get) continue;
+                get(ref buffers[k]);
+                values[k] = buffers[k].DenseValues().ToArray();
+                if (values[k]!.Length != Horizon * Channels)
+                    throw new ArgumentException($"Column '{vectors[k]!.Value.Name}' has {values[k]!.Length} values; Horizon ({Horizon}) × Channels ({Channels}) = {Horizon * Channels} expected.",
+                                                k == 0 ? nameof(forecastColumnName) : k == 1 ? nameof(lowerBoundColumnName) : nameof(upperBoundColumnName));
+            }
             var av = getLabel is null ? null : a.DenseValues().ToArray();
-            if (fv.Length != Horizon * Channels)
-                throw new ArgumentException($"Column '{forecastColumnName}' has {fv.Length} values; Horizon ({Horizon}) × Channels ({Channels}) = {Horizon * Channels} expected.", nameof(forecastColumnName));
             for (int step = 0; step < Horizon; step++)
                 for (int c = 0; c < Channels; c++)
                 {
                     long row = s + Lookback + step;
-                    result.Add(new ForecastPoint(s, step + 1, row, TimestampOf(row), _targets[c].Name, fv[step * Channels + c], av?[step * Channels + c]));
+                    int at = step * Channels + c;
+                    result.Add(new ForecastPoint(s, step + 1, row, TimestampOf(row), _targets[c].Name, values[0]![at], av?[at], values[1]?[at], values[2]?[at]));
                 }
         }
         return result;

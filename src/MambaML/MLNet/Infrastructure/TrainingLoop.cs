@@ -323,7 +323,8 @@ internal sealed class TrainingLoop
         }
     }
 
-    private static long CountRows(IDataView data, ExampleReader reader)
+    /// <summary>Rows of <paramref name="data"/>: its known count, else one pass of a cursor that reads no column.</summary>
+    internal static long CountRows(IDataView data, ExampleReader reader)
     {
         if (data.GetRowCount() is { } known) return known;
         long count = 0;
