@@ -57,6 +57,8 @@ var options = new MambaForecastingOptions
     PatchLength = 8, ModelDimension = 32, NumberOfLayers = 2, StateSize = 16,
     NumberOfEpochs = settings.Epochs, BatchSize = 32, LearningRate = 2e-3, WeightDecay = 0.01,
     ValidationSet = valid, EarlyStoppingPatience = 3, Seed = 42,
+    // 90% prediction intervals, calibrated on the validation windows (split conformal).
+    ConfidenceLowerBoundColumnName = "Lower", ConfidenceUpperBoundColumnName = "Upper", ConfidenceLevel = 0.9f,
     NumberOfThreads = 1,   // small models train fastest on one thread (and stay fast on a busy machine)
     ProgressCallback = p => Console.WriteLine("  " + p),
 };
@@ -66,6 +68,9 @@ var model = mlContext.Forecasting.ForecastByMamba(options).Fit(train);
 // 5. Evaluate on the test windows (z-scored units) against repeating the last observed value.
 var metrics = Metrics.Evaluate(model.Transform(test), targets.Length);
 Console.WriteLine($"Test ({metrics.Windows} windows, z-scored units; the model kept is the best epoch on validation): Mamba MSE {metrics.Mse:F4}, MAE {metrics.Mae:F4} | repeat-last-value MSE {metrics.BaselineMse:F4}, MAE {metrics.BaselineMae:F4}");
+var testPoints = windows.ToTimeSeries(model.Transform(test), "Forecast", "Lower", "Upper");
+Console.WriteLine($"{options.ConfidenceLevel:P0} prediction intervals held {testPoints.Average(p => p.LowerBound <= p.Actual && p.Actual <= p.UpperBound ? 1.0 : 0.0):P1} " +
+                  $"of the {testPoints.Count} test values (mean width {testPoints.Average(p => p.UpperBound!.Value - p.LowerBound!.Value):F2}).");
 
 // 6. Save, then load in a fresh MLContext (as another process would) and predict with a PredictionEngine.
 Directory.CreateDirectory(settings.OutputDirectory);
@@ -83,13 +88,14 @@ var engine = freshContext.Model.CreatePredictionEngine<WindowInput, ForecastOutp
     new PredictionEngineOptions { OwnsTransformer = false, InputSchemaDefinition = WindowInput.Schema(options.Lookback * targets.Length) });
 var latest = Metrics.Vectors(windows.GetLatestWindow(), "Features").Single();
 var future = engine.Predict(new WindowInput { Features = latest }).Forecast;
-var futurePoints = windows.ToTimeSeries(loaded.Transform(windows.GetLatestWindow()));
+var futurePoints = windows.ToTimeSeries(loaded.Transform(windows.GetLatestWindow()), "Forecast", "Lower", "Upper").Where(p => p.Series == targets[^1]).ToList();
 Console.WriteLine($"Next {options.Horizon} steps of '{targets[^1]}' (z-scored) from {futurePoints.First().Timestamp:yyyy-MM-dd HH:mm}: " +
                   string.Join(" ", Enumerable.Range(0, options.Horizon).Select(h => future[h * targets.Length + targets.Length - 1].ToString("F2"))));
+Console.WriteLine($"  with {options.ConfidenceLevel:P0} intervals: " + string.Join(" ", futurePoints.Select(p => $"[{p.LowerBound:F2}, {p.UpperBound:F2}]")));
 
-// 7. Plot the last test window of the last target: history, actual future and forecast.
+// 7. Plot the last test window of the last target: history, actual future, forecast and its prediction interval.
 string plotPath = Path.Combine(settings.OutputDirectory, "forecast.png");
-ForecastPlot.Save(plotPath, windows.ToTimeSeries(loaded.Transform(test)), targets[^1], options.Lookback, scaled, timestampColumn);
+ForecastPlot.Save(plotPath, windows.ToTimeSeries(loaded.Transform(test), "Forecast", "Lower", "Upper"), targets[^1], options.Lookback, scaled, timestampColumn);
 Console.WriteLine($"Plot: {plotPath}");
 (loaded as IDisposable)?.Dispose();
 return 0;

@@ -105,7 +105,7 @@ internal sealed record Metrics(long Windows, double Mse, double Mae, double Base
     }
 }
 
-/// <summary>Forecast vs. actual for the last test window, with its history, as a PNG.</summary>
+/// <summary>Forecast (with its prediction interval) vs. actual for the last test window, with its history, as a PNG.</summary>
 internal static class ForecastPlot
 {
     public static void Save(string path, IReadOnlyList<ForecastPoint> points, string series, int lookback, IDataView table, string timestampColumn)
@@ -116,11 +116,16 @@ internal static class ForecastPlot
         var history = History(table, series, timestampColumn, lastStart, lookback);
 
         var plot = new ScottPlot.Plot();
+        var times = window.Select(p => p.Timestamp!.Value.ToOADate()).ToArray();
+        var band = plot.Add.FillY(times, window.Select(p => (double)p.LowerBound!.Value).ToArray(), window.Select(p => (double)p.UpperBound!.Value).ToArray());
+        band.LegendText = "prediction interval";
+        band.FillColor = ScottPlot.Colors.Red.WithAlpha(0.15);
+        band.LineWidth = 0;
         var past = plot.Add.Scatter(history.Select(h => h.Time.ToOADate()).ToArray(), history.Select(h => (double)h.Value).ToArray());
         past.LegendText = "history";
-        var actual = plot.Add.Scatter(window.Select(p => p.Timestamp!.Value.ToOADate()).ToArray(), window.Select(p => (double)p.Actual!.Value).ToArray());
+        var actual = plot.Add.Scatter(times, window.Select(p => (double)p.Actual!.Value).ToArray());
         actual.LegendText = "actual";
-        var forecast = plot.Add.Scatter(window.Select(p => p.Timestamp!.Value.ToOADate()).ToArray(), window.Select(p => (double)p.Forecast).ToArray());
+        var forecast = plot.Add.Scatter(times, window.Select(p => (double)p.Forecast).ToArray());
         forecast.LegendText = "Mamba forecast";
         forecast.LineWidth = 2;
         plot.Axes.DateTimeTicksBottom();
