@@ -208,6 +208,41 @@ public class MambaBackboneTests
         Assert.AreEqual(2L, model.Generate(tensor(new long[] { 3, 10 }).view(1, 2), 2).shape[1], "ids up to the vocabulary size - 1 are fine");
     }
 
+    /// <summary>
+    /// A bfloat16 backbone keeps its residual stream in float32 (mamba_ssm's residual_in_fp32): against the float32 model of
+    /// the same seed its error stays level with depth (0.0038 of the largest output at 2 and at 12 layers, as measured;
+    /// rounding the residual after every block gave 0.0064 and 0.0146), and its recurrent step follows its forward pass.
+    /// </summary>
+    [TestMethod]
+    public void HalfPrecisionBackbone_KeepsTheResidualInFloat32_SoItsErrorDoesNotGrowWithDepth()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var x = randn(new long[] { 2, 64, 64 }, generator: new Generator(5));
+        var errors = new Dictionary<int, double>();
+        foreach (int layers in new[] { 2, 12 })
+        {
+            var config = new MambaConfig { DModel = 64, NLayer = layers };
+            using var full = new MambaBackbone(config, seed: 3);
+            using var half = new MambaBackbone(config, seed: 3);
+            half.to(ScalarType.BFloat16);
+            var reference = full.Forward(x).Output;
+            var output = half.Forward(x.to(ScalarType.BFloat16)).Output;
+            Assert.AreEqual(ScalarType.BFloat16, output.dtype, "outputs are in the model's dtype");
+            errors[layers] = (output.to(ScalarType.Float32) - reference).abs().max().item<float>() / reference.abs().max().item<float>();
+
+            var state = half.ZeroState(2);
+            for (int t = 0; t < 8; t++)
+            {
+                var (y, next) = half.Step(x[.., t].to(ScalarType.BFloat16), state);
+                state = next;
+                Assert.AreEqual(ScalarType.BFloat16, y.dtype);
+                TensorAssert.MaxRelative(y.to(ScalarType.Float32), output[.., t].to(ScalarType.Float32), 2e-2, $"{layers} layers, step {t}");
+            }
+        }
+        Assert.IsTrue(errors[12] < 0.007 && errors[12] < 1.5 * errors[2], $"relative error {errors[2]:G3} at 2 layers, {errors[12]:G3} at 12");
+    }
+
     [TestMethod]
     public void Inputs_ThatDoNotFitTheModel_AreNamed_ByBackboneBlockAndMixer()
     {

@@ -6,7 +6,9 @@ namespace MambaML.Model;
 
 /// <summary>
 /// A stack of Mamba blocks and a final RMS norm, mapping (batch, L, d_model) inputs to hidden states of the same shape.
-/// Task heads (forecasting, classification, language modelling) sit on top.
+/// Task heads (forecasting, classification, language modelling) sit on top. In a bfloat16 or float16 model the residual
+/// stream between the blocks stays in float32, as mamba_ssm's <c>residual_in_fp32</c> (its default) keeps it: rounding it
+/// to half precision after every block made the error grow with depth. Inputs and outputs are in the model's dtype.
 /// </summary>
 public sealed class MambaBackbone : nn.Module
 {
@@ -41,14 +43,14 @@ public sealed class MambaBackbone : nn.Module
         ModelInputs.RequireSequence(Config, norm_f.weight.dtype, hidden, lengths);
         state?.RequireFits(Config, hidden.shape[0]);
         var layerStates = returnState ? new MambaLayerState[layers.Count] : null;
-        var x = hidden;
+        var x = Residual(hidden);
         for (int i = 0; i < layers.Count; i++)
         {
             var (next, s) = layers[i].ForwardChecked(x, state?.Layers[i], lengths, returnState);
             x = next;
             if (layerStates is not null) layerStates[i] = s!;
         }
-        x = norm_f.forward(x);
+        x = norm_f.forward(x).to(hidden.dtype);
         if (lengths is not null)
             x = x * MambaMixer.LengthMask(lengths, hidden.shape[1], hidden.device).unsqueeze(-1).to(x.dtype);
         MambaState? final = layerStates is null ? null : new MambaState(layerStates).MoveToOuterDisposeScope();
@@ -65,12 +67,16 @@ public sealed class MambaBackbone : nn.Module
         state.RequireFits(Config, hidden.shape[0]);
         using var scope = NewDisposeScope();
         var layerStates = new MambaLayerState[layers.Count];
-        var x = hidden;
+        var x = Residual(hidden);
         for (int i = 0; i < layers.Count; i++)
             (x, layerStates[i]) = layers[i].StepChecked(x, state.Layers[i]);
-        x = norm_f.forward(x);
+        x = norm_f.forward(x).to(hidden.dtype);
         return (x.MoveToOuterDisposeScope(), new MambaState(layerStates).MoveToOuterDisposeScope());
     }
+
+    // The residual stream: the input itself in float32 and float64 models, the input in float32 in half-precision ones.
+    private static Tensor Residual(Tensor hidden) =>
+        hidden.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? hidden.to(ScalarType.Float32) : hidden;
 
     /// <summary>A zero recurrent state for <paramref name="batch"/> sequences on this backbone's device.</summary>
     public MambaState ZeroState(long batch) =>

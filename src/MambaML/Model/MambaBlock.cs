@@ -27,12 +27,16 @@ public sealed class MambaBlock : nn.Module
         return ForwardChecked(hidden, state, lengths, returnState);
     }
 
-    /// <summary><see cref="Forward"/> for inputs the caller has checked (the backbone checks once for all its layers).</summary>
+    /// <summary>
+    /// <see cref="Forward"/> for inputs the caller has checked (the backbone checks once for all its layers). The backbone
+    /// passes a half-precision model's residual stream in float32: the mixer reads it normed in the model's dtype, and the
+    /// output stays in the residual's.
+    /// </summary>
     internal (Tensor Output, MambaLayerState? State) ForwardChecked(Tensor hidden, MambaLayerState? state, Tensor? lengths, bool returnState)
     {
-        using var normed = norm.forward(hidden);
+        using var normed = MixerInput(hidden);
         var (mixed, next) = mixer.ForwardChecked(normed, state, lengths, returnState);
-        using (mixed) return (hidden + mixed, next);
+        using (mixed) return (AddToResidual(hidden, mixed), next);
     }
 
     /// <summary>Advances one step; see <see cref="MambaMixer.Step"/>.</summary>
@@ -42,11 +46,27 @@ public sealed class MambaBlock : nn.Module
         return StepChecked(hidden, state);
     }
 
-    /// <summary><see cref="Step"/> for inputs the caller has checked (the backbone checks once for all its layers).</summary>
+    /// <summary><see cref="Step"/> for inputs the caller has checked (the backbone checks once for all its layers), with the
+    /// residual as in <see cref="ForwardChecked"/>.</summary>
     internal (Tensor Output, MambaLayerState State) StepChecked(Tensor hidden, MambaLayerState state)
     {
-        using var normed = norm.forward(hidden);
+        using var normed = MixerInput(hidden);
         var (mixed, next) = mixer.StepChecked(normed, state);
-        using (mixed) return (hidden + mixed, next);
+        using (mixed) return (AddToResidual(hidden, mixed), next);
+    }
+
+    // RMSNorm of the residual, in the norm weight's (the model's) dtype.
+    private Tensor MixerInput(Tensor residual)
+    {
+        var normed = norm.forward(residual);
+        if (normed.dtype == norm.weight.dtype) return normed;
+        using (normed) return normed.to(norm.weight.dtype);
+    }
+
+    private static Tensor AddToResidual(Tensor residual, Tensor mixed)
+    {
+        if (mixed.dtype == residual.dtype) return residual + mixed;
+        using var wide = mixed.to(residual.dtype);
+        return residual + wide;
     }
 }
