@@ -92,15 +92,15 @@ internal sealed class ForecastEttSuite : IBenchmarkSuite
                 var (pasts, futures, starts) = EttWindows.All(data, split, lookback, h);
                 foreach (var (model, fit) in models)
                 {
-                    var (mse, mae) = EttWindows.Score(model.Predict(pasts, starts), futures);
+                    double mse, mae;
+                    double? coverage = null, width = null;
+                    if (model is MambaEttForecaster mamba) (mse, mae, coverage, width) = mamba.Score(pasts, starts, futures);
+                    else (mse, mae) = EttWindows.Score(model.Predict(pasts, starts), futures);
                     var row = new Result(h, model.Name, mse, mae, split) { Windows = pasts.shape[0], FitSeconds = fit };
                     results.Add(row);
                     if (streaming) PrintRow(row);
-                    if (model is MambaEttForecaster { PredictsIntervals: true } mamba)
-                    {
-                        var (coverage, width) = mamba.ScoreIntervals(pasts, starts, futures);
-                        intervals.Add($"| {h} | {split.ToString().ToLowerInvariant()} | {mamba.IntervalLevel:P1} | {coverage:F4} | {width:F4} | {futures.numel()} |");
-                    }
+                    if (coverage is not null)
+                        intervals.Add($"| {h} | {split.ToString().ToLowerInvariant()} | {((MambaEttForecaster)model).IntervalLevel:P1} | {coverage:F4} | {width:F4} | {futures.numel()} |");
                 }
             }
         }

@@ -62,26 +62,50 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         return schema;
     }
 
-    public Tensor Predict(Tensor pasts, Tensor starts) => Column(Transform(pasts, starts), "Forecast", pasts.shape[0]);
+    public Tensor Predict(Tensor pasts, Tensor starts) => Predict(pasts, starts, "Forecast")[0];
 
     /// <summary>Whether the model was trained with prediction intervals (the options' bound columns set).</summary>
     public bool PredictsIntervals => _intervalLevel > 0;
-
-    /// <summary>Share of <paramref name="futures"/>' values within the prediction intervals, and the intervals' mean width.</summary>
-    public (double Coverage, double MeanWidth) ScoreIntervals(Tensor pasts, Tensor starts, Tensor futures)
-    {
-        var scored = Transform(pasts, starts);
-        long n = pasts.shape[0];
-        using var lower = Column(scored, IntervalLower, n);
-        using var upper = Column(scored, IntervalUpper, n);
-        using var inside = futures.ge(lower).logical_and(futures.le(upper));
-        return (inside.to(ScalarType.Float64).mean().item<double>(), (upper - lower).to(ScalarType.Float64).mean().item<double>());
-    }
 
     /// <summary>The prediction intervals' level (0 without intervals).</summary>
     public float IntervalLevel => _intervalLevel;
 
     internal const string IntervalLower = "Lower", IntervalUpper = "Upper";
+
+    /// <summary>The forecasts' MSE and MAE against <paramref name="futures"/>, and, with intervals, the share of the values within
+    /// them and their mean width: one pass of the model over the windows.</summary>
+    public (double Mse, double Mae, double? Coverage, double? MeanWidth) Score(Tensor pasts, Tensor starts, Tensor futures)
+    {
+        if (!PredictsIntervals)
+        {
+            var (mse, mae) = EttWindows.Score(Predict(pasts, starts), futures);
+            return (mse, mae, null, null);
+        }
+        var outputs = Predict(pasts, starts, "Forecast", IntervalLower, IntervalUpper);
+        var (m, a) = EttWindows.Score(outputs[0], futures);
+        using var inside = futures.ge(outputs[1]).logical_and(futures.le(outputs[2]));
+        using var width = outputs[2] - outputs[1];
+        return (m, a, inside.to(ScalarType.Float64).mean().item<double>(), width.to(ScalarType.Float64).mean().item<double>());
+    }
+
+    // The model's output columns over the windows, each (windows, horizon, channels), from one Transform read in one pass.
+    private Tensor[] Predict(Tensor pasts, Tensor starts, params string[] columns)
+    {
+        long n = pasts.shape[0];
+        var scored = Transform(pasts, starts);
+        var values = columns.Select(_ => new List<float>()).ToArray();
+        var schemaColumns = columns.Select(c => scored.Schema[c]).ToArray();
+        using var cursor = scored.GetRowCursor(schemaColumns);
+        var getters = schemaColumns.Select(c => cursor.GetGetter<VBuffer<float>>(c)).ToArray();
+        VBuffer<float> buffer = default;
+        while (cursor.MoveNext())
+            for (int k = 0; k < columns.Length; k++)
+            {
+                getters[k](ref buffer);
+                values[k].AddRange(buffer.DenseValues());
+            }
+        return values.Select(v => tensor(v.ToArray()).view(n, _horizon, _channels)).ToArray();
+    }
 
     private IDataView Transform(Tensor pasts, Tensor starts)
     {
@@ -96,6 +120,5 @@ internal sealed class MambaEttForecaster : IWindowForecaster
         return _model.Transform(_ml.Data.LoadFromEnumerable(rows, Schema(_channels)));
     }
 
-    private Tensor Column(IDataView scored, string name, long n) =>
-        tensor(scored.GetColumn<VBuffer<float>>(name).SelectMany(v => v.DenseValues()).ToArray()).view(n, _horizon, _channels);
+
 }

@@ -127,6 +127,10 @@ public sealed class InputValidationTests
         options.ValidationSet = ml.Data.LoadFromEnumerable(new[] { new FloatRow { Features = new float[16] }, nan });
         var nanError = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(train));
         StringAssert.StartsWith(nanError.Message, "ValidationSet: Row 1 of column 'Label' holds NaN");
+        // Row 0 is read first by the check for an empty validation set, before training: named the same way.
+        options.ValidationSet = ml.Data.LoadFromEnumerable(new[] { nan });
+        nanError = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(train));
+        StringAssert.StartsWith(nanError.Message, "ValidationSet: Row 0 of column 'Label' holds NaN");
     }
 
     [TestMethod]

@@ -33,12 +33,12 @@ public sealed class PredictionIntervalTests
         var upper = Synthetic.ReadVectors(scored, "Upper");
         var labels = Synthetic.ReadVectors(validation, "Label");
         var pasts = Synthetic.ReadVectors(validation, "Features");
-        // Each window's population deviation per channel (time-major, 2 channels), with RevIN's epsilon: the data has unit scale.
+        // Each window's population deviation per channel (time-major, 2 channels), floored smoothly at 0.1: the data has unit scale.
         double Deviation(int i, int c)
         {
             var values = Enumerable.Range(0, pasts[i].Length / 2).Select(t => (double)pasts[i][t * 2 + c]).ToArray();
             double mean = values.Average();
-            return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / values.Length + 1e-5);
+            return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / values.Length + 0.1 * 0.1);
         }
         int n = forecasts.Length, width = forecasts[0].Length, rank = (int)Math.Ceiling((n + 1) * 0.9);
         for (int k = 0; k < width; k++)
@@ -75,6 +75,42 @@ public sealed class PredictionIntervalTests
         var actual = Synthetic.ReadVectors(test, "Label").SelectMany(v => v).ToArray();
         double coverage = Enumerable.Range(0, actual.Length).Count(i => lower[i] <= actual[i] && actual[i] <= upper[i]) / (double)actual.Length;
         Assert.IsTrue(coverage is > 0.85 and < 0.95, $"coverage {coverage:F3} of {actual.Length} values at level 0.9");
+    }
+
+    /// <summary>A flat stretch among the calibration windows (a stuck sensor) does not widen every interval: the window's
+    /// deviation the errors are divided by is floored at a tenth of the channel's scale.</summary>
+    [TestMethod]
+    public void FlatCalibrationWindows_DoNotWidenEveryInterval()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Synthetic.Windows(ml, rows: 300);
+        var test = Synthetic.Windows(ml, rows: 1000, seed: 3);
+        var actual = Synthetic.ReadVectors(test, "Label").SelectMany(v => v).ToArray();
+        (double Coverage, double Width) Measure(Synthetic.SeriesRow[] validation)
+        {
+            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(validation), new[] { "A" }, 16, 4).GetWindows();
+            using var model = ml.Forecasting.ForecastByMamba(Options(windows)).Fit(train);
+            var scored = model.Transform(test);
+            var lower = Synthetic.ReadVectors(scored, "Lower").SelectMany(v => v).ToArray();
+            var upper = Synthetic.ReadVectors(scored, "Upper").SelectMany(v => v).ToArray();
+            return (Enumerable.Range(0, actual.Length).Count(i => lower[i] <= actual[i] && actual[i] <= upper[i]) / (double)actual.Length,
+                    Enumerable.Range(0, actual.Length).Average(i => upper[i] - lower[i]));
+        }
+        var series = Synthetic.Series(400, 2);
+        var plain = Measure(series);
+        var stuck = Measure(series.Select((r, t) => t < 60 ? new Synthetic.SeriesRow { Time = r.Time, A = 0.25f, B = r.B } : r).ToArray());
+        Assert.IsTrue(stuck.Coverage < 0.95 && stuck.Width < 1.3 * plain.Width,
+            $"coverage {plain.Coverage:F3} → {stuck.Coverage:F3}, mean width {plain.Width:F3} → {stuck.Width:F3} with 60 flat validation rows");
+    }
+
+    [TestMethod]
+    public void ConformalRank_IsCeilingOfNPlusOneTimesTheLevel_AtMostN()
+    {
+        Assert.AreEqual(8, PredictionIntervals.ConformalRank(9, 0.8f), "(9 + 1) × 0.8 = 8 exactly, though 0.8f is 0.800000012 as a double");
+        Assert.AreEqual(19, PredictionIntervals.ConformalRank(19, 0.95f));
+        Assert.AreEqual(90, PredictionIntervals.ConformalRank(99, 0.9f));
+        Assert.AreEqual(91, PredictionIntervals.ConformalRank(100, 0.9f));
+        Assert.AreEqual(4, PredictionIntervals.ConformalRank(4, 0.9f), "too few windows: the largest");
     }
 
     [TestMethod]

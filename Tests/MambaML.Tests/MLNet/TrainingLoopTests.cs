@@ -147,6 +147,12 @@ public sealed class TrainingLoopTests
         var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 80)));
         StringAssert.Contains(e.Message, "the validation loss became");
         StringAssert.Contains(e.Message, "validation set's values are probably far outside the training data's");
+        StringAssert.Contains(e.Message, $"LearningRate (now {options.LearningRate:G3};");
+        // With a fitted start, the validation set is scored before any training step: nothing can have diverged yet.
+        options.LinearSkip = options.FitLinearSkip = true;
+        e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Forecasting.ForecastByMamba(options).Fit(Synthetic.Windows(ml, rows: 80)));
+        StringAssert.Contains(e.Message, "before training, the validation loss of the fitted start is");
+        Assert.IsFalse(e.Message.Contains("diverged"), e.Message);
     }
 
     [TestMethod]

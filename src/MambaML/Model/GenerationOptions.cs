@@ -32,12 +32,17 @@ public sealed record GenerationOptions
     /// early once every sequence is finished (the result then has fewer than the requested columns).</summary>
     public long? EndOfSequenceTokenId { get; init; }
 
-    /// <summary>Seed of the sampling generator: the same seed, model and prompt give the same tokens (tokens are drawn on the
-    /// CPU, whatever the model's device). Null (the default) draws a new seed for every call. Greedy decoding uses no randomness.</summary>
+    /// <summary>Seed of the sampling generator: the same seed, model, prompt and device give the same tokens. The random draws
+    /// are made on the CPU whatever the model's device, so the CPU and CUDA share them, but their probabilities differ in the
+    /// last bits, which can part the tokens near a boundary. Null (the default) draws a new seed for every call. Greedy
+    /// decoding uses no randomness.</summary>
     public long? Seed { get; init; }
 
     /// <summary>Whether tokens are drawn at random (rather than taken greedily).</summary>
     internal bool Samples => TopK != 1;
+
+    /// <summary>Plain greedy decoding: the most likely token every step, nothing else (what the fused CUDA loop does alone).</summary>
+    internal bool IsPlainGreedy => !Samples && RepetitionPenalty == 1 && EndOfSequenceTokenId is null;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first setting out of its range.</summary>
     internal void Validate(long vocabularySize)

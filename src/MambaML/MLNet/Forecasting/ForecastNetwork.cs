@@ -274,34 +274,46 @@ internal sealed class ForecastNetwork : nn.Module
             var units = channel_scale is null ? ones_like(first) : channel_scale.to(window.dtype).expand_as(first);
             return ((window - level) / units, level, units);
         }
-        // The statistics are taken in each channel's units, where a variance neither underflows (a series around 1e-25) nor
-        // overflows (around 1e37) float32, and RevIN's epsilon is relative to the channel's scale; the mean and deviation
-        // returned are in the data's units. Unit scales leave every value as it was, bit for bit.
-        var scale = channel_scale?.to(window.dtype);
-        var w = scale is null ? window : window / scale;
+        // The statistics are taken in each channel's units (a series around 1e-25 or 1e37 trains as one around 1), and RevIN's
+        // epsilon is relative to the channel's scale; the mean and deviation returned are in the data's units. Unit scales leave
+        // every value as it was, bit for bit.
+        var (w, scale) = InChannelUnits(window);
         var mean = w.mean(new long[] { 1 }, keepdim: true);
-        var std = (w.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        var std = Deviation(w, RevinEpsilon);
         // Values beyond about 1e19 units overflow the float32 variance; such windows take their deviation in float64 (finite
         // windows keep the float32 one, bit for bit).
-        var wide = (w.to(ScalarType.Float64).var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt().to(window.dtype);
+        var wide = Deviation(w.to(ScalarType.Float64), RevinEpsilon).to(window.dtype);
         std = where(std.isfinite(), std, wide);
         var x = (w - mean) / std;
         return scale is null ? (x, mean, std) : (x, mean * scale, std * scale);
     }
 
     /// <summary>
-    /// Each window's standard deviation per channel, (batch, lookback, channels) → (batch, 1, channels) in the data's units, with
-    /// RevIN's epsilon in the channel's units (so a flat window still has a small one): the scale prediction intervals are
-    /// measured in, so that they widen and narrow with the series' volatility.
+    /// Each window's standard deviation per channel, (batch, lookback, channels) → (batch, 1, channels) in the data's units,
+    /// floored smoothly at a tenth of the channel's scale (√(variance + 0.1²) in the channel's units): the scale prediction
+    /// intervals are measured in, so that they widen and narrow with the series' volatility, while a flat stretch (a stuck
+    /// sensor, a run of zeros) among the calibration windows does not give errors divided by almost nothing.
     /// </summary>
     public Tensor WindowDeviation(Tensor window)
     {
         using var scope = NewDisposeScope();
-        var scale = channel_scale?.to(ScalarType.Float64);
-        var w = scale is null ? window.to(ScalarType.Float64) : window.to(ScalarType.Float64) / scale;
-        var std = (w.var(1, unbiased: false, keepdim: true) + RevinEpsilon).sqrt();
+        var (w, scale) = InChannelUnits(window.to(ScalarType.Float64));
+        var std = Deviation(w, IntervalDeviationFloor * IntervalDeviationFloor);
         return (scale is null ? std : std * scale).to(window.dtype).MoveToOuterDisposeScope();
     }
+
+    private const double IntervalDeviationFloor = 0.1;
+
+    // The window in its channels' units (where a variance neither underflows nor overflows float32 for any series), and the
+    // scales that map back (null for unit scales).
+    private (Tensor W, Tensor? Scale) InChannelUnits(Tensor window)
+    {
+        var scale = channel_scale?.to(window.dtype);
+        return (scale is null ? window : window / scale, scale);
+    }
+
+    // Each channel's standard deviation over a window's steps, with epsilon added to the variance.
+    private static Tensor Deviation(Tensor window, double epsilon) => (window.var(1, unbiased: false, keepdim: true) + epsilon).sqrt();
 
     /// <summary>
     /// Forecast in the data's units: (batch, lookback, channels) → (batch, horizon, channels); for an ensemble, the mean of its

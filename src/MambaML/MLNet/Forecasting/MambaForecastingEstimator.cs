@@ -97,11 +97,12 @@ public sealed class MambaForecastingEstimator : IEstimator<MambaForecastingTrans
         var (data, reader, source) = valid is { } v ? (v.Data, v.Reader, "validation set") : (input, train, "training data");
         var windows = reader.ReadAll(data, o.CancellationToken);
         if (valid is not null) windows = ValidationSetReader.Read(windows);
-        var (quantiles, count) = PredictionIntervals.Calibrate(forecaster, arch, windows, TrainingLoop.CountRows(data, reader), source, o.ConfidenceLevel,
+        var (quantiles, count, tooFew) = PredictionIntervals.Calibrate(forecaster, arch, windows, TrainingLoop.CountRows(data, reader), source, o.ConfidenceLevel,
                                                                device, o.BatchSize, o.CancellationToken);
         TrainingLoop.Log(_env, nameof(MambaForecastingEstimator),
             $"prediction intervals at {o.ConfidenceLevel:P1} calibrated on {count} windows of the {source}" +
-            (valid is null ? " (no ValidationSet: errors on the training windows are smaller than on new data, so the intervals are too narrow)." : "."));
+            (valid is null ? " (no ValidationSet: errors on the training windows are smaller than on new data, so the intervals are too narrow)" : "") +
+            (tooFew ? $"; {count} windows are too few for that level (it needs at least {Math.Ceiling(o.ConfidenceLevel / (1 - (double)o.ConfidenceLevel))}), so the bounds take the largest error and may hold less." : "."));
         return arch with
         {
             ConfidenceLowerBoundColumnName = o.ConfidenceLowerBoundColumnName, ConfidenceUpperBoundColumnName = o.ConfidenceUpperBoundColumnName,

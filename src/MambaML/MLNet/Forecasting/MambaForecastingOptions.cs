@@ -12,11 +12,14 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// <summary>
     /// Output column of each forecast value's lower prediction bound (float[], as the forecast), or null (the default) for no
     /// prediction intervals; set it together with <see cref="ConfidenceUpperBoundColumnName"/>. The bounds are the forecast ±
-    /// q × the input window's standard deviation in that channel, q being the <see cref="ConfidenceLevel"/> quantile of the
-    /// absolute errors in those units for that horizon step and channel on the <see cref="MambaTrainerOptions.ValidationSet"/>
-    /// (normalised split conformal prediction: on data like the validation set, that share of values falls inside, and the
-    /// intervals follow the series' volatility); without a validation set, on the training windows, whose errors are smaller
-    /// than new data's, so the intervals come out too narrow.
+    /// q × the input window's standard deviation in that channel (at least a tenth of the channel's scale), q being the
+    /// <see cref="ConfidenceLevel"/> quantile of the absolute errors in those units for that horizon step and channel on the
+    /// <see cref="MambaTrainerOptions.ValidationSet"/>: normalised split conformal prediction, so the intervals follow the
+    /// series' volatility, and on data like the validation set about that share of values falls inside. About, because early
+    /// stopping chose the model on the same set, which split conformal's guarantee does not allow for; with fewer than
+    /// level / (1 − level) validation windows (9 at 0.9) the bounds take the largest error and may hold less (the log says
+    /// so). Without a validation set, q comes from the training windows, whose errors are smaller than new data's, so the
+    /// intervals come out too narrow.
     /// </summary>
     public string? ConfidenceLowerBoundColumnName { get; set; }
     /// <summary>Output column of the upper prediction bounds; see <see cref="ConfidenceLowerBoundColumnName"/>.</summary>

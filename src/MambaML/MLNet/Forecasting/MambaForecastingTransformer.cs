@@ -101,13 +101,15 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     private static MambaForecastingTransformer Create(IHostEnvironment env, object ctx)
     {
         var (arch, network, device) = LoadNetwork<ForecastArchitecture, ForecastNetwork>(env, ctx, LoaderSignature, a => new ForecastNetwork(a, seed: 0));
-        if (arch.IntervalQuantiles is { } quantiles &&
-            (quantiles.Length != arch.Horizon * arch.Channels || !quantiles.All(q => q >= 0 && float.IsFinite(q)) ||
-             arch.ConfidenceLowerBoundColumnName is null || arch.ConfidenceUpperBoundColumnName is null))
+        bool intervals = arch.IntervalQuantiles is not null;
+        if (intervals != (arch.ConfidenceLowerBoundColumnName is not null) || intervals != (arch.ConfidenceUpperBoundColumnName is not null) ||
+            arch.IntervalQuantiles is { } quantiles && (quantiles.Length != arch.Horizon * arch.Channels || !quantiles.All(q => q >= 0 && float.IsFinite(q)) ||
+                                                        arch.ConfidenceLevel is not (> 0 and < 1)))
         {
             network.Dispose();
-            throw new InvalidDataException($"The {LoaderSignature} model's prediction intervals do not fit it: {quantiles.Length} quantiles for Horizon × " +
-                                           $"Channels = {arch.Horizon * arch.Channels}, each finite and >= 0, with both bound columns named. The file is damaged.");
+            throw new InvalidDataException($"The {LoaderSignature} model's prediction intervals do not fit it: it needs both bound columns named and " +
+                                           $"Horizon × Channels = {arch.Horizon * arch.Channels} quantiles, each finite and >= 0, at a level in (0, 1), " +
+                                           "or none of these. The file is damaged.");
         }
         return new MambaForecastingTransformer(arch, network, device);
     }

@@ -18,9 +18,9 @@ internal static class PredictionIntervals
     /// <summary>
     /// Quantiles q (horizon × channels, time-major) of <paramref name="network"/>'s intervals at <paramref name="level"/> over
     /// <paramref name="windows"/>, which hold <paramref name="count"/> examples with targets (the <paramref name="source"/>,
-    /// named in errors); and how many windows they used.
+    /// named in errors); how many windows they used; and whether there were too few for the level (see <see cref="ConformalRank"/>).
     /// </summary>
-    public static (float[] Quantiles, int Windows) Calibrate(ForecastNetwork network, ForecastArchitecture arch, IEnumerable<SequenceExample> windows,
+    public static (float[] Quantiles, int Windows, bool TooFew) Calibrate(ForecastNetwork network, ForecastArchitecture arch, IEnumerable<SequenceExample> windows,
                                                             long count, string source, float level, Device device, int batchSize, CancellationToken cancellation)
     {
         int width = arch.Horizon * arch.Channels;
@@ -46,8 +46,7 @@ internal static class PredictionIntervals
         }
         int n = errors[0].Count;
         if (n == 0) throw new ArgumentException($"The {source} has no windows to calibrate the prediction intervals on.");
-        // The conformal rank; past n (a level too high for so few windows) the largest error, a bound no longer guaranteed.
-        int rank = (int)Math.Min(n, Math.Ceiling((n + 1) * (double)level));
+        int rank = ConformalRank(n, level);
         var quantiles = new float[width];
         for (int k = 0; k < width; k++)
         {
@@ -55,6 +54,13 @@ internal static class PredictionIntervals
             Array.Sort(sorted);
             quantiles[k] = sorted[rank - 1];
         }
-        return (quantiles, n);
+        return (quantiles, n, rank == n && (n + 1) * (decimal)level > n);
     }
+
+    /// <summary>
+    /// The rank ⌈(n + 1) · level⌉ of the conformal quantile among n sorted scores, at most n: past n (a level too high for so
+    /// few windows) the largest score, a bound no longer guaranteed. In decimal: 0.8f is 0.800000012 as a double, and
+    /// ⌈10 × 0.800000012⌉ would be 9.
+    /// </summary>
+    internal static int ConformalRank(int n, float level) => (int)Math.Min(n, Math.Ceiling((n + 1) * (decimal)level));
 }

@@ -150,9 +150,12 @@ public sealed class TimeSeriesWindows
     {
         ArgumentNullException.ThrowIfNull(predictions);
         var start = ColumnChecks.Find(predictions.Schema, WindowStartColumnName, "predictions");
-        var vectors = new[] { (forecastColumnName, nameof(forecastColumnName)), (lowerBoundColumnName, nameof(lowerBoundColumnName)),
-                              (upperBoundColumnName, nameof(upperBoundColumnName)) }
-            .Select(c => c.Item1 is null ? (DataViewSchema.Column?)null : ColumnChecks.Find(predictions.Schema, c.Item1, c.Item2)).ToArray();
+        // The forecast, then the lower and upper bounds when asked for: each horizon × channels long.
+        var parameters = new (string? Column, string Parameter)[]
+        {
+            (forecastColumnName, nameof(forecastColumnName)), (lowerBoundColumnName, nameof(lowerBoundColumnName)), (upperBoundColumnName, nameof(upperBoundColumnName)),
+        };
+        var vectors = parameters.Select(p => p.Column is null ? (DataViewSchema.Column?)null : ColumnChecks.Find(predictions.Schema, p.Column, p.Parameter)).ToArray();
         var label = predictions.Schema.GetColumnOrNull(LabelColumnName);
         var result = new List<ForecastPoint>();
         using var cursor = predictions.GetRowCursor(new[] { start, label }.Concat(vectors).OfType<DataViewSchema.Column>());
@@ -161,21 +164,20 @@ public sealed class TimeSeriesWindows
         var getLabel = label is { } lc ? cursor.GetGetter<VBuffer<float>>(lc) : null;
         long s = 0;
         VBuffer<float> a = default;
-        var buffers = new VBuffer<float>[3];
+        var buffers = new VBuffer<float>[parameters.Length];
         while (cursor.MoveNext())
         {
             getStart(ref s);
             getLabel?.Invoke(ref a);
-            // The forecast, then the lower and upper bounds when asked for: each horizon × channels long.
-            var values = new float[]?[3];
-            for (int k = 0; k < 3; k++)
+            var values = new float[]?[parameters.Length];
+            for (int k = 0; k < parameters.Length; k++)
             {
                 if (getters[k] is not { } get) continue;
                 get(ref buffers[k]);
                 values[k] = buffers[k].DenseValues().ToArray();
                 if (values[k]!.Length != Horizon * Channels)
-                    throw new ArgumentException($"Column '{vectors[k]!.Value.Name}' has {values[k]!.Length} values; Horizon ({Horizon}) × Channels ({Channels}) = {Horizon * Channels} expected.",
-                                                k == 0 ? nameof(forecastColumnName) : k == 1 ? nameof(lowerBoundColumnName) : nameof(upperBoundColumnName));
+                    throw new ArgumentException($"Column '{parameters[k].Column}' has {values[k]!.Length} values; Horizon ({Horizon}) × Channels ({Channels}) = {Horizon * Channels} expected.",
+                                                parameters[k].Parameter);
             }
             var av = getLabel is null ? null : a.DenseValues().ToArray();
             for (int step = 0; step < Horizon; step++)

@@ -22,7 +22,8 @@ internal static class ModelFile
     /// <summary>The format this build writes and the newest it reads.</summary>
     /// <remarks>Format 3 adds the channel scales of forecasters and numeric sequence models, format 4 the channel offsets of
     /// numeric sequence models and of forecasters without instance normalisation (absent from older files, which load as they were),
-    /// format 5 a prediction batch size that may be null (chosen by device; older files always name one): a build that reads only an older format
+    /// format 5 a prediction batch size that may be null (chosen by device; older files always name one) and the forecasters'
+    /// prediction intervals (bound columns, level, quantiles): a build that reads only an older format
     /// refuses a newer file as newer rather than as corrupt, instead of ignoring what it does not know.</remarks>
     public const int FormatVersion = 5;
     private const int Magic = 0x4D424D41;   // "AMBM" little-endian

@@ -57,7 +57,7 @@ internal sealed class TrainingLoop
         if (rows == 0)
             throw new ArgumentException($"{_trainerName}: the training data has no rows. Pass a non-empty IDataView to Fit " +
                                         "(windows from TimeSeriesWindows need at least Lookback + Horizon table rows in the range asked for).", "input");
-        if (valid is { } v && !v.Reader.ReadAll(v.Data).Any())   // before an epoch is spent, not after
+        if (valid is { } v && !ValidationSetReader.Read(v.Reader.ReadAll(v.Data)).Any())   // before an epoch is spent, not after
             throw EmptyValidationSet();
 
         using var gradients = enable_grad();   // whatever the caller's grad mode
@@ -101,7 +101,7 @@ internal sealed class TrainingLoop
         {
             if (validateStart && valid is { } start)
             {
-                bestValidation = Evaluate(network, start.Data, start.Reader, batchLoss);
+                bestValidation = Evaluate(network, start.Data, start.Reader, batchLoss, trained: null);
                 best = Snapshot(network);
                 channel.Info(MessageSensitivity.None, $"{_trainerName}: before training: validation loss {bestValidation:G5}");
             }
@@ -135,7 +135,7 @@ internal sealed class TrainingLoop
                 }
 
                 double trainLoss = lossSum / Math.Max(1, seen);
-                double? validLoss = valid is { } v ? Evaluate(network, v.Data, v.Reader, batchLoss, trainLoss) : null;
+                double? validLoss = valid is { } v ? Evaluate(network, v.Data, v.Reader, batchLoss, (trainLoss, learningRate)) : null;
                 bool isBest = validLoss is null || validLoss < bestValidation;
                 if (validLoss is { } vl && isBest)
                 {
@@ -202,19 +202,26 @@ internal sealed class TrainingLoop
     private ArgumentException EmptyValidationSet() =>
         new($"{_trainerName}: the validation set has no rows. Pass a non-empty ValidationSet or leave it null.", nameof(MambaTrainerOptions.ValidationSet));
 
-    /// <summary>Mean loss over all examples of the validation set, in eval mode without gradients; <paramref name="trainLoss"/>,
-    /// the epoch's training loss if there was one, tells a validation set out of the training data's range from a diverged model.</summary>
-    private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, double? trainLoss = null)
+    /// <summary>
+    /// Mean loss over all examples of the validation set, in eval mode without gradients. <paramref name="trained"/>: the
+    /// epoch's training loss and learning rate, or null before any training step (the fitted start), which tell a validation
+    /// set out of the training data's range from a diverged model.
+    /// </summary>
+    private double Evaluate(nn.Module network, IDataView data, ExampleReader reader, Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss,
+                            (double Loss, double LearningRate)? trained)
     {
         var (loss, count) = MeanLoss(network, ValidationSetReader.Read(reader.ReadAll(data)), batchLoss);
         if (count == 0) throw EmptyValidationSet();
-        if (!double.IsFinite(loss))
-            throw new InvalidOperationException(trainLoss is { } train && double.IsFinite(train)
-                ? $"{_trainerName}: the validation loss became {loss} while the training loss is {train:G5}: the validation set's values are " +
-                  "probably far outside the training data's (compare their ranges; a loss beyond 3.4e38 does not fit a float). " +
-                  $"If they are alike, the model diverged: {DivergenceAdvice(_options.LearningRate)}."
-                : $"{_trainerName}: the validation loss became {loss}; the model diverged. {DivergenceAdvice(_options.LearningRate)}.");
-        return loss;
+        if (double.IsFinite(loss)) return loss;
+        const string OutOfRange = "the validation set's values are probably far outside the training data's (compare their ranges; a loss beyond 3.4e38 does not fit a float)";
+        throw new InvalidOperationException(trained switch
+        {
+            null => $"{_trainerName}: before training, the validation loss of the fitted start is {loss}: {OutOfRange}.",
+            ({ } train, var rate) when double.IsFinite(train) =>
+                $"{_trainerName}: the validation loss became {loss} while the training loss is {train:G5}: {OutOfRange}. " +
+                $"If they are alike, the model diverged: {DivergenceAdvice(rate)}.",
+            (_, var rate) => $"{_trainerName}: the validation loss became {loss}; the model diverged. {DivergenceAdvice(rate)}.",
+        });
     }
 
     /// <summary>
