@@ -44,8 +44,8 @@ internal sealed class ServingSuite : IBenchmarkSuite
         Console.WriteLine("| model | threads | variant | predictions/s | vs a copy per thread | median µs | p99 µs |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         var headline = new Dictionary<string, object> { ["cores"] = Environment.ProcessorCount, ["device"] = gpu >= 0 ? "CUDA" : "CPU" };
-        var models = new[] { Forecaster(), SequenceClassifier(), TextClassifier() };
-        foreach (var model in parts.Contains("engine") ? models : Array.Empty<IServedModel>())
+        var models = new[] { SyntheticTasks.Forecaster(), SyntheticTasks.SequenceClassifier(), SyntheticTasks.TextClassifier() };
+        foreach (var model in parts.Contains("engine") ? models : Array.Empty<ISyntheticTask>())
         {
             string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}.zip");
             try
@@ -74,7 +74,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
         Console.WriteLine();
         Console.WriteLine("| model | size | PredictionBatchSize | Transform rows/s | vs the largest batch |");
         Console.WriteLine("|---|---|---|---|---|");
-        foreach (var model in parts.Contains("transform") ? models : Array.Empty<IServedModel>())
+        foreach (var model in parts.Contains("transform") ? models : Array.Empty<ISyntheticTask>())
             foreach (var (size, dModel, layers) in new[] { ("default", 32, 2), ("large", 128, 4) })
             {
                 var rates = batchSizes.Select(b => TransformRate(ml, model, o => (o.ModelDimension, o.NumberOfLayers, o.PredictionBatchSize) = (dModel, layers, b))).ToArray();
@@ -88,7 +88,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
     }
 
     /// <summary>Rows per second of Transform over 1,024 rows (the best of three passes after one untimed), one libtorch thread.</summary>
-    private static double TransformRate(MLContext ml, IServedModel model, Action<MambaTrainerOptions> configure)
+    private static double TransformRate(MLContext ml, ISyntheticTask model, Action<MambaTrainerOptions> configure)
     {
         string path = Path.Combine(Path.GetTempPath(), $"mambaml-serving-{Environment.ProcessId}-{model.Name}-transform.zip");
         try
@@ -115,7 +115,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
             }
             finally
             {
-                DisposeModel(loaded);
+                SyntheticTasks.Dispose(loaded);
             }
         }
         finally
@@ -135,7 +135,7 @@ internal sealed class ServingSuite : IBenchmarkSuite
     };
 
     /// <summary>Predictions per second over all threads, and the median and 99th-percentile call latency in µs.</summary>
-    private static (double Rate, double MedianUs, double P99Us) Measure(MLContext ml, IServedModel model, string path, Variant variant, int threads, double seconds)
+    private static (double Rate, double MedianUs, double P99Us) Measure(MLContext ml, ISyntheticTask model, string path, Variant variant, int threads, double seconds)
     {
         var models = Enumerable.Range(0, variant == Variant.CopyPerThread ? threads : 1).Select(_ => ml.Model.Load(path, out DataViewSchema _)).ToArray();
         try
@@ -171,146 +171,8 @@ internal sealed class ServingSuite : IBenchmarkSuite
         }
         finally
         {
-            foreach (var m in models) DisposeModel(m);
+            foreach (var m in models) SyntheticTasks.Dispose(m);
         }
     }
 
-    private static void DisposeModel(ITransformer model)
-    {
-        foreach (var part in model as IEnumerable<ITransformer> ?? new[] { model }) (part as IDisposable)?.Dispose();
-    }
-
-    /// <summary>A model to serve: trains and saves itself, then makes per-thread predictors over a loaded copy.</summary>
-    private interface IServedModel
-    {
-        string Name { get; }
-        /// <summary>The model's vector output column.</summary>
-        string OutputColumn { get; }
-        /// <summary>Trains for one epoch with the options <paramref name="configure"/> leaves, and saves to <paramref name="path"/>.</summary>
-        void TrainAndSave(MLContext ml, string path, Action<MambaTrainerOptions> configure);
-        /// <summary>The model's rows repeated to <paramref name="count"/>.</summary>
-        IDataView Rows(MLContext ml, int count);
-        /// <summary>A function predicting the i-th of a fixed set of inputs, with its own PredictionEngine over <paramref name="model"/>.</summary>
-        Action<int> Predictor(MLContext ml, ITransformer model);
-    }
-
-    /// <summary>
-    /// A model of one input row type, trained by the estimator <paramref name="estimator"/> makes (from options it passes
-    /// through the configuring action) for one epoch on <paramref name="rows"/>, which it then predicts in turn.
-    /// </summary>
-    private sealed class ServedModel<TRow, TOutput>(string name, string outputColumn, TRow[] rows,
-                                                   Func<MLContext, Action<MambaTrainerOptions>, IEstimator<ITransformer>> estimator) : IServedModel
-        where TRow : class where TOutput : class, new()
-    {
-        public string Name => name;
-        public string OutputColumn => outputColumn;
-
-        public IDataView Rows(MLContext ml, int count) => ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => rows[i % rows.Length]));
-
-        public void TrainAndSave(MLContext ml, string path, Action<MambaTrainerOptions> configure)
-        {
-            var data = ml.Data.LoadFromEnumerable(rows);
-            var model = estimator(ml, configure).Fit(data);
-            try { ml.Model.Save(model, data.Schema, path); }
-            finally { DisposeModel(model); }
-        }
-
-        public Action<int> Predictor(MLContext ml, ITransformer model)
-        {
-            var engine = ml.Model.CreatePredictionEngine<TRow, TOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
-            return i => engine.Predict(rows[i % rows.Length]);
-        }
-    }
-
-    private const int Lookback = 96, Horizon = 24;
-
-    private sealed class WindowRow
-    {
-        [VectorType(Lookback)] public float[] Features { get; set; } = Array.Empty<float>();
-        [VectorType(Horizon)] public float[] Label { get; set; } = Array.Empty<float>();
-    }
-
-    private sealed class ForecastRow
-    {
-        public float[] Forecast { get; set; } = Array.Empty<float>();
-    }
-
-    private sealed class SequenceRow
-    {
-        public float[] Features { get; set; } = Array.Empty<float>();
-        public string Shape { get; set; } = "";
-    }
-
-    private sealed class ReviewRow
-    {
-        public string Text { get; set; } = "";
-        public string Sentiment { get; set; } = "";
-    }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = Array.Empty<float>();
-    }
-
-    /// <summary>A univariate forecaster: 96 steps in, 24 out, the default model size.</summary>
-    private static IServedModel Forecaster()
-    {
-        var rng = new Random(1);
-        const int count = 256;
-        var series = Enumerable.Range(0, count + Lookback + Horizon)
-            .Select(t => (float)(Math.Sin(2 * Math.PI * t / 24) + 0.3 * Math.Sin(2 * Math.PI * t / 168) + 0.1 * rng.NextDouble())).ToArray();
-        var rows = Enumerable.Range(0, count).Select(i => new WindowRow
-        {
-            Features = series.AsSpan(i, Lookback).ToArray(),
-            Label = series.AsSpan(i + Lookback, Horizon).ToArray(),
-        }).ToArray();
-        return new ServedModel<WindowRow, ForecastRow>("forecaster", "Forecast", rows, (ml, configure) =>
-        {
-            var options = new MambaForecastingOptions { Lookback = Lookback, Horizon = Horizon, NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
-            configure(options);
-            return ml.Forecasting.ForecastByMamba(options);
-        });
-    }
-
-    /// <summary>A three-class classifier of 128-step numeric sequences, the default model size.</summary>
-    private static IServedModel SequenceClassifier()
-    {
-        var rng = new Random(2);
-        string[] names = { "sine", "square", "ramp" };
-        var rows = Enumerable.Range(0, 120).Select(i =>
-        {
-            double frequency = 0.02 + 0.08 * rng.NextDouble(), phase = rng.NextDouble();
-            var values = Enumerable.Range(0, 128).Select(t =>
-            {
-                double cycle = (frequency * t + phase) % 1.0;
-                return (float)((i % 3) switch { 0 => Math.Sin(2 * Math.PI * cycle), 1 => cycle < 0.5 ? 1 : -1, _ => 2 * cycle - 1 });
-            }).ToArray();
-            return new SequenceRow { Features = values, Shape = names[i % 3] };
-        }).ToArray();
-        return new ServedModel<SequenceRow, ScoreRow>("sequence", "Score", rows, (ml, configure) =>
-        {
-            var options = new MambaSequenceClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
-            configure(options);
-            return ml.Transforms.Conversion.MapValueToKey("Label", "Shape").Append(ml.MulticlassClassification.Trainers.MambaSequence(options));
-        });
-    }
-
-    /// <summary>A two-class text classifier (cl100k tokens) of 8–30-word sentences, the default model size.</summary>
-    private static IServedModel TextClassifier()
-    {
-        var words = ("the food was really good great bad awful service slow friendly staff place very lovely terrible tasty bland " +
-                     "and but not at all we will come back never again").Split(' ');
-        var rng = new Random(3);
-        var rows = Enumerable.Range(0, 200).Select(i => new ReviewRow
-        {
-            Text = string.Join(' ', Enumerable.Range(0, rng.Next(8, 31)).Select(_ => words[rng.Next(words.Length)])),
-            Sentiment = i % 2 == 0 ? "positive" : "negative",
-        }).ToArray();
-        return new ServedModel<ReviewRow, ScoreRow>("text", "Score", rows, (ml, configure) =>
-        {
-            var options = new MambaTextClassificationOptions { NumberOfEpochs = 1, NumberOfThreads = 1, Seed = 1 };
-            configure(options);
-            return ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Append(ml.MulticlassClassification.Trainers.MambaTextClassification(options));
-        });
-    }
 }
