@@ -28,8 +28,8 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         Console.WriteLine($"## lm-gpu: Mamba LM d_model {config.DModel}, {config.NLayer} layers, d_state {config.DState}, vocabulary {Vocabulary}, " +
                           $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? ", --quick" : "")}");
         Console.WriteLine();
-        Console.WriteLine("| dtype | parameters | train ms/step (8 × 2048) | train tokens/s | generate tokens/s, reference step | generate tokens/s, fused step | fused / reference | same tokens | scan backend |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| dtype | parameters | train ms/step (8 × 2048) | train tokens/s | generate tokens/s, reference step | generate tokens/s, fused step | fused / reference | same tokens | sampled tokens/s, fused step | scan backend |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
         var headline = new Dictionary<string, object>();
         foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float32 })
         {
@@ -43,16 +43,18 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
             long parameters = model.parameters().Sum(p => p.numel());
             double trainMs = TrainStepMs(model, device, options.Quick);
             int referenceCount = options.Quick ? 50 : 200, fusedCount = options.Quick ? 500 : 2000;
-            var (reference, referenceTokens) = GenerateTokensPerSecond(model, device, referenceCount, DecodeBackend.Reference);
-            var (fused, fusedTokens) = GenerateTokensPerSecond(model, device, fusedCount, DecodeBackend.CudaFused);
+            var (reference, referenceTokens) = GenerateTokensPerSecond(model, device, referenceCount, DecodeBackend.Reference, GenerationOptions.Greedy);
+            var (fused, fusedTokens) = GenerateTokensPerSecond(model, device, fusedCount, DecodeBackend.CudaFused, GenerationOptions.Greedy);
+            var (sampled, _) = GenerateTokensPerSecond(model, device, fusedCount, DecodeBackend.CudaFused, Sampling);
             int same = referenceTokens.Zip(fusedTokens).TakeWhile(p => p.First == p.Second).Count();
             string name = dtype == ScalarType.Float32 ? "fp32" : "bf16";
             Console.WriteLine($"| {name} | {parameters / 1e6:F1}M | {trainMs:F1} | {Batch * Length / (trainMs / 1000):F0} | {reference:F1} | {fused:F0} | " +
-                              $"{fused / reference:F1}× | first {same} of {referenceTokens.Length} | {backend} |");
+                              $"{fused / reference:F1}× | first {same} of {referenceTokens.Length} | {sampled:F0} | {backend} |");
             headline[$"train_tokens_per_s_{name}"] = Math.Round(Batch * Length / (trainMs / 1000));
             headline[$"generate_tokens_per_s_reference_{name}"] = Math.Round(reference, 1);
             headline[$"generate_tokens_per_s_fused_{name}"] = Math.Round(fused, 1);
             headline[$"generate_fused_speedup_{name}"] = Math.Round(fused / reference, 2);
+            headline[$"generate_tokens_per_s_sampled_fused_{name}"] = Math.Round(sampled, 1);
         }
         Console.WriteLine();
         Console.WriteLine("Training: random tokens, next-token cross-entropy (in fp32), AdamW lr 1e-4; median of CUDA-synchronised steps after warm-up.");
@@ -60,6 +62,7 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         Console.WriteLine("Generation: greedy MambaLanguageModel.Generate from a one-token prompt, batch 1; per-token time = (time for n tokens −");
         Console.WriteLine("time for 1 token) / (n − 1), CUDA-synchronised medians after a warm-up, so the prompt pass is not counted.");
         Console.WriteLine("Same tokens: how many leading tokens the fused generation shares with the reference one (bf16 and near-ties may part them).");
+        Console.WriteLine($"Sampled: the fused step's logits, then {Sampling} (TorchSharp operations, drawn on the CPU).");
         Console.WriteLine();
         return headline;
     }
@@ -89,13 +92,16 @@ internal sealed class LanguageModelGpuSuite : IBenchmarkSuite
         return Timing.Measure(Step, 2, quick ? 3 : 8, () => cuda.synchronize()).MedianMs;
     }
 
-    // Tokens/s of greedy generation after the prompt, and the tokens generated in the timed run.
-    private static (double TokensPerSecond, long[] Tokens) GenerateTokensPerSecond(MambaLanguageModel model, Device device, int count, DecodeBackend backend)
+    private static readonly GenerationOptions Sampling = new() { TopK = 50, Temperature = 0.8, Seed = 1 };
+
+    // Tokens/s of generation after the prompt, and the tokens generated in the timed run.
+    private static (double TokensPerSecond, long[] Tokens) GenerateTokensPerSecond(MambaLanguageModel model, Device device, int count, DecodeBackend backend,
+                                                                                  GenerationOptions options)
     {
         using var scope = NewDisposeScope();
         var prompt = zeros(new long[] { 1, 1 }, ScalarType.Int64, device);
         Tensor? last = null;
-        void Run(int n) { using var s = NewDisposeScope(); var t = model.Generate(prompt, n, backend); if (n == count) { last?.Dispose(); last = t.MoveToOuterDisposeScope(); } }
+        void Run(int n) { using var s = NewDisposeScope(); var t = model.Generate(prompt, n, options, backend); if (n == count) { last?.Dispose(); last = t.MoveToOuterDisposeScope(); } }
         double oneMs = Timing.Measure(() => Run(1), 2, 5, () => cuda.synchronize()).MedianMs;
         double allMs = Timing.Measure(() => Run(count), 1, 3, () => cuda.synchronize()).MedianMs;
         return ((count - 1) / ((allMs - oneMs) / 1000), last!.cpu().data<long>().ToArray());

@@ -32,10 +32,10 @@ public sealed record GenerationOptions
     /// early once every sequence is finished (the result then has fewer than the requested columns).</summary>
     public long? EndOfSequenceTokenId { get; init; }
 
-    /// <summary>Seed of the sampling generator: the same seed, model, prompt and device give the same tokens. The random draws
-    /// are made on the CPU whatever the model's device, so the CPU and CUDA share them, but their probabilities differ in the
-    /// last bits, which can part the tokens near a boundary. Null (the default) draws a new seed for every call. Greedy
-    /// decoding uses no randomness.</summary>
+    /// <summary>Seed of the sampling generator: the same seed, model, prompt and device give the same tokens. The random
+    /// numbers come from the CPU whatever the model's device, so the CPU and CUDA share them, but the probabilities they are
+    /// compared with differ in the last bits, which can part the tokens near a boundary. Null (the default) draws a new seed
+    /// for every call. Greedy decoding uses no randomness.</summary>
     public long? Seed { get; init; }
 
     /// <summary>Whether tokens are drawn at random (rather than taken greedily).</summary>
@@ -64,10 +64,20 @@ public sealed record GenerationOptions
 /// Chooses tokens from logits as <see cref="GenerationOptions"/> say, on the logits' device, remembering which tokens each
 /// sequence has seen (for the repetition penalty) and which sequences are finished.
 /// </summary>
+/// <remarks>
+/// Samples by the exponential race: with E ~ Exp(1) per token, argmax p / E is token i with probability p_i. The noise comes
+/// from a seeded CPU generator (TorchSharp 0.107 makes only CPU generators) a chunk of steps at a time, so on CUDA a step
+/// copies nothing back and the host never waits for the GPU to choose a token.
+/// </remarks>
 internal sealed class TokenSampler : IDisposable
 {
+    // Noise values held on the device at once (a chunk of steps); a chunk has at least one step and at most NoiseSteps.
+    private const long NoiseBudget = 1L << 24;
+    private const int NoiseSteps = 64;
     private readonly GenerationOptions _options;
     private readonly Generator? _generator;
+    private Tensor? _noise;   // (steps, batch, candidates) Exp(1) on the device; _noiseStep is the next unused step
+    private int _noiseStep;
     private readonly Tensor? _seen;       // (batch, vocabulary) bool: tokens in the prompt or chosen so far
     private readonly Tensor? _finished;   // (batch) bool: sequences that have produced the end-of-sequence token
 
@@ -123,14 +133,28 @@ internal sealed class TokenSampler : IDisposable
             var before = probabilities.cumsum(-1) - probabilities;
             x = x.masked_fill(before >= _options.TopP, double.NegativeInfinity);
         }
-        // Drawn on the CPU: TorchSharp 0.107 makes only CPU generators (libtorch refuses one for a CUDA draw), and a seed then
-        // gives the same draws on every device.
-        var draw = multinomial(x.softmax(-1).cpu(), 1, generator: _generator).to(x.device);
+        var draw = (x.softmax(-1) / Noise(x.shape[0], x.shape[1], x.device)).argmax(-1, keepdim: true);
         return (indices is null ? draw : indices.gather(1, draw)).squeeze(1);
+    }
+
+    // This step's (batch, candidates) Exp(1) noise: the next step of the chunk on the device, drawn with a new chunk when it
+    // is used up (the candidates are the same every step of a generation).
+    private Tensor Noise(long batch, long candidates, Device device)
+    {
+        if (_noise is null || _noiseStep == _noise.shape[0] || _noise.shape[1] != batch || _noise.shape[2] != candidates)
+        {
+            _noise?.Dispose();
+            long steps = Math.Clamp(NoiseBudget / (batch * candidates), 1, NoiseSteps);
+            using var drawn = empty(new[] { steps, batch, candidates }).exponential_(1, _generator);
+            _noise = drawn.to(device).DetachFromDisposeScope();
+            _noiseStep = 0;
+        }
+        return _noise[_noiseStep++];
     }
 
     public void Dispose()
     {
+        _noise?.Dispose();
         _generator?.Dispose();
         _seen?.Dispose();
         _finished?.Dispose();

@@ -79,8 +79,7 @@ public sealed class MambaLanguageModel : nn.Module
     /// <param name="options">How tokens are chosen; <see cref="GenerationOptions.Greedy"/> is the other overload.</param>
     /// <param name="backend">How the steps after the prompt run (as for <see cref="Step"/>; gradients are always off here).
     /// Plain greedy decoding on the fused path never waits for the GPU; sampling, the penalty and the end-of-sequence check
-    /// run TorchSharp operations on each step's logits, and sampling (which draws on the CPU) and the check wait for the GPU
-    /// every step.</param>
+    /// run TorchSharp operations on each step's logits, and only the end-of-sequence check waits for the GPU, every step.</param>
     /// <returns>(batch, n) int64, n ≤ <paramref name="count"/> (fewer only when every sequence has produced
     /// <see cref="GenerationOptions.EndOfSequenceTokenId"/>): the generated tokens, the prompt not included. Ties in greedy
     /// choices go to the smallest token id.</returns>
