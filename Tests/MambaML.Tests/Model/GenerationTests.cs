@@ -6,7 +6,8 @@ namespace MambaML.Tests.Model;
 /// <summary>
 /// <see cref="MambaLanguageModel.Generate(Tensor, int, GenerationOptions, DecodeBackend)"/> on the CPU: greedy by default,
 /// seeded sampling that keeps to top-k and top-p, sampled frequencies against the distribution computed here with plain
-/// loops, CTRL's repetition penalty and end-of-sequence stopping, each against the teacher-forced forward pass.
+/// loops, CTRL's repetition penalty and end-of-sequence stopping, each against the teacher-forced forward pass; and the
+/// stateful Forward that generation's prompt pass rests on.
 /// </summary>
 [TestClass]
 public class GenerationTests
@@ -225,6 +226,32 @@ public class GenerationTests
 
         var single = model.Generate(prompt.narrow(0, 0, 1), 12, options with { EndOfSequenceTokenId = eos });
         CollectionAssert.AreEqual(new[] { 1L, stop + 1L }, single.shape, "one row stops right after its end-of-sequence token");
+    }
+
+    /// <summary>The language model's Forward with a state: a prompt read in two chunks gives the one-pass logits, the state
+    /// after it continues with Step as after the whole prompt, and lastTokens keeps the last positions' logits only.</summary>
+    [TestMethod]
+    public void ForwardWithState_ReadsAPromptInChunks_AndContinuesWithStep()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var model = Model(8, embeddingScale: 1);
+        var tokens = Prompt(3, 12, 8);
+        var whole = model.Forward(tokens);
+        var (first, afterFirst) = model.Forward(tokens.narrow(1, 0, 7), state: null, returnState: true);
+        var (second, afterSecond) = model.Forward(tokens.narrow(1, 7, 5), afterFirst, returnState: true);
+        TensorAssert.MaxRelative(cat(new[] { first, second }, 1), whole, 1e-5, "two chunks against one pass");
+
+        var next = tensor(new long[] { 2, 5, 11 });
+        var (stepLogits, _) = model.Step(next, afterSecond!, DecodeBackend.Reference);
+        var expected = model.Forward(cat(new[] { tokens, next.unsqueeze(1) }, 1)).select(1, 12);
+        TensorAssert.MaxRelative(stepLogits, expected, 1e-5, "Step after the chunked prompt");
+
+        var (last, noState) = model.Forward(tokens, state: null, lastTokens: 2);
+        Assert.IsNull(noState);
+        CollectionAssert.AreEqual(new[] { 3L, 2L, (long)Vocabulary }, last.shape);
+        TensorAssert.MaxRelative(last, whole.narrow(1, 10, 2), 1e-6, "lastTokens");
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.Forward(tokens, null, lastTokens: -1));
     }
 
     [TestMethod]

@@ -34,12 +34,29 @@ public sealed class MambaLanguageModel : nn.Module
     }
 
     /// <summary>Logits for every position: tokens (batch, L) int64 → (batch, L, vocabulary).</summary>
-    public Tensor Forward(Tensor tokens, Tensor? lengths = null)
+    public Tensor Forward(Tensor tokens, Tensor? lengths = null) => Forward(tokens, state: null, lengths).Logits;
+
+    /// <summary>
+    /// Logits for every position, continuing from <paramref name="state"/> and, when asked, the state after each sequence's
+    /// last real token: a long prompt can be read in chunks, or a stream token block by token block, and then continued with
+    /// <see cref="Step"/> (as mamba_ssm's <c>inference_params</c> carry the cache between calls).
+    /// </summary>
+    /// <param name="tokens">(batch, L) int64 on the model's device.</param>
+    /// <param name="state">The state to continue from (one returned by an earlier call or a step), or null to start afresh;
+    /// it is not changed.</param>
+    /// <param name="lengths">Optional int64 (batch) lengths of right-padded sequences; logits at padded steps are zero.</param>
+    /// <param name="returnState">Also return the state after each sequence's last real token.</param>
+    /// <param name="lastTokens">Logits of only the last this many positions of the (padded) length (mamba_ssm's
+    /// <c>num_last_tokens</c>), all when 0: a chunked prompt needs only the last one, and the full (batch, L, vocabulary) logits
+    /// of a long chunk are large.</param>
+    public (Tensor Logits, MambaState? State) Forward(Tensor tokens, MambaState? state, Tensor? lengths = null, bool returnState = false, int lastTokens = 0)
     {
         RequireTokenIds(tokens, nameof(tokens));
+        if (lastTokens < 0) throw new ArgumentOutOfRangeException(nameof(lastTokens), lastTokens, "lastTokens must be >= 0 (0: every position).");
         using var scope = NewDisposeScope();
-        var (hidden, _) = backbone.Forward(embedding.forward(tokens), lengths: lengths);
-        return nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope();
+        var (hidden, next) = backbone.Forward(embedding.forward(tokens), state, lengths, returnState);
+        if (lastTokens > 0 && lastTokens < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - lastTokens, lastTokens);
+        return (nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope(), next?.MoveToOuterDisposeScope());
     }
 
     /// <summary>One recurrent step: tokens (batch) int64 → logits (batch, vocabulary) and the next state.</summary>
@@ -89,13 +106,12 @@ public sealed class MambaLanguageModel : nn.Module
         if (prompt.dtype != ScalarType.Int64 || prompt.dim() != 2 || prompt.shape[1] < 1)
             throw new ArgumentException("prompt must be a (batch, L >= 1) int64 tensor.", nameof(prompt));
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "count must be >= 1.");
-        RequireTokenIds(prompt, nameof(prompt));
         options.Validate(VocabularySize);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         using var sampler = new TokenSampler(options, prompt, VocabularySize);
-        var (hidden, state) = backbone.Forward(embedding.forward(prompt), returnState: true);
-        var token = sampler.Choose(nn.functional.linear(hidden.select(1, -1), embedding.weight!)).contiguous();
+        var (promptLogits, state) = Forward(prompt, state: null, returnState: true, lastTokens: 1);
+        var token = sampler.Choose(promptLogits.select(1, 0)).contiguous();
         var generated = empty(new[] { prompt.shape[0], (long)count }, ScalarType.Int64, prompt.device);
         generated.select(1, 0).copy_(token);
         bool fused = UseFused(backend);
