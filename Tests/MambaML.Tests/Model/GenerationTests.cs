@@ -168,6 +168,37 @@ public class GenerationTests
         }
     }
 
+    /// <summary>
+    /// Every step draws fresh noise, across the 64-step chunks it is drawn in: with uniform logits (zero embeddings), 2 rows ×
+    /// 200 steps spread over the vocabulary and a token follows itself about 1/V of the time (reused noise picks one token
+    /// for good); and a shorter generation is the start of a longer one with the same seed.
+    /// </summary>
+    [TestMethod]
+    public void Sampling_DrawsFreshNoiseEveryStep_AcrossChunks()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var model = Model(9, embeddingScale: 0);
+        var prompt = Prompt(2, 3, 9);
+        var options = new GenerationOptions { TopK = 0, Seed = 4 };
+        var tokens = Tokens(model.Generate(prompt, 200, options));
+        var counts = new int[Vocabulary];
+        int repeats = 0;
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 200; i++)
+            {
+                counts[tokens[b, i]]++;
+                if (i > 0 && tokens[b, i] == tokens[b, i - 1]) repeats++;
+            }
+        double expected = 400.0 / Vocabulary, sd = Math.Sqrt(400 * (1.0 / Vocabulary) * (1 - 1.0 / Vocabulary));
+        Assert.IsTrue(counts.All(c => Math.Abs(c - expected) < 5 * sd), $"token counts {string.Join(" ", counts)} (uniform: {expected:F1} each)");
+        Assert.IsTrue(repeats < 398.0 / Vocabulary * 2.5, $"{repeats} of 398 steps repeat the previous token (uniform: {398.0 / Vocabulary:F1})");
+        var shorter = Tokens(model.Generate(prompt, 100, options));
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 100; i++)
+                Assert.AreEqual(tokens[b, i], shorter[b, i], $"row {b}, step {i}: a shorter generation is not the start of the longer one");
+    }
+
     /// <summary>Greedy decoding with CTRL's penalty: each choice is the argmax of the teacher-forced logits after dividing
     /// (positive) or multiplying (negative) those of every token already in the prompt or output, computed here.</summary>
     [TestMethod]
@@ -252,6 +283,8 @@ public class GenerationTests
         CollectionAssert.AreEqual(new[] { 3L, 2L, (long)Vocabulary }, last.shape);
         TensorAssert.MaxRelative(last, whole.narrow(1, 10, 2), 1e-6, "lastTokens");
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.Forward(tokens, null, lastTokens: -1));
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => model.Forward(tokens, null, tensor(new long[] { 12, 5, 9 }), lastTokens: 1)).Message,
+            "with lengths, pass lastTokens = 0");
     }
 
     [TestMethod]
@@ -272,5 +305,9 @@ public class GenerationTests
             StringAssert.Contains(e.Message, "GenerationOptions." + name);
         }
         Assert.ThrowsExactly<ArgumentNullException>(() => model.Generate(prompt, 3, (GenerationOptions)null!));
+        // A token id outside the vocabulary is named before the repetition penalty marks the prompt's tokens as seen.
+        var bad = tensor(new long[] { 3, Vocabulary }).view(1, 2);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => model.Generate(bad, 3, new GenerationOptions { RepetitionPenalty = 2 })).Message,
+            $"outside [0, {Vocabulary})");
     }
 }

@@ -66,8 +66,9 @@ public sealed record GenerationOptions
 /// </summary>
 /// <remarks>
 /// Samples by the exponential race: with E ~ Exp(1) per token, argmax p / E is token i with probability p_i. The noise comes
-/// from a seeded CPU generator (TorchSharp 0.107 makes only CPU generators) a chunk of steps at a time, so on CUDA a step
-/// copies nothing back and the host never waits for the GPU to choose a token.
+/// from a seeded CPU generator (TorchSharp 0.107 makes only CPU generators) a chunk of up to 64 steps at a time, so on CUDA a
+/// step copies nothing back: the host waits for the GPU only when a chunk is copied over (once per chunk). Drawing is a
+/// serial loop in libtorch: about 0.8 ms per step for a 50,280-token vocabulary (top-p or all tokens), far less for top-k.
 /// </remarks>
 internal sealed class TokenSampler : IDisposable
 {
@@ -77,15 +78,20 @@ internal sealed class TokenSampler : IDisposable
     private readonly GenerationOptions _options;
     private readonly Generator? _generator;
     private Tensor? _noise;   // (steps, batch, candidates) Exp(1) on the device; _noiseStep is the next unused step
-    private int _noiseStep;
+    private int _noiseStep, _stepsLeft;
     private readonly Tensor? _seen;       // (batch, vocabulary) bool: tokens in the prompt or chosen so far
     private readonly Tensor? _finished;   // (batch) bool: sequences that have produced the end-of-sequence token
 
-    public TokenSampler(GenerationOptions options, Tensor prompt, long vocabularySize)
+    /// <param name="options">How to choose.</param>
+    /// <param name="prompt">The (batch, L) prompt, its token ids already checked against the vocabulary.</param>
+    /// <param name="vocabularySize">Tokens in the vocabulary.</param>
+    /// <param name="steps">Tokens to be chosen at most: the noise is drawn for no more steps than that.</param>
+    public TokenSampler(GenerationOptions options, Tensor prompt, long vocabularySize, int steps)
     {
         _options = options;
+        _stepsLeft = steps;
         if (options.Samples)
-            _generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()));   // a CPU generator: see Sample
+            _generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()));   // a CPU generator (see the remarks)
         if (options.RepetitionPenalty != 1)
         {
             _seen = zeros(new[] { prompt.shape[0], vocabularySize }, ScalarType.Bool, prompt.device);
@@ -144,11 +150,12 @@ internal sealed class TokenSampler : IDisposable
         if (_noise is null || _noiseStep == _noise.shape[0] || _noise.shape[1] != batch || _noise.shape[2] != candidates)
         {
             _noise?.Dispose();
-            long steps = Math.Clamp(NoiseBudget / (batch * candidates), 1, NoiseSteps);
-            using var drawn = empty(new[] { steps, batch, candidates }).exponential_(1, _generator);
+            long steps = Math.Clamp(Math.Min(NoiseBudget / (batch * candidates), _stepsLeft), 1, NoiseSteps);
+            using var drawn = empty(new[] { steps, batch, candidates }, device: CPU).exponential_(1, _generator);
             _noise = drawn.to(device).DetachFromDisposeScope();
             _noiseStep = 0;
         }
+        _stepsLeft--;
         return _noise[_noiseStep++];
     }
 

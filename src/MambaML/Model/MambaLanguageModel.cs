@@ -46,13 +46,16 @@ public sealed class MambaLanguageModel : nn.Module
     /// it is not changed.</param>
     /// <param name="lengths">Optional int64 (batch) lengths of right-padded sequences; logits at padded steps are zero.</param>
     /// <param name="returnState">Also return the state after each sequence's last real token.</param>
-    /// <param name="lastTokens">Logits of only the last this many positions of the (padded) length (mamba_ssm's
-    /// <c>num_last_tokens</c>), all when 0: a chunked prompt needs only the last one, and the full (batch, L, vocabulary) logits
-    /// of a long chunk are large.</param>
+    /// <param name="lastTokens">Logits of only the last this many positions (mamba_ssm's <c>num_last_tokens</c>), all when 0:
+    /// a chunked prompt needs only the last one, and the full (batch, L, vocabulary) logits of a long chunk are large. Not with
+    /// <paramref name="lengths"/>, whose shorter sequences end before the padded length does.</param>
     public (Tensor Logits, MambaState? State) Forward(Tensor tokens, MambaState? state, Tensor? lengths = null, bool returnState = false, int lastTokens = 0)
     {
         RequireTokenIds(tokens, nameof(tokens));
         if (lastTokens < 0) throw new ArgumentOutOfRangeException(nameof(lastTokens), lastTokens, "lastTokens must be >= 0 (0: every position).");
+        if (lastTokens > 0 && lengths is not null)
+            throw new ArgumentException("lastTokens keeps the last positions of the padded length, which are padding for shorter sequences: " +
+                                        "with lengths, pass lastTokens = 0 and read each sequence's logits at its own length − 1.", nameof(lastTokens));
         using var scope = NewDisposeScope();
         var (hidden, next) = backbone.Forward(embedding.forward(tokens), state, lengths, returnState);
         if (lastTokens > 0 && lastTokens < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - lastTokens, lastTokens);
@@ -95,8 +98,9 @@ public sealed class MambaLanguageModel : nn.Module
     /// <param name="count">How many tokens to generate at most (≥ 1).</param>
     /// <param name="options">How tokens are chosen; <see cref="GenerationOptions.Greedy"/> is the other overload.</param>
     /// <param name="backend">How the steps after the prompt run (as for <see cref="Step"/>; gradients are always off here).
-    /// Plain greedy decoding on the fused path never waits for the GPU; sampling, the penalty and the end-of-sequence check
-    /// run TorchSharp operations on each step's logits, and only the end-of-sequence check waits for the GPU, every step.</param>
+    /// Plain greedy decoding on the fused path never waits for the GPU. Sampling, the penalty and the end-of-sequence check run
+    /// TorchSharp operations on each step's logits; the host waits for the GPU every step for the end-of-sequence check (and
+    /// for the reference step, which reads the token ids), and when sampling once per chunk of up to 64 steps' noise.</param>
     /// <returns>(batch, n) int64, n ≤ <paramref name="count"/> (fewer only when every sequence has produced
     /// <see cref="GenerationOptions.EndOfSequenceTokenId"/>): the generated tokens, the prompt not included. Ties in greedy
     /// choices go to the smallest token id.</returns>
@@ -109,8 +113,8 @@ public sealed class MambaLanguageModel : nn.Module
         options.Validate(VocabularySize);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        using var sampler = new TokenSampler(options, prompt, VocabularySize);
-        var (promptLogits, state) = Forward(prompt, state: null, returnState: true, lastTokens: 1);
+        var (promptLogits, state) = Forward(prompt, state: null, returnState: true, lastTokens: 1);   // checks the token ids first
+        using var sampler = new TokenSampler(options, prompt, VocabularySize, count);
         var token = sampler.Choose(promptLogits.select(1, 0)).contiguous();
         var generated = empty(new[] { prompt.shape[0], (long)count }, ScalarType.Int64, prompt.device);
         generated.select(1, 0).copy_(token);
