@@ -97,6 +97,58 @@ public sealed class TextClassificationTests
         finally { File.Delete(path); (model as IDisposable)?.Dispose(); }
     }
 
+    public sealed class BinaryReview
+    {
+        public string Text { get; set; } = "";
+        public bool Label { get; set; }
+    }
+
+    public sealed class BinaryPrediction
+    {
+        public bool PredictedLabel { get; set; }
+        public float Probability { get; set; }
+        public float Score { get; set; }
+    }
+
+    private static BinaryReview[] BinaryReviews(int count, int seed) =>
+        Reviews(count, seed).Select(r => new BinaryReview { Text = r.Text, Label = r.Sentiment == "positive" }).ToArray();
+
+    /// <summary>The binary trainer (a Boolean label, as ML.NET's sentiment samples): learns, evaluates with ML.NET's binary
+    /// metrics, saves and loads with the same scores, predicts through a PredictionEngine, and names a key label's trainer.</summary>
+    [TestMethod]
+    public void BinaryTextClassification_LearnsEvaluatesSavesAndLoads()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(BinaryReviews(160, 1));
+        var test = ml.Data.LoadFromEnumerable(BinaryReviews(60, 2));
+        var options = Options(MambaTokenizer.Bytes);
+        var validation = ml.Data.LoadFromEnumerable(BinaryReviews(40, 4));
+        options.ValidationSet = validation;
+        var model = ml.BinaryClassification.Trainers.MambaTextClassification(options).Fit(train);
+        try
+        {
+            var metrics = ml.BinaryClassification.Evaluate(model.Transform(test));
+            Assert.IsTrue(metrics.Accuracy > 0.85 && metrics.AreaUnderRocCurve > 0.9, $"accuracy {metrics.Accuracy:F3}, AUC {metrics.AreaUnderRocCurve:F3}");
+            var scores = model.Transform(test).GetColumn<float>("Probability").ToArray();
+            Synthetic.CheckSavedAndLoaded(ml, model, train.Schema, loaded =>
+            {
+                CollectionAssert.AreEqual(scores, loaded.Transform(test).GetColumn<float>("Probability").ToArray(), "loaded model's probabilities");
+                using var engine = ml.Model.CreatePredictionEngine<BinaryReview, BinaryPrediction>(loaded, new PredictionEngineOptions { OwnsTransformer = false });
+                var good = engine.Predict(new BinaryReview { Text = "the staff was amazing" });
+                Assert.IsTrue(good.PredictedLabel && good.Probability > 0.5f, $"positive review: {good.Probability:F3}");
+                Assert.IsFalse(engine.Predict(new BinaryReview { Text = "awful service" }).PredictedLabel);
+            });
+        }
+        finally { model.Dispose(); }
+
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment").Fit(ml.Data.LoadFromEnumerable(Reviews(20, 1)))
+            .Transform(ml.Data.LoadFromEnumerable(Reviews(20, 1)));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.BinaryClassification.Trainers.MambaTextClassification(options).Fit(keyed));
+        StringAssert.Contains(e.Message, "'Label'");
+        options.ProbabilityColumnName = "Score";
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.BinaryClassification.Trainers.MambaTextClassification(options)).Message, "'Score'");
+    }
+
     [TestMethod]
     public void CompactVocabulary_KeepsTheMostFrequentIds_WithinTheLimit()
     {

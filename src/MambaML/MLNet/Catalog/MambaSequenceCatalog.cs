@@ -87,5 +87,27 @@ public static class MambaSequenceCatalog
     /// <param name="catalog"><c>mlContext.MulticlassClassification.Trainers</c>.</param>
     /// <param name="options">All settings.</param>
     public static MambaTextClassificationEstimator MambaTextClassification(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, MambaTextClassificationOptions options)
-        => new(MLNetInternals.EnvironmentOf(catalog ?? throw new ArgumentNullException(nameof(catalog))), options);
+        => new(MLNetInternals.EnvironmentOf(catalog ?? throw new ArgumentNullException(nameof(catalog))), MambaSequenceTask.MulticlassClassification, options);
+
+    /// <summary>
+    /// Binary text classification (as ML.NET's sentiment samples: a Boolean label): tokenises the text column, remaps the token
+    /// ids seen in training to a compact vocabulary, and trains a Mamba classifier. Outputs Score (the logit), Probability and
+    /// PredictedLabel (Boolean), so <c>mlContext.BinaryClassification.Evaluate</c> works unchanged.
+    /// </summary>
+    /// <param name="catalog"><c>mlContext.BinaryClassification.Trainers</c>.</param>
+    /// <param name="labelColumnName">Boolean label column.</param>
+    /// <param name="textColumnName">Text column.</param>
+    /// <param name="numberOfEpochs">Passes over the training data.</param>
+    public static MambaTextClassificationEstimator MambaTextClassification(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+        string labelColumnName = "Label", string textColumnName = "Text", int numberOfEpochs = 10)
+        => MambaTextClassification(catalog, new MambaTextClassificationOptions
+        {
+            LabelColumnName = labelColumnName, TextColumnName = textColumnName, NumberOfEpochs = numberOfEpochs,
+        });
+
+    /// <summary>Binary text classification configured by <paramref name="options"/> (tokenizer, vocabulary size, model size, training...).</summary>
+    /// <param name="catalog"><c>mlContext.BinaryClassification.Trainers</c>.</param>
+    /// <param name="options">All settings.</param>
+    public static MambaTextClassificationEstimator MambaTextClassification(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, MambaTextClassificationOptions options)
+        => new(MLNetInternals.EnvironmentOf(catalog ?? throw new ArgumentNullException(nameof(catalog))), MambaSequenceTask.BinaryClassification, options);
 }

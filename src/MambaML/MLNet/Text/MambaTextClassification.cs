@@ -4,13 +4,16 @@ using Microsoft.ML.Runtime;
 
 namespace MambaML.MLNet;
 
-/// <summary>Options of <c>mlContext.MulticlassClassification.Trainers.MambaTextClassification</c>.</summary>
+/// <summary>Options of <c>mlContext.MulticlassClassification.Trainers.MambaTextClassification</c> and
+/// <c>mlContext.BinaryClassification.Trainers.MambaTextClassification</c>.</summary>
 public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
 {
     /// <summary>Input text column.</summary>
     public string TextColumnName { get; set; } = "Text";
-    /// <summary>Predicted label output column (a key with the label's key values).</summary>
+    /// <summary>Predicted label output column (a key with the label's key values for multiclass, Boolean for binary).</summary>
     public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+    /// <summary>Probability output column (binary only; multiclass models ignore it).</summary>
+    public string ProbabilityColumnName { get; set; } = "Probability";
     /// <summary>How text is split into tokens.</summary>
     public MambaTokenizer Tokenizer { get; set; } = MambaTokenizer.Cl100kBase;
     /// <summary>Tokens read per text; longer texts are cut (and only their first 16 × MaxTokens characters are tokenised).</summary>
@@ -60,36 +63,56 @@ public sealed class MambaTextClassificationOptions : MambaSequenceOptionsBase
         RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName));
         Check(NgramHeadLearningRate is null or (> 0 and <= float.MaxValue), nameof(NgramHeadLearningRate), NgramHeadLearningRate ?? 0, "> 0 and at most 3.4e38 (or null)");
     }
+
+    /// <summary>The binary trainer's check: its three outputs need three names.</summary>
+    internal void ValidateBinaryOutputs() =>
+        RequireDistinctOutputs((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
+                               (nameof(ProbabilityColumnName), ProbabilityColumnName));
 }
 
 /// <summary>
 /// Trains a Mamba text classifier: the text column is tokenised (<see cref="MambaTextClassificationOptions.Tokenizer"/>), token
-/// ids seen in training are remapped to a compact vocabulary, and a Mamba model with mask-aware pooling classifies the key-typed
-/// label, optionally beside a linear bag-of-n-grams head (<see cref="MambaTextClassificationOptions.NgramHeadLength"/>). The
-/// tokenizer choice and the vocabulary are saved with the model.
+/// ids seen in training are remapped to a compact vocabulary, and a Mamba model with mask-aware pooling classifies the label
+/// (key-typed for multiclass, Boolean for binary), optionally beside a linear bag-of-n-grams head
+/// (<see cref="MambaTextClassificationOptions.NgramHeadLength"/>). The tokenizer choice and the vocabulary are saved with the model.
 /// </summary>
 public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceTransformer>
 {
-    private const string TrainerName = "MambaTextClassification";
     private readonly IHostEnvironment _env;
+    private readonly MambaSequenceTask _task;
     private readonly MambaTextClassificationOptions _options;
 
-    internal MambaTextClassificationEstimator(IHostEnvironment env, MambaTextClassificationOptions options)
+    internal MambaTextClassificationEstimator(IHostEnvironment env, MambaSequenceTask task, MambaTextClassificationOptions options)
     {
+        if (task == MambaSequenceTask.Regression) throw new ArgumentOutOfRangeException(nameof(task), task, "Text classification is binary or multiclass.");
         _env = env ?? throw new ArgumentNullException(nameof(env));
         _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _task = task;
+        ValidateOptions();
     }
+
+    private bool Binary => _task == MambaSequenceTask.BinaryClassification;
+    private string TrainerName => Binary ? "MambaTextClassification(BinaryClassification)" : "MambaTextClassification";
+
+    private void ValidateOptions()
+    {
+        _options.Validate();
+        if (Binary) _options.ValidateBinaryOutputs();
+    }
+
+    private TargetReader CreateLabelReader(DataViewSchema schema) => Binary
+        ? new BooleanLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName))
+        : new KeyLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName));
 
     /// <summary>Builds the vocabulary, trains on <paramref name="input"/> and returns the fitted transformer.</summary>
     public MambaSequenceTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        _options.Validate();   // again: the options object may have changed since this estimator was made
+        ValidateOptions();   // again: the options object may have changed since this estimator was made
         DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var o = _options;
-        var label = new KeyLabelReader(input.Schema, o.LabelColumnName, nameof(o.LabelColumnName));
+        var label = CreateLabelReader(input.Schema);
         var textColumn = ColumnChecks.Find(input.Schema, o.TextColumnName, nameof(o.TextColumnName));
         TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
         LabelStatistics.Compute(input, label, o.CancellationToken).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
@@ -98,17 +121,21 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
             throw new ArgumentException(o.MinTokenCount > 1
                 ? $"{TrainerName}: no token of column '{o.TextColumnName}' occurs MinTokenCount ({o.MinTokenCount}) times, so the vocabulary is empty and every text would read the same. Lower MinTokenCount."
                 : $"{TrainerName}: every training text of column '{o.TextColumnName}' is empty, so there is nothing to learn from.", o.MinTokenCount > 1 ? nameof(o.MinTokenCount) : nameof(o.TextColumnName));
-        var arch = Architecture(vocabulary, label.ClassCount, label.ClassNames()) with { ClassNameType = label.ClassNameType() };
+        var arch = Architecture(vocabulary, label as KeyLabelReader);
         var tokens = new TextTokens(vocabulary);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, tokens), label);
         var valid = ValidationSetReader.Create(o.ValidationSet, schema =>
-            new ExampleReader(SequenceReaders.Create(schema, arch, tokens), new KeyLabelReader(schema, o.LabelColumnName, nameof(o.LabelColumnName)).WithClassesOf(label)));
+            new ExampleReader(SequenceReaders.Create(schema, arch, tokens), CreateLabelReader(schema) switch
+            {
+                KeyLabelReader keys => keys.WithClassesOf((KeyLabelReader)label),
+                var other => other,
+            }));
         double ngramScale = (o.NgramHeadLearningRate ?? o.LearningRate) / o.LearningRate;
         return SequenceFitting.Fit(_env, o, arch, input, train, valid, TrainerName,
             name => name.StartsWith(nameof(SequenceNetwork.ngramHead) + ".", StringComparison.Ordinal) ? ngramScale : 1);
     }
 
-    /// <summary>Checks the text and label columns and declares Score and PredictedLabel.</summary>
+    /// <summary>Checks the text and label columns and declares Score and PredictedLabel (and Probability, binary).</summary>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var text = EstimatorSchema.Find(inputSchema, _options.TextColumnName, nameof(_options.TextColumnName));
@@ -116,16 +143,20 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
             throw new ArgumentOutOfRangeException(nameof(_options.TextColumnName), _options.TextColumnName,
                 $"Column '{_options.TextColumnName}' is {EstimatorSchema.Describe(text)}; text classification needs a scalar text column.");
         var label = EstimatorSchema.Find(inputSchema, _options.LabelColumnName, nameof(_options.LabelColumnName));
-        if (!label.IsKey || label.ItemType.RawType != typeof(uint))
+        bool ok = Binary ? label.ItemType == BooleanDataViewType.Instance : label.IsKey && label.ItemType.RawType == typeof(uint);
+        if (!ok || label.Kind != SchemaShape.Column.VectorKind.Scalar)
             throw new ArgumentOutOfRangeException(nameof(_options.LabelColumnName), _options.LabelColumnName,
-                $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; text classification needs a key of UInt32 (add mlContext.Transforms.Conversion.MapValueToKey before the trainer).");
-        var placeholder = Architecture(new TextVocabulary(), 2, new[] { "", "" }) with { ClassNameType = SequenceOutputs.KeyValueTypeName(label) };
+                $"Label column '{_options.LabelColumnName}' is {EstimatorSchema.Describe(label)}; " + (Binary
+                    ? "binary text classification needs a scalar Boolean (for a key label, use mlContext.MulticlassClassification.Trainers.MambaTextClassification)."
+                    : "text classification needs a key of UInt32 (add mlContext.Transforms.Conversion.MapValueToKey before the trainer)."));
+        var placeholder = Architecture(new TextVocabulary(), null) with { ClassNameType = Binary ? null : SequenceOutputs.KeyValueTypeName(label) };
         return EstimatorSchema.Append(inputSchema, b => { foreach (var column in SequenceOutputs.Create(placeholder)) column.AddTo(b); });
     }
 
-    private SequenceArchitecture Architecture(TextVocabulary vocabulary, int classes, string[] classNames) => new()
+    // The label's classes are null when only the output schema is wanted (two placeholder classes for multiclass).
+    private SequenceArchitecture Architecture(TextVocabulary vocabulary, KeyLabelReader? classes) => new()
     {
-        Task = MambaSequenceTask.MulticlassClassification,
+        Task = _task,
         Input = SequenceInputKind.Tokens,
         Mamba = _options.BuildConfig(),
         Pooling = _options.Pooling,
@@ -136,11 +167,13 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         NgramHeadLength = _options.NgramHeadLength,
         NgramHeadBuckets = _options.NgramHeadBuckets,
         NgramHeadSeparateLoss = _options.NgramHeadSeparateLoss,
-        Outputs = classes,
-        ClassNames = classNames,
+        Outputs = Binary ? 1 : classes?.ClassCount ?? 2,
+        ClassNames = Binary ? null : classes?.ClassNames() ?? new[] { "", "" },
+        ClassNameType = classes?.ClassNameType(),
         FeatureColumnName = _options.TextColumnName,
         ScoreColumnName = _options.ScoreColumnName,
         PredictedLabelColumnName = _options.PredictedLabelColumnName,
+        ProbabilityColumnName = _options.ProbabilityColumnName,
         PredictionBatchSize = _options.PredictionBatchSize,
     };
 }
