@@ -47,10 +47,13 @@ public sealed class MambaBackbone : nn.Module
         for (int i = 0; i < layers.Count; i++)
         {
             var (next, s) = layers[i].ForwardChecked(x, state?.Layers[i], lengths, returnState);
+            ReleaseResidual(x, hidden);
             x = next;
             if (layerStates is not null) layerStates[i] = s!;
         }
-        x = norm_f.forward(x).to(hidden.dtype);
+        var residual = x;
+        x = norm_f.forward(residual).to(hidden.dtype);
+        ReleaseResidual(residual, hidden);
         if (lengths is not null)
             x = x * MambaMixer.LengthMask(lengths, hidden.shape[1], hidden.device).unsqueeze(-1).to(x.dtype);
         MambaState? final = layerStates is null ? null : new MambaState(layerStates).MoveToOuterDisposeScope();
@@ -69,14 +72,28 @@ public sealed class MambaBackbone : nn.Module
         var layerStates = new MambaLayerState[layers.Count];
         var x = Residual(hidden);
         for (int i = 0; i < layers.Count; i++)
-            (x, layerStates[i]) = layers[i].StepChecked(x, state.Layers[i]);
-        x = norm_f.forward(x).to(hidden.dtype);
+        {
+            var (next, s) = layers[i].StepChecked(x, state.Layers[i]);
+            ReleaseResidual(x, hidden);
+            (x, layerStates[i]) = (next, s);
+        }
+        var residual = x;
+        x = norm_f.forward(residual).to(hidden.dtype);
+        ReleaseResidual(residual, hidden);
         return (x.MoveToOuterDisposeScope(), new MambaState(layerStates).MoveToOuterDisposeScope());
     }
 
     // The residual stream: the input itself in float32 and float64 models, the input in float32 in half-precision ones.
     private static Tensor Residual(Tensor hidden) =>
         hidden.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? hidden.to(ScalarType.Float32) : hidden;
+
+    // Frees a block's residual once the next block has read it (never the caller's input). Without this the dispose scope
+    // kept every block's output to the end of the pass: 24 blocks of a 768-wide model scoring 1,024 texts of 512 tokens held
+    // 38 GB. Autograd keeps its own reference to what backward needs, so training is unaffected.
+    private static void ReleaseResidual(Tensor residual, Tensor hidden)
+    {
+        if (!ReferenceEquals(residual, hidden)) residual.Dispose();
+    }
 
     /// <summary>A zero recurrent state for <paramref name="batch"/> sequences on this backbone's device.</summary>
     public MambaState ZeroState(long batch) =>
