@@ -117,6 +117,7 @@ public sealed class GpuTests
         {
             Assert.AreEqual(TorchSharp.DeviceType.CUDA, model.OfType<MambaSequenceTransformer>().Single().Device.type);
             Assert.AreEqual(1024, model.OfType<MambaSequenceTransformer>().Single().PredictionBatchSize, "the default batch size on CUDA");
+            Assert.AreEqual(1L << 26, model.OfType<MambaSequenceTransformer>().Single().ActivationBudget, "the default batch's activation budget on CUDA");
             var accuracy = ml.MulticlassClassification.Evaluate(model.Transform(ml.Data.LoadFromEnumerable(test))).MicroAccuracy;
             Assert.IsTrue(accuracy > 0.85, $"CUDA-trained accuracy {accuracy:F3}");
 
@@ -134,6 +135,7 @@ public sealed class GpuTests
             var loaded = cpuContext.Model.Load(path, out _);
             Assert.AreEqual(TorchSharp.DeviceType.CPU, ((TransformerChain<ITransformer>)loaded).OfType<MambaSequenceTransformer>().Single().Device.type);
             Assert.AreEqual(64, ((TransformerChain<ITransformer>)loaded).OfType<MambaSequenceTransformer>().Single().PredictionBatchSize, "the same model's default on the CPU");
+            Assert.AreEqual(long.MaxValue, ((TransformerChain<ITransformer>)loaded).OfType<MambaSequenceTransformer>().Single().ActivationBudget, "no budget on the CPU");
             using var cpuEngine = cpuContext.Model.CreatePredictionEngine<TextClassificationTests.Review, TextClassificationTests.Prediction>(loaded);
             for (int i = 0; i < test.Length; i++)
             {

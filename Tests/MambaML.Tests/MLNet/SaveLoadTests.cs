@@ -224,6 +224,7 @@ public sealed class SaveLoadTests
         try
         {
             Assert.AreEqual(64, classifier.LastTransformer.PredictionBatchSize, "sequence classifier on the CPU, as fitted");
+            Assert.AreEqual(long.MaxValue, classifier.LastTransformer.ActivationBudget, "no activation budget on the CPU");
             ml.Model.Save(classifier, data.Schema, classifierPath);
             Assert.AreEqual(64, Loaded(classifierPath), "sequence classifier on the CPU, loaded");
         }
@@ -232,6 +233,30 @@ public sealed class SaveLoadTests
             classifier.LastTransformer.Dispose();
             File.Delete(classifierPath);
         }
+    }
+
+    /// <summary>Transform's batches: up to the row limit, and no more once the rows hold the activation budget (at least one
+    /// row, however large), read in order without losing a row.</summary>
+    [TestMethod]
+    public void TransformBatches_StopAtTheRowLimitOrTheActivationBudget()
+    {
+        List<int> Sizes(int[] steps, int maxRows, long budget)
+        {
+            var rows = new Queue<SequenceExample>(steps.Select(s => new SequenceExample { Steps = s }));
+            var sizes = new List<int>();
+            var order = new List<int>();
+            while (MambaTransformerBase.ReadBatch(() => rows.TryDequeue(out var e) ? e : null, maxRows, budget, e => e.Steps) is { Count: > 0 } batch)
+            {
+                sizes.Add(batch.Count);
+                order.AddRange(batch.Select(e => e.Steps));
+            }
+            CollectionAssert.AreEqual(steps, order.ToArray(), "rows lost or reordered");
+            return sizes;
+        }
+        CollectionAssert.AreEqual(new[] { 5, 2 }, Sizes(new[] { 4, 4, 4, 4, 4, 4, 4 }, 5, long.MaxValue));
+        CollectionAssert.AreEqual(new[] { 3, 3, 1 }, Sizes(new[] { 4, 4, 4, 4, 4, 4, 4 }, 5, 10), "8 < 10 takes a third row, 12 stops");
+        CollectionAssert.AreEqual(new[] { 1, 3 }, Sizes(new[] { 100, 3, 3, 50 }, 5, 10), "checked before each row: a batch ends at most one row past the budget");
+        Assert.AreEqual(0, Sizes(Array.Empty<int>(), 5, 10).Count);
     }
 
     [TestMethod]

@@ -62,7 +62,11 @@ public sealed class MambaForecastingTransformer : MambaTransformerBase
     public override Device Device => _device;
 
     private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
-    internal override int PredictionBatchSize => ChosenBatchSize(_arch.PredictionBatchSize, onCpu: 256);
+    private protected override int? SavedPredictionBatchSize => _arch.PredictionBatchSize;
+    private protected override int CpuPredictionBatchSize => 256;
+    // Each channel is its own series when channel-independent.
+    internal override long ActivationsPerRow(SequenceExample example) =>
+        (long)Math.Ceiling(_arch.Lookback / (double)_arch.PatchLength) * _arch.Mamba.DInner * (_arch.ChannelIndependent ? _arch.Channels : 1);
 
     private protected override ExampleReader CreateReader(DataViewSchema inputSchema) =>
         new(new NumericSequenceReader(inputSchema, _arch.FeatureColumnName, nameof(MambaForecastingOptions.FeatureColumnName), _arch.Channels, _arch.Lookback),

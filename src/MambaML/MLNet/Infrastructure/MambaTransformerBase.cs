@@ -92,14 +92,47 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     /// <summary>The columns the transformer adds, in order.</summary>
     private protected abstract IReadOnlyList<OutputColumn> OutputColumns { get; }
 
-    /// <summary>Rows per model call in <see cref="Transform"/>.</summary>
-    internal abstract int PredictionBatchSize { get; }
+    /// <summary>
+    /// Rows per model call in <see cref="Transform"/> (<see cref="MambaTrainerOptions.PredictionBatchSize"/>): the size saved
+    /// with the model, else by device: <see cref="CpuPredictionBatchSize"/> on the CPU, on CUDA 1,024 rows (small batches leave
+    /// the GPU waiting on each call), fewer when they would hold more than <see cref="ActivationBudget"/> activations.
+    /// </summary>
+    internal int PredictionBatchSize => SavedPredictionBatchSize ?? (Device.type == DeviceType.CUDA ? 1024 : CpuPredictionBatchSize);
 
     /// <summary>
-    /// The batch size of <see cref="MambaTrainerOptions.PredictionBatchSize"/>: the one saved with the model, else by device
-    /// (<paramref name="onCpu"/> on the CPU, 1,024 rows on CUDA, where small batches leave the GPU waiting on each call).
+    /// Activations a model call may hold (see <see cref="ActivationsPerRow"/>): 2^26 for CUDA's default batch size, about 3 GB
+    /// for the largest model measured (d_model 768, 24 layers: 1,024 texts of 512 tokens had peaked at 47 GB); unbounded when
+    /// the batch size was set, and on the CPU.
     /// </summary>
-    private protected int ChosenBatchSize(int? saved, int onCpu) => saved ?? (Device.type == DeviceType.CUDA ? 1024 : onCpu);
+    internal long ActivationBudget => SavedPredictionBatchSize is null && Device.type == DeviceType.CUDA ? 1L << 26 : long.MaxValue;
+
+    /// <summary>The <see cref="MambaTrainerOptions.PredictionBatchSize"/> saved with the model (null: chosen by device).</summary>
+    private protected abstract int? SavedPredictionBatchSize { get; }
+
+    /// <summary>The default rows per call on the CPU.</summary>
+    private protected abstract int CpuPredictionBatchSize { get; }
+
+    /// <summary>
+    /// Activations one input row makes a call hold at once, estimated as the row's tokens (after patching) times the Mamba
+    /// blocks' inner width: the mixer's intermediates, which dominate its memory, scale with it.
+    /// </summary>
+    internal abstract long ActivationsPerRow(SequenceExample example);
+
+    /// <summary>
+    /// A batch of rows from <paramref name="read"/> (null when no row is left): up to <paramref name="maxRows"/>, and no more
+    /// once the rows hold <paramref name="budget"/> activations by <paramref name="activations"/> (at least one row).
+    /// </summary>
+    internal static List<SequenceExample> ReadBatch(Func<SequenceExample?> read, int maxRows, long budget, Func<SequenceExample, long> activations)
+    {
+        var batch = new List<SequenceExample>(Math.Min(maxRows, TrainingLoop.MaxInitialBatchCapacity));
+        long held = 0;
+        while (batch.Count < maxRows && held < budget && read() is { } example)
+        {
+            batch.Add(example);
+            held += activations(example);
+        }
+        return batch;
+    }
 
     /// <summary>
     /// Runs the network on a batch (gradients off, eval mode) and returns each row's raw output vector. Called from several
@@ -323,8 +356,8 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
             if (_ahead is null) return true;
             if (_pending.Count == 0)
             {
-                var batch = new List<SequenceExample>(Math.Min(_mapper.Parent.PredictionBatchSize, TrainingLoop.MaxInitialBatchCapacity));
-                while (batch.Count < _mapper.Parent.PredictionBatchSize && _ahead.MoveNext()) batch.Add(_readAhead!());
+                var parent = _mapper.Parent;
+                var batch = ReadBatch(() => _ahead.MoveNext() ? _readAhead!() : null, parent.PredictionBatchSize, parent.ActivationBudget, parent.ActivationsPerRow);
                 if (batch.Count == 0)
                     throw new InvalidOperationException("The input IDataView returned fewer rows on a second cursor than on the first; it must be re-readable in the same order.");
                 foreach (var output in _mapper.Parent.PredictScoped(batch)) _pending.Enqueue(output);

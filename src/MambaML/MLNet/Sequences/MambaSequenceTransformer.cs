@@ -44,7 +44,10 @@ public sealed class MambaSequenceTransformer : MambaTransformerBase
     public override Device Device => _device;
 
     private protected override IReadOnlyList<OutputColumn> OutputColumns { get; }
-    internal override int PredictionBatchSize => ChosenBatchSize(_arch.PredictionBatchSize, onCpu: 64);
+    private protected override int? SavedPredictionBatchSize => _arch.PredictionBatchSize;
+    private protected override int CpuPredictionBatchSize => 64;
+    internal override long ActivationsPerRow(SequenceExample example) =>
+        (long)Math.Ceiling(Math.Max(1, example.Steps) / (double)_arch.PatchLength) * _arch.Mamba.DInner;
 
     private protected override ExampleReader CreateReader(DataViewSchema inputSchema) => new(SequenceReaders.Create(inputSchema, _arch, _text));
 
