@@ -235,8 +235,8 @@ public sealed class SaveLoadTests
         }
     }
 
-    /// <summary>Transform's batches: up to the row limit, and no more once the rows hold the activation budget (at least one
-    /// row, however large), read in order without losing a row.</summary>
+    /// <summary>Transform's batches: up to the row limit, and, padded to their longest row, within the activation budget (at
+    /// least one row, however large), read in order without losing a row.</summary>
     [TestMethod]
     public void TransformBatches_StopAtTheRowLimitOrTheActivationBudget()
     {
@@ -245,17 +245,21 @@ public sealed class SaveLoadTests
             var rows = new Queue<SequenceExample>(steps.Select(s => new SequenceExample { Steps = s }));
             var sizes = new List<int>();
             var order = new List<int>();
-            while (MambaTransformerBase.ReadBatch(() => rows.TryDequeue(out var e) ? e : null, maxRows, budget, e => e.Steps) is { Count: > 0 } batch)
+            SequenceExample? carried = null;
+            while (MambaTransformerBase.ReadBatch(() => rows.TryDequeue(out var e) ? e : null, ref carried, maxRows, budget, e => e.Steps) is { Count: > 0 } batch)
             {
                 sizes.Add(batch.Count);
                 order.AddRange(batch.Select(e => e.Steps));
+                Assert.IsTrue(batch.Count == 1 || batch.Count * batch.Max(e => e.Steps) <= budget, $"a padded batch of {batch.Count} over the budget");
             }
+            Assert.IsNull(carried, "a row left behind");
             CollectionAssert.AreEqual(steps, order.ToArray(), "rows lost or reordered");
             return sizes;
         }
         CollectionAssert.AreEqual(new[] { 5, 2 }, Sizes(new[] { 4, 4, 4, 4, 4, 4, 4 }, 5, long.MaxValue));
-        CollectionAssert.AreEqual(new[] { 3, 3, 1 }, Sizes(new[] { 4, 4, 4, 4, 4, 4, 4 }, 5, 10), "8 < 10 takes a third row, 12 stops");
-        CollectionAssert.AreEqual(new[] { 1, 3 }, Sizes(new[] { 100, 3, 3, 50 }, 5, 10), "checked before each row: a batch ends at most one row past the budget");
+        CollectionAssert.AreEqual(new[] { 2, 2, 2, 1 }, Sizes(new[] { 4, 4, 4, 4, 4, 4, 4 }, 5, 10), "2 × 4 fits 10, 3 × 4 does not");
+        CollectionAssert.AreEqual(new[] { 1, 2, 1 }, Sizes(new[] { 100, 3, 3, 50 }, 5, 10), "a row over the budget alone");
+        CollectionAssert.AreEqual(new[] { 5, 1 }, Sizes(new[] { 1, 1, 1, 1, 1, 8 }, 100, 10), "a long row after short ones would pad them all: it waits");
         Assert.AreEqual(0, Sizes(Array.Empty<int>(), 5, 10).Count);
     }
 

@@ -85,8 +85,8 @@ public abstract class MambaTrainerOptions
     /// runs on when it predicts: on the CPU 256 for the forecaster and 64 for sequence and text models, whose longer token
     /// sequences ran up to twice as fast in smaller batches; on CUDA 1,024, where a call's fixed cost dominates and 1,024
     /// rows ran 3.3–8.9 times as fast as 64 (BENCHMARKS.md, serving), but fewer for large models on long sequences: a call
-    /// stops taking rows once they hold 2^26 activations (tokens × the blocks' inner width; about 3 GB at d_model 768). A set
-    /// value is used as it is, on either device.
+    /// stops taking rows before they would hold 2^26 activations, padded to the longest row (tokens × the blocks' inner
+    /// width; about 3 GB at d_model 768). A set value is used as it is, on either device.
     /// </summary>
     public int? PredictionBatchSize { get; set; }
     /// <summary>Called after each epoch with its losses, elapsed time and estimated time left (also logged to <c>mlContext.Log</c>).</summary>

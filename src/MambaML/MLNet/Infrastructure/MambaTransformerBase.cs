@@ -100,9 +100,9 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     internal int PredictionBatchSize => SavedPredictionBatchSize ?? (Device.type == DeviceType.CUDA ? 1024 : CpuPredictionBatchSize);
 
     /// <summary>
-    /// Activations a model call may hold (see <see cref="ActivationsPerRow"/>): 2^26 for CUDA's default batch size, about 3 GB
-    /// for the largest model measured (d_model 768, 24 layers: 1,024 texts of 512 tokens had peaked at 47 GB); unbounded when
-    /// the batch size was set, and on the CPU.
+    /// Activations a model call may hold, its rows padded to the longest (see <see cref="ActivationsPerRow"/>): 2^26 for
+    /// CUDA's default batch size, about 3 GB for the largest model measured (d_model 768, 24 layers: 1,024 texts of 512 tokens
+    /// had peaked at 47 GB); unbounded when the batch size was set, and on the CPU.
     /// </summary>
     internal long ActivationBudget => SavedPredictionBatchSize is null && Device.type == DeviceType.CUDA ? 1L << 26 : long.MaxValue;
 
@@ -119,17 +119,29 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
     internal abstract long ActivationsPerRow(SequenceExample example);
 
     /// <summary>
-    /// A batch of rows from <paramref name="read"/> (null when no row is left): up to <paramref name="maxRows"/>, and no more
-    /// once the rows hold <paramref name="budget"/> activations by <paramref name="activations"/> (at least one row).
+    /// A batch of rows: <paramref name="carried"/> first if set, then rows from <paramref name="read"/> (null when no row is
+    /// left), up to <paramref name="maxRows"/>, and only while the batch, padded to its longest row, holds at most
+    /// <paramref name="budget"/> activations by <paramref name="activations"/> (always at least one row). A row that would
+    /// pass the budget is left in <paramref name="carried"/> for the next batch, so no row is lost or reordered.
     /// </summary>
-    internal static List<SequenceExample> ReadBatch(Func<SequenceExample?> read, int maxRows, long budget, Func<SequenceExample, long> activations)
+    internal static List<SequenceExample> ReadBatch(Func<SequenceExample?> read, ref SequenceExample? carried, int maxRows, long budget,
+                                                    Func<SequenceExample, long> activations)
     {
         var batch = new List<SequenceExample>(Math.Min(maxRows, TrainingLoop.MaxInitialBatchCapacity));
-        long held = 0;
-        while (batch.Count < maxRows && held < budget && read() is { } example)
+        long longest = 0;
+        while (batch.Count < maxRows)
         {
+            var example = carried ?? read();
+            carried = null;
+            if (example is null) break;
+            long padded = Math.Max(longest, activations(example));
+            if (batch.Count > 0 && (batch.Count + 1) * padded > budget)
+            {
+                carried = example;
+                break;
+            }
             batch.Add(example);
-            held += activations(example);
+            longest = padded;
         }
         return batch;
     }
@@ -329,6 +341,7 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
         private readonly DataViewRowCursor? _ahead;
         private readonly Func<SequenceExample>? _readAhead;
         private readonly Queue<float[]> _pending = new();
+        private SequenceExample? _carried;   // read ahead but left out of the last batch by the activation budget
         private float[] _current = Array.Empty<float>();
 
         public BatchedCursor(BoundMapper mapper, IDataView input, HashSet<int> active)
@@ -357,7 +370,8 @@ public abstract class MambaTransformerBase : ITransformer, IDisposable
             if (_pending.Count == 0)
             {
                 var parent = _mapper.Parent;
-                var batch = ReadBatch(() => _ahead.MoveNext() ? _readAhead!() : null, parent.PredictionBatchSize, parent.ActivationBudget, parent.ActivationsPerRow);
+                var batch = ReadBatch(() => _ahead.MoveNext() ? _readAhead!() : null, ref _carried, parent.PredictionBatchSize, parent.ActivationBudget,
+                                      parent.ActivationsPerRow);
                 if (batch.Count == 0)
                     throw new InvalidOperationException("The input IDataView returned fewer rows on a second cursor than on the first; it must be re-readable in the same order.");
                 foreach (var output in _mapper.Parent.PredictScoped(batch)) _pending.Enqueue(output);

@@ -87,7 +87,8 @@ internal sealed class BooleanLabelReader : TargetReader
         if (Column.Type is not BooleanDataViewType)
             throw new ArgumentOutOfRangeException(option, name,
                 $"Label column '{name}' ({option}) has type {Column.Type}; binary classification needs a Boolean label. " +
-                "Convert it (e.g. mlContext.Transforms.Conversion.ConvertType or a CustomMapping), or use multiclass classification with MapValueToKey.");
+                "Convert it (e.g. mlContext.Transforms.Conversion.ConvertType or a CustomMapping), or use the multiclass trainer of the same name " +
+                "(mlContext.MulticlassClassification.Trainers) with MapValueToKey.");
     }
 
     public override Action<SequenceExample> Bind(DataViewRow row)
