@@ -3,6 +3,27 @@ using Microsoft.ML.Data;
 
 namespace MambaML.MLNet;
 
+/// <summary>The label readers of the sequence and text trainers, by task.</summary>
+internal static class LabelReaders
+{
+    /// <summary>The reader of <paramref name="schema"/>'s label column <paramref name="name"/> (option <paramref name="option"/>):
+    /// a key for multiclass, a Boolean for binary classification, a Single for regression.</summary>
+    public static TargetReader For(MambaSequenceTask task, DataViewSchema schema, string name, string option) => task switch
+    {
+        MambaSequenceTask.MulticlassClassification => new KeyLabelReader(schema, name, option),
+        MambaSequenceTask.BinaryClassification => new BooleanLabelReader(schema, name, option),
+        _ => new SingleLabelReader(schema, name, option),
+    };
+
+    /// <summary>As <see cref="For"/>, for a validation set whose keyed classes must be the training label's
+    /// (<see cref="KeyLabelReader.WithClassesOf"/>).</summary>
+    public static TargetReader ForValidation(MambaSequenceTask task, DataViewSchema schema, string name, string option, TargetReader training)
+    {
+        var reader = For(task, schema, name, option);
+        return reader is KeyLabelReader keys ? keys.WithClassesOf((KeyLabelReader)training) : reader;
+    }
+}
+
 /// <summary>Multiclass label: a key column (as ML.NET's multiclass trainers); the example's target is the class index.</summary>
 internal sealed class KeyLabelReader : TargetReader
 {

@@ -39,7 +39,7 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         ValidateOptions();   // again: the options object may have changed since this estimator was made
         DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
-        var label = CreateLabelReader(input.Schema);
+        var label = LabelReaders.For(_task, input.Schema, _options.LabelColumnName, nameof(_options.LabelColumnName));
         var statistics = LabelStatistics.Compute(input, label, _options.CancellationToken);
         statistics.CheckTrainable(TrainerName, _options.LabelColumnName, _task != MambaSequenceTask.Regression);
         var arch = Architecture(label, statistics);
@@ -48,11 +48,8 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         arch = arch with { ChannelScales = scales, ChannelOffsets = offsets };
         if (arch.ConvolutionFeatureCount > 0) arch = arch with { ConvolutionReferenceLength = train.ReadAll(input, _options.CancellationToken).Max(e => e.Steps) };
         var valid = ValidationSetReader.Create(_options.ValidationSet, schema =>
-            new ExampleReader(SequenceReaders.Create(schema, arch, null), CreateLabelReader(schema) switch
-            {
-                KeyLabelReader keys => keys.WithClassesOf((KeyLabelReader)label),
-                var other => other,
-            }));
+            new ExampleReader(SequenceReaders.Create(schema, arch, null),
+                LabelReaders.ForValidation(_task, schema, _options.LabelColumnName, nameof(_options.LabelColumnName), label)));
         return SequenceFitting.Fit(_env, _options, arch, input, train, valid, TrainerName);
     }
 
@@ -79,12 +76,6 @@ public sealed class MambaSequenceEstimator : IEstimator<MambaSequenceTransformer
         return EstimatorSchema.Append(inputSchema, b => { foreach (var column in SequenceOutputs.Create(placeholder)) column.AddTo(b); });
     }
 
-    private TargetReader CreateLabelReader(DataViewSchema schema) => _task switch
-    {
-        MambaSequenceTask.MulticlassClassification => new KeyLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName)),
-        MambaSequenceTask.BinaryClassification => new BooleanLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName)),
-        _ => new SingleLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName)),
-    };
 
     // label and statistics are null when only the output schema is wanted.
     private SequenceArchitecture Architecture(TargetReader? label, LabelStatistics? statistics)

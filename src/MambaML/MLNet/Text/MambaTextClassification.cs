@@ -100,10 +100,6 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         if (Binary) _options.ValidateBinaryOutputs();
     }
 
-    private TargetReader CreateLabelReader(DataViewSchema schema) => Binary
-        ? new BooleanLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName))
-        : new KeyLabelReader(schema, _options.LabelColumnName, nameof(_options.LabelColumnName));
-
     /// <summary>Builds the vocabulary, trains on <paramref name="input"/> and returns the fitted transformer.</summary>
     public MambaSequenceTransformer Fit(IDataView input)
     {
@@ -112,7 +108,7 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         DefaultDtype.RequireFloat32(TrainerName);
         MambaRegistration.Register(_env);
         var o = _options;
-        var label = CreateLabelReader(input.Schema);
+        var label = LabelReaders.For(_task, input.Schema, o.LabelColumnName, nameof(o.LabelColumnName));
         var textColumn = ColumnChecks.Find(input.Schema, o.TextColumnName, nameof(o.TextColumnName));
         TextSequenceReader.RequireText(textColumn, nameof(o.TextColumnName));
         LabelStatistics.Compute(input, label, o.CancellationToken).CheckTrainable(TrainerName, o.LabelColumnName, classification: true);
@@ -125,11 +121,8 @@ public sealed class MambaTextClassificationEstimator : IEstimator<MambaSequenceT
         var tokens = new TextTokens(vocabulary);
         var train = new ExampleReader(SequenceReaders.Create(input.Schema, arch, tokens), label);
         var valid = ValidationSetReader.Create(o.ValidationSet, schema =>
-            new ExampleReader(SequenceReaders.Create(schema, arch, tokens), CreateLabelReader(schema) switch
-            {
-                KeyLabelReader keys => keys.WithClassesOf((KeyLabelReader)label),
-                var other => other,
-            }));
+            new ExampleReader(SequenceReaders.Create(schema, arch, tokens),
+                LabelReaders.ForValidation(_task, schema, o.LabelColumnName, nameof(o.LabelColumnName), label)));
         double ngramScale = (o.NgramHeadLearningRate ?? o.LearningRate) / o.LearningRate;
         return SequenceFitting.Fit(_env, o, arch, input, train, valid, TrainerName,
             name => name.StartsWith(nameof(SequenceNetwork.ngramHead) + ".", StringComparison.Ordinal) ? ngramScale : 1);
