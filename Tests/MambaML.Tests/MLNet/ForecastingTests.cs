@@ -340,4 +340,46 @@ public sealed class ForecastingTests
         var label = Synthetic.ReadVectors(scored, "Label");
         return forecast.Zip(label).Average(p => p.First.Zip(p.Second).Average(e => (e.First - e.Second) * (e.First - e.Second)));
     }
+
+    public sealed class StoreDay
+    {
+        public string Store { get; set; } = "";
+        public DateTime Day { get; set; }
+        public float Units { get; set; }
+    }
+
+    [TestMethod]
+    public void Panel_OneGlobalModel_ForecastsEverySeriesInItsOwnUnits()
+    {
+        // Six stores over a year, rows sorted by day (interleaved): a weekly pattern whose level, amplitude and phase differ per
+        // store by up to 100x, plus noise. One model trained on all stores must forecast each at under a tenth of the squared error of repeating its
+        // last value, measured per store in that store's units.
+        var random = new Random(3);
+        var rows = new List<StoreDay>();
+        var levels = new[] { 5f, 20f, 80f, 150f, 300f, 500f };
+        for (int day = 0; day < 365; day++)
+            for (int s = 0; s < levels.Length; s++)
+            {
+                double weekly = Math.Sin(2 * Math.PI * (day + s) / 7) + (day % 7 == (s % 7) ? 1.5 : 0);
+                rows.Add(new StoreDay { Store = $"S{s}", Day = new DateTime(2025, 1, 1).AddDays(day), Units = (float)(levels[s] * (1 + 0.3 * weekly + 0.03 * random.NextDouble())) });
+            }
+        var ml = new MLContext(seed: 1);
+        var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "Units" }, lookback: 28, horizon: 7, timestampColumn: "Day", seriesKeyColumn: "Store");
+        var options = Synthetic.ForecastOptions(lookback: 28, horizon: 7, epochs: 6);
+        options.ValidationSet = windows.GetWindows(250, 300);
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows.GetWindows(0, 250));
+
+        var points = windows.ToTimeSeries(model.Transform(windows.GetWindows(300)));
+        var table = rows.GroupBy(r => r.Store).ToDictionary(g => g.Key, g => g.Select(r => r.Units).ToArray());
+        foreach (var store in points.GroupBy(p => p.SeriesKey!))
+        {
+            var series = table[store.Key];
+            Assert.AreEqual(65 - 7 + 1, store.Count(p => p.Step == 1), $"{store.Key}: one window per start in rows [300 - 28, 365)");
+            double model2 = store.Average(p => Math.Pow(p.Forecast - p.Actual!.Value, 2));
+            double repeat2 = store.Average(p => Math.Pow(series[p.WindowStart + 27] - p.Actual!.Value, 2));
+            Assert.IsTrue(store.All(p => p.Actual == series[p.Row] && p.Timestamp == new DateTime(2025, 1, 1).AddDays(p.Row)), $"{store.Key}: rows and times are the store's own");
+            Assert.IsTrue(model2 < 0.1 * repeat2, $"{store.Key}: model MSE {model2:G4} vs repeat-last {repeat2:G4}");
+        }
+        Assert.AreEqual(6, points.Select(p => p.SeriesKey).Distinct().Count());
+    }
 }

@@ -206,4 +206,154 @@ public sealed class TimeSeriesWindowsTests
         StringAssert.Contains(infinite.Message, "Row 15 of table column 'X' holds");
         Assert.IsTrue(float.IsPositiveInfinity(float.Parse(infinite.Message.Split(" holds ")[1].Split(' ')[0])), infinite.Message);
     }
+
+    public sealed class PanelRow
+    {
+        public string Store { get; set; } = "";
+        public int Region { get; set; }
+        public string Time { get; set; } = "";
+        public float Sales { get; set; }
+        public float Price { get; set; }
+    }
+
+    private sealed record Window(string? Key, long Start, float[] Features, float[]? Label);
+
+    private static List<Window> ReadWindows(IDataView view)
+    {
+        var result = new List<Window>();
+        var key = view.Schema.GetColumnOrNull(TimeSeriesWindows.SeriesKeyColumnName);
+        var label = view.Schema.GetColumnOrNull(TimeSeriesWindows.LabelColumnName);
+        using var cursor = view.GetRowCursor(view.Schema);
+        var getFeatures = cursor.GetGetter<VBuffer<float>>(view.Schema["Features"]);
+        var getStart = cursor.GetGetter<long>(view.Schema["WindowStart"]);
+        var getLabel = label is { } l ? cursor.GetGetter<VBuffer<float>>(l) : null;
+        var getKey = key is { } k ? cursor.GetGetter<ReadOnlyMemory<char>>(k) : null;
+        VBuffer<float> f = default, y = default;
+        long start = 0;
+        ReadOnlyMemory<char> text = default;
+        while (cursor.MoveNext())
+        {
+            getFeatures(ref f);
+            getStart(ref start);
+            getLabel?.Invoke(ref y);
+            getKey?.Invoke(ref text);
+            result.Add(new Window(getKey is null ? null : text.ToString(), start, f.DenseValues().ToArray(), getLabel is null ? null : y.DenseValues().ToArray()));
+        }
+        return result;
+    }
+
+    [TestMethod]
+    public void Panel_WindowsOfEachSeries_AreThoseOfThatSeriesAlone_HoweverTheRowsInterleave()
+    {
+        var ml = new MLContext();
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var random = new Random(seed);
+            int seriesCount = random.Next(1, 6);
+            var series = Enumerable.Range(0, seriesCount).Select(s => Enumerable.Range(0, random.Next(0, 41)).Select(_ => new PanelRow
+            {
+                Store = $"store {s}", Region = 100 - s, Sales = random.Next(-1000, 1000), Price = random.Next(1000),
+            }).ToArray()).ToArray();
+            // A random interleaving that keeps each series' own order (or blocks, one series after another, for odd seeds).
+            var next = new int[seriesCount];
+            var rows = new List<PanelRow>();
+            for (int s = 0; rows.Count < series.Sum(x => x.Length);)
+            {
+                s = seed % 2 == 1 ? (next[s] < series[s].Length ? s : s + 1) : random.Next(seriesCount);
+                if (next[s] < series[s].Length) rows.Add(series[s][next[s]++]);
+            }
+            int lookback = random.Next(1, 6), horizon = random.Next(1, 4), stride = random.Next(1, 4);
+            long first = random.Next(0, 12);
+            long? end = random.Next(2) == 0 ? null : first + random.Next(0, 30);
+            string keyColumn = seed % 3 == 0 ? "Region" : "Store";
+            var targets = new[] { "Sales", "Price" };
+            var panel = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), targets, lookback, horizon, stride, seriesKeyColumn: keyColumn);
+            var view = panel.GetWindows(first, end);
+            Assert.IsNull(view.GetRowCount(), "a panel's window count is unknown before a pass");
+            var windows = ReadWindows(view);
+            var expected = new List<Window>();
+            for (int s = 0; s < seriesCount; s++)
+            {
+                string key = keyColumn == "Region" ? (100 - s).ToString() : $"store {s}";
+                var alone = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(series[s]), targets, lookback, horizon, stride).GetWindows(first, end);
+                var got = windows.Where(w => w.Key == key).ToList();
+                var want = ReadWindows(alone);
+                Assert.AreEqual(want.Count, got.Count, $"seed {seed}, series {key}");
+                for (int i = 0; i < want.Count; i++)
+                {
+                    Assert.AreEqual(want[i].Start, got[i].Start, $"seed {seed}, series {key}, window {i}");
+                    CollectionAssert.AreEqual(want[i].Features, got[i].Features, $"seed {seed}, series {key}, window {i}");
+                    CollectionAssert.AreEqual(want[i].Label, got[i].Label, $"seed {seed}, series {key}, window {i}");
+                }
+                expected.AddRange(want);
+            }
+            Assert.AreEqual(expected.Count, windows.Count, $"seed {seed}: no window from two series");
+            Assert.AreEqual(keyColumn, panel.SeriesKeyColumn);
+        }
+    }
+
+    [TestMethod]
+    public void Panel_LatestWindows_OnePerSeries_ForecastsPlacedOnEachSeriesTimes()
+    {
+        var ml = new MLContext();
+        // Store "b" starts two days later and is recorded daily; store "a" hourly. Rows interleave.
+        var rows = new List<PanelRow>();
+        for (int t = 0; t < 40; t++)
+        {
+            rows.Add(new PanelRow { Store = "a", Time = new DateTime(2024, 5, 1).AddHours(t).ToString("s"), Sales = t });
+            if (t < 30) rows.Add(new PanelRow { Store = "b", Time = new DateTime(2024, 5, 3).AddDays(t).ToString("s"), Sales = 1000 + t });
+        }
+        var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "Sales" }, lookback: 4, horizon: 2, timestampColumn: "Time", seriesKeyColumn: "Store");
+        var latest = ReadWindows(windows.GetLatestWindow());
+        Assert.AreEqual(2, latest.Count);
+        Assert.AreEqual(("a", 36L), (latest[0].Key, latest[0].Start));
+        CollectionAssert.AreEqual(new float[] { 36, 37, 38, 39 }, latest[0].Features);
+        Assert.AreEqual(("b", 26L), (latest[1].Key, latest[1].Start));
+        CollectionAssert.AreEqual(new float[] { 1026, 1027, 1028, 1029 }, latest[1].Features);
+
+        var options = Synthetic.ForecastOptions(lookback: 4, horizon: 2, epochs: 1);
+        options.PatchLength = 2;
+        using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows.GetWindows());
+        var points = windows.ToTimeSeries(model.Transform(windows.GetLatestWindow()));
+        Assert.AreEqual(4, points.Count);
+        Assert.AreEqual(("a", 40L, new DateTime(2024, 5, 1).AddHours(40)), (points[0].SeriesKey, points[0].Row, points[0].Timestamp!.Value));
+        Assert.AreEqual(("a", 41L, new DateTime(2024, 5, 1).AddHours(41)), (points[1].SeriesKey, points[1].Row, points[1].Timestamp!.Value));
+        Assert.AreEqual(("b", 30L, new DateTime(2024, 5, 3).AddDays(30)), (points[2].SeriesKey, points[2].Row, points[2].Timestamp!.Value));
+        var backtest = windows.ToTimeSeries(model.Transform(windows.GetWindows(firstTargetRow: 28)));
+        var lastOfB = backtest.Last(p => p.SeriesKey == "b");
+        Assert.AreEqual((29L, 1029f, new DateTime(2024, 5, 3).AddDays(29)), (lastOfB.Row, lastOfB.Actual!.Value, lastOfB.Timestamp!.Value));
+        Assert.IsTrue(backtest.All(p => p.Actual == (p.SeriesKey == "a" ? p.Row : 1000 + p.Row)), "each actual is its own series' value");
+    }
+
+    [TestMethod]
+    public void Panel_BadKeysShortSeriesAndDisorder_AreNamedBySeries()
+    {
+        var ml = new MLContext();
+        var rows = new List<PanelRow>();
+        for (int t = 0; t < 10; t++) rows.Add(new PanelRow { Store = "north", Region = 1, Time = new DateTime(2024, 1, 1).AddDays(t).ToString("s"), Sales = t });
+        for (int t = 0; t < 3; t++) rows.Add(new PanelRow { Store = "south", Region = 2, Time = new DateTime(2024, 1, 1).AddDays(t).ToString("s"), Sales = t });
+        var table = ml.Data.LoadFromEnumerable(rows);
+        var shortSeries = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            ReadWindows(TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Store").GetLatestWindow()));
+        StringAssert.Contains(shortSeries.Message, "Series 'south' (column 'Store') has 3 rows; a window needs Lookback = 4");
+        Assert.AreEqual(6, ReadWindows(TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Store").GetWindows()).Count,
+                        "a series too short for any window gives none; the others give theirs");
+
+        var floatKey = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Price"));
+        StringAssert.Contains(floatKey.Message, "Series key column 'Price' has type Single; it must be text or an integer type");
+        var keyIsTarget = Assert.ThrowsExactly<ArgumentException>(() => TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Sales"));
+        StringAssert.Contains(keyIsTarget.Message, "name each column once");
+
+        // Times interleave across series, which is fine; within "north" they must rise.
+        rows[5].Time = rows[3].Time;
+        var disorder = Assert.ThrowsExactly<ArgumentException>(() =>
+            TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "Sales" }, 2, 1, timestampColumn: "Time", seriesKeyColumn: "Region"));
+        StringAssert.Contains(disorder.Message, "before the previous row of series '1'");
+
+        rows[5].Time = new DateTime(2024, 1, 1).AddDays(5).ToString("s");
+        rows[11].Sales = float.NaN;
+        var nan = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            ReadWindows(TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "Sales" }, 2, 1, seriesKeyColumn: "Store").GetWindows()));
+        StringAssert.Contains(nan.Message, "Row 1 of series 'south' of table column 'Sales' holds NaN");
+    }
 }

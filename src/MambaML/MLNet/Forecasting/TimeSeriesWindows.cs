@@ -7,30 +7,34 @@ using Microsoft.ML.Data;
 namespace MambaML.MLNet;
 
 /// <summary>One forecast value placed back on the time axis.</summary>
-/// <param name="WindowStart">Row index of the first input step of the window that produced it.</param>
+/// <param name="WindowStart">Row index of the first input step of the window that produced it (with a series key: its index within the series).</param>
 /// <param name="Step">Steps ahead, from 1 to the horizon.</param>
-/// <param name="Row">Row index in the table the value is for (may lie past the table's end).</param>
+/// <param name="Row">Row index the value is for (with a series key: the index within the series); may lie past the end.</param>
 /// <param name="Timestamp">
-/// That row's timestamp; past the end, extrapolated with the last interval: in calendar months when the last two timestamps are
-/// whole months apart (same day and time of the month, or both month ends), otherwise as a fixed duration. Null without a
-/// timestamp column.
+/// That row's timestamp; past the end, extrapolated with the last interval (of that series): in calendar months when the last two
+/// timestamps are whole months apart (same day and time of the month, or both month ends), otherwise as a fixed duration. Null
+/// without a timestamp column.
 /// </param>
 /// <param name="Series">Name of the target column.</param>
 /// <param name="Forecast">The predicted value.</param>
 /// <param name="Actual">The true value, when the predictions carry a label column.</param>
 /// <param name="LowerBound">The lower prediction bound, when the forecaster predicts intervals and its bound columns are passed.</param>
 /// <param name="UpperBound">The upper prediction bound, likewise.</param>
+/// <param name="SeriesKey">The key of the series the value belongs to, when the windows were made with a series key column; else null.</param>
 public sealed record ForecastPoint(long WindowStart, int Step, long Row, DateTime? Timestamp, string Series, float Forecast, float? Actual,
-                                   float? LowerBound = null, float? UpperBound = null);
+                                   float? LowerBound = null, float? UpperBound = null, string? SeriesKey = null);
 
 /// <summary>
 /// Turns a time-ordered table (an <see cref="IDataView"/> or a <see cref="DataFrame"/>) into sliding windows for
 /// <c>ForecastByMamba</c>, and maps forecasts back to rows and timestamps. Windows are produced lazily by a cursor over the
-/// table holding only lookback + horizon rows, so the table is never loaded whole.
+/// table holding only lookback + horizon rows (per series), so the table is never loaded whole.
 /// </summary>
 /// <remarks>
-/// Window columns: <see cref="FeaturesColumnName"/> (lookback × channels past values, time-major), <see cref="LabelColumnName"/>
-/// (horizon × channels following values) and <see cref="WindowStartColumnName"/> (row index of the first past value).
+/// <para>Window columns: <see cref="FeaturesColumnName"/> (lookback × channels past values, time-major), <see cref="LabelColumnName"/>
+/// (horizon × channels following values) and <see cref="WindowStartColumnName"/> (row index of the first past value).</para>
+/// <para>A table of many series (a panel: e.g. sales per store, one row per store and day) names its key column in
+/// <c>seriesKeyColumn</c>. Windows then never cross from one series into another, row indices count within each series, and the
+/// windows carry the key in <see cref="SeriesKeyColumnName"/>, so one model learns from all series at once (a global model).</para>
 /// </remarks>
 public sealed class TimeSeriesWindows
 {
@@ -40,16 +44,22 @@ public sealed class TimeSeriesWindows
     public const string LabelColumnName = "Label";
     /// <summary>Column holding each window's first row index.</summary>
     public const string WindowStartColumnName = "WindowStart";
+    /// <summary>Column holding each window's series key (text), in the window views of a table with a series key column.</summary>
+    public const string SeriesKeyColumnName = "SeriesKey";
 
     private readonly IDataView _table;
     private readonly DataViewSchema.Column[] _targets;
-    private readonly List<DateTime>? _timestamps;
+    private readonly DataViewSchema.Column? _seriesKey;
+    // Each series' timestamps, by key ("" without a series key column).
+    private readonly Dictionary<string, List<DateTime>>? _timestamps;
 
-    private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, int lookback, int horizon, int stride)
+    private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, DataViewSchema.Column? seriesKey,
+                              int lookback, int horizon, int stride)
     {
         _table = table;
         _targets = targets;
-        _timestamps = timestamp is null ? null : ReadTimestamps(table, timestamp.Value);
+        _seriesKey = seriesKey;
+        _timestamps = timestamp is null ? null : ReadTimestamps(table, timestamp.Value, seriesKey);
         Lookback = lookback;
         Horizon = horizon;
         Stride = stride;
@@ -59,24 +69,31 @@ public sealed class TimeSeriesWindows
     public int Lookback { get; }
     /// <summary>Future steps per window.</summary>
     public int Horizon { get; }
-    /// <summary>Rows between the starts of consecutive windows.</summary>
+    /// <summary>Rows between the starts of consecutive windows (of one series).</summary>
     public int Stride { get; }
     /// <summary>Number of target series (channels), in the order of <see cref="TargetColumns"/>.</summary>
     public int Channels => _targets.Length;
     /// <summary>The target columns, one channel each.</summary>
     public IReadOnlyList<string> TargetColumns => _targets.Select(c => c.Name).ToArray();
+    /// <summary>The table's series key column, or null for a table of one series.</summary>
+    public string? SeriesKeyColumn => _seriesKey?.Name;
 
     /// <summary>Windows over a time-ordered <see cref="IDataView"/>.</summary>
-    /// <param name="table">Rows in time order, one per time step.</param>
+    /// <param name="table">Rows in time order, one per time step (with a series key: in time order within each series).</param>
     /// <param name="targetColumns">Numeric columns to forecast (one channel each).</param>
     /// <param name="lookback">Past steps per window.</param>
     /// <param name="horizon">Future steps per window.</param>
     /// <param name="stride">Rows between window starts.</param>
     /// <param name="timestampColumn">Optional DateTime or text column used by <see cref="ToTimeSeries"/>. Its values must rise
-    /// strictly from row to row (rows in time order, no duplicates); this is checked here. Text is read in the invariant culture
-    /// (month first: "10/03/2024" is 3 October; ISO 8601 such as "2024-03-10T06:00:00" is unambiguous); a time with a zone or
-    /// offset is converted to UTC, one without is kept as written, so the result does not depend on the machine's time zone.</param>
-    public static TimeSeriesWindows Create(IDataView table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null)
+    /// strictly from row to row (rows in time order, no duplicates; with a series key, within each series); this is checked here.
+    /// Text is read in the invariant culture (month first: "10/03/2024" is 3 October; ISO 8601 such as "2024-03-10T06:00:00" is
+    /// unambiguous); a time with a zone or offset is converted to UTC, one without is kept as written, so the result does not
+    /// depend on the machine's time zone.</param>
+    /// <param name="seriesKeyColumn">Optional text or integer column naming the series each row belongs to, for a table of many
+    /// series. The series' rows may be in blocks or interleaved; each series is windowed on its own and counts its rows from 0.
+    /// Memory: lookback + horizon rows per series.</param>
+    public static TimeSeriesWindows Create(IDataView table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1,
+                                           string? timestampColumn = null, string? seriesKeyColumn = null)
     {
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(targetColumns);
@@ -97,18 +114,34 @@ public sealed class TimeSeriesWindows
                 throw new ArgumentOutOfRangeException(nameof(timestampColumn), timestampColumn,
                     $"Timestamp column '{timestampColumn}' has type {timestamp.Value.Type}; it must be DateTime or text.");
         }
-        return new TimeSeriesWindows(table, targets, timestamp, lookback, horizon, stride);
+        DataViewSchema.Column? seriesKey = null;
+        if (seriesKeyColumn is not null)
+        {
+            var key = ColumnChecks.Find(table.Schema, seriesKeyColumn, nameof(seriesKeyColumn));
+            if (targets.Any(t => t.Index == key.Index) || timestamp?.Index == key.Index)
+                throw new ArgumentException($"Column '{seriesKeyColumn}' is the series key and also a target or the timestamp column; name each column once.", nameof(seriesKeyColumn));
+            if (!SeriesKeys.IsSupported(key.Type))
+                throw new ArgumentOutOfRangeException(nameof(seriesKeyColumn), seriesKeyColumn,
+                    $"Series key column '{seriesKeyColumn}' has type {key.Type}; it must be text or an integer type" +
+                    (key.Type is KeyDataViewType ? " (map ML.NET keys back with mlContext.Transforms.Conversion.MapKeyToValue)." : "."));
+            seriesKey = key;
+        }
+        return new TimeSeriesWindows(table, targets, timestamp, seriesKey, lookback, horizon, stride);
     }
 
-    /// <summary>Windows over a time-ordered <see cref="DataFrame"/>; see <see cref="Create(IDataView, IEnumerable{string}, int, int, int, string?)"/>.
-    /// Target and timestamp columns must hold no nulls (a DataFrame gives an integer null as 0 and a DateTime null as 0001-01-01).</summary>
-    public static TimeSeriesWindows Create(DataFrame table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1, string? timestampColumn = null)
+    /// <summary>Windows over a time-ordered <see cref="DataFrame"/>; see <see cref="Create(IDataView, IEnumerable{string}, int, int, int, string?, string?)"/>.
+    /// Target, timestamp and series key columns must hold no nulls (a DataFrame gives an integer null as 0 and a DateTime null as 0001-01-01).</summary>
+    public static TimeSeriesWindows Create(DataFrame table, IEnumerable<string> targetColumns, int lookback, int horizon, int stride = 1,
+                                           string? timestampColumn = null, string? seriesKeyColumn = null)
     {
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(targetColumns);
         var names = targetColumns.ToArray();
-        foreach (var name in timestampColumn is null ? names : names.Append(timestampColumn))
+        var checkedColumns = names.Select(n => (Name: (string?)n, Parameter: nameof(targetColumns)))
+            .Append((Name: timestampColumn, Parameter: nameof(timestampColumn))).Append((Name: seriesKeyColumn, Parameter: nameof(seriesKeyColumn)));
+        foreach (var (name, parameter) in checkedColumns)
         {
+            if (name is null) continue;
             int index = table.Columns.IndexOf(name);
             if (index < 0 || table.Columns[index].NullCount == 0) continue;   // a missing column is named by the IDataView checks
             var column = table.Columns[index];
@@ -116,15 +149,16 @@ public sealed class TimeSeriesWindows
             while (column[row] is not null) row++;
             throw new ArgumentException(
                 $"Column '{name}' of the DataFrame has {column.NullCount} null value(s), the first at row {row}. Fill or drop them first " +
-                "(e.g. DataFrame.DropNulls, or column.FillNulls).", name == timestampColumn ? nameof(timestampColumn) : nameof(targetColumns));
+                "(e.g. DataFrame.DropNulls, or column.FillNulls).", parameter);
         }
-        return Create((IDataView)table, names, lookback, horizon, stride, timestampColumn);
+        return Create((IDataView)table, names, lookback, horizon, stride, timestampColumn, seriesKeyColumn);
     }
 
     /// <summary>
     /// Labelled windows (features, label, window start) whose forecast rows lie in [<paramref name="firstTargetRow"/>,
     /// <paramref name="endTargetRow"/>): their inputs may start up to lookback rows earlier, as in the standard train/validation/test
-    /// protocol. Without arguments: every window of the table.
+    /// protocol. Without arguments: every window of the table. With a series key, rows count within each series, so every series is
+    /// split at the same positions.
     /// </summary>
     /// <param name="firstTargetRow">First row a window may forecast.</param>
     /// <param name="endTargetRow">Row after the last one a window may forecast (null: the table's end).</param>
@@ -135,13 +169,16 @@ public sealed class TimeSeriesWindows
         return new WindowView(this, latestOnly: false, firstTargetRow, endTargetRow);
     }
 
-    /// <summary>The newest window (features and window start, no label): the input for forecasting past the table's end.</summary>
+    /// <summary>
+    /// The newest window (features and window start, no label): the input for forecasting past the table's end. With a series key,
+    /// one per series, in the order the series first appear.
+    /// </summary>
     public IDataView GetLatestWindow() => new WindowView(this, latestOnly: true, 0, null);
 
     /// <summary>
     /// Places each forecast of <paramref name="predictions"/> (the transformed output of a window view) on its row and timestamp.
     /// </summary>
-    /// <param name="predictions">Rows with <see cref="WindowStartColumnName"/> and the forecast column.</param>
+    /// <param name="predictions">Rows with <see cref="WindowStartColumnName"/> (and <see cref="SeriesKeyColumnName"/> with a series key) and the forecast column.</param>
     /// <param name="forecastColumnName">The forecaster's output column.</param>
     /// <param name="lowerBoundColumnName">The forecaster's lower prediction-bound column, to fill <see cref="ForecastPoint.LowerBound"/>; null to leave it out.</param>
     /// <param name="upperBoundColumnName">The upper prediction-bound column, likewise.</param>
@@ -150,6 +187,7 @@ public sealed class TimeSeriesWindows
     {
         ArgumentNullException.ThrowIfNull(predictions);
         var start = ColumnChecks.Find(predictions.Schema, WindowStartColumnName, "predictions");
+        var key = _seriesKey is null ? (DataViewSchema.Column?)null : ColumnChecks.Find(predictions.Schema, SeriesKeyColumnName, "predictions");
         // The forecast, then the lower and upper bounds when asked for: each horizon × channels long.
         var parameters = new (string? Column, string Parameter)[]
         {
@@ -158,16 +196,21 @@ public sealed class TimeSeriesWindows
         var vectors = parameters.Select(p => p.Column is null ? (DataViewSchema.Column?)null : ColumnChecks.Find(predictions.Schema, p.Column, p.Parameter)).ToArray();
         var label = predictions.Schema.GetColumnOrNull(LabelColumnName);
         var result = new List<ForecastPoint>();
-        using var cursor = predictions.GetRowCursor(new[] { start, label }.Concat(vectors).OfType<DataViewSchema.Column>());
+        using var cursor = predictions.GetRowCursor(new[] { start, label, key }.Concat(vectors).OfType<DataViewSchema.Column>());
         var getStart = cursor.GetGetter<long>(start);
+        var getKey = key is { } kc ? cursor.GetGetter<ReadOnlyMemory<char>>(kc) : null;
         var getters = vectors.Select(c => c is { } column ? cursor.GetGetter<VBuffer<float>>(column) : null).ToArray();
         var getLabel = label is { } lc ? cursor.GetGetter<VBuffer<float>>(lc) : null;
         long s = 0;
+        ReadOnlyMemory<char> keyText = default;
         VBuffer<float> a = default;
         var buffers = new VBuffer<float>[parameters.Length];
         while (cursor.MoveNext())
         {
             getStart(ref s);
+            getKey?.Invoke(ref keyText);
+            string? series = getKey is null ? null : keyText.ToString();
+            var timestamps = TimestampsOf(series);
             getLabel?.Invoke(ref a);
             var values = new float[]?[parameters.Length];
             for (int k = 0; k < parameters.Length; k++)
@@ -185,19 +228,29 @@ public sealed class TimeSeriesWindows
                 {
                     long row = s + Lookback + step;
                     int at = step * Channels + c;
-                    result.Add(new ForecastPoint(s, step + 1, row, TimestampOf(row), _targets[c].Name, values[0]![at], av?[at], values[1]?[at], values[2]?[at]));
+                    result.Add(new ForecastPoint(s, step + 1, row, timestamps is null ? null : TimestampOf(timestamps, row, series), _targets[c].Name,
+                                                 values[0]![at], av?[at], values[1]?[at], values[2]?[at], series));
                 }
         }
         return result;
     }
 
-    private DateTime? TimestampOf(long row)
+    // The timestamps of the series with key `series` (null: the table's only series), or null without a timestamp column.
+    private List<DateTime>? TimestampsOf(string? series)
     {
         if (_timestamps is null) return null;
-        if (row < _timestamps.Count) return _timestamps[(int)row];
-        if (_timestamps.Count < 2)
-            throw new InvalidOperationException($"Row {row} lies past the table's end and the table has fewer than 2 timestamps to extrapolate from.");
-        return Extrapolate(_timestamps[^2], _timestamps[^1], row - (_timestamps.Count - 1));
+        if (_timestamps.TryGetValue(series ?? "", out var list)) return list;
+        throw new ArgumentException($"The predictions hold series '{series}', which the table of these windows (key column '{_seriesKey?.Name}') does not have. " +
+                                    "Place forecasts with the TimeSeriesWindows that made their windows.", "predictions");
+    }
+
+    private static DateTime TimestampOf(List<DateTime> timestamps, long row, string? series)
+    {
+        if (row < timestamps.Count) return timestamps[(int)row];
+        if (timestamps.Count < 2)
+            throw new InvalidOperationException($"Row {row}{(series is null ? "" : $" of series '{series}'")} lies past the end and the " +
+                                                $"{(series is null ? "table" : "series")} has fewer than 2 timestamps to extrapolate from.");
+        return Extrapolate(timestamps[^2], timestamps[^1], row - (timestamps.Count - 1));
     }
 
     /// <summary>
@@ -219,12 +272,13 @@ public sealed class TimeSeriesWindows
         return last + (last - previous) * steps;
     }
 
-    // Every row's timestamp, checked to rise strictly: ToTimeSeries extrapolates past the end with the last interval, and
-    // windows assume one row per time step in order.
-    private static List<DateTime> ReadTimestamps(IDataView table, DataViewSchema.Column column)
+    // Every row's timestamp, by series, checked to rise strictly within each: ToTimeSeries extrapolates past the end with the last
+    // interval, and windows assume one row per time step in order.
+    private static Dictionary<string, List<DateTime>> ReadTimestamps(IDataView table, DataViewSchema.Column column, DataViewSchema.Column? seriesKey)
     {
-        var list = new List<DateTime>();
-        using var cursor = table.GetRowCursor(new[] { column });
+        var series = new SeriesKeys.Lookup<List<DateTime>>(_ => new List<DateTime>());
+        using var cursor = table.GetRowCursor(seriesKey is { } k ? new[] { column, k } : new[] { column });
+        var getKey = SeriesKeys.Reader(cursor, seriesKey);
         ValueGetter<DateTime> get;
         if (column.Type is DateTimeDataViewType) get = cursor.GetGetter<DateTime>(column);
         else
@@ -241,18 +295,19 @@ public sealed class TimeSeriesWindows
         DateTime current = default;
         while (cursor.MoveNext())
         {
+            var (key, list) = series.Get(getKey());
             get(ref current);
             if (list.Count > 0 && current <= list[^1])
                 throw new ArgumentException(
-                    $"Timestamp column '{column.Name}': row {cursor.Position} ({current:O}) is {(current == list[^1] ? "the same as" : "before")} row " +
-                    $"{cursor.Position - 1} ({list[^1]:O}). The rows must be in time order with one row per time step: sort the table by time " +
-                    "and remove duplicates.", "timestampColumn");
+                    $"Timestamp column '{column.Name}': row {cursor.Position} ({current:O}) is {(current == list[^1] ? "the same as" : "before")} " +
+                    $"{(seriesKey is null ? $"row {cursor.Position - 1}" : $"the previous row of series '{key}'")} ({list[^1]:O}). The rows must be in time order with one row per " +
+                    $"time step{(seriesKey is null ? "" : " within each series")}: sort the table by time and remove duplicates.", "timestampColumn");
             list.Add(current);
         }
-        return list;
+        return series.ToDictionary();
     }
 
-    /// <summary>Windows as an <see cref="IDataView"/>, computed by a cursor with a ring buffer of lookback + horizon rows.</summary>
+    /// <summary>Windows as an <see cref="IDataView"/>, computed by a cursor with a ring buffer of lookback + horizon rows per series.</summary>
     private sealed class WindowView : IDataView
     {
         private readonly TimeSeriesWindows _owner;
@@ -270,6 +325,7 @@ public sealed class TimeSeriesWindows
             builder.AddColumn(FeaturesColumnName, new VectorDataViewType(NumberDataViewType.Single, owner.Lookback * owner.Channels));
             if (!latestOnly) builder.AddColumn(LabelColumnName, new VectorDataViewType(NumberDataViewType.Single, owner.Horizon * owner.Channels));
             builder.AddColumn(WindowStartColumnName, NumberDataViewType.Int64);
+            if (owner._seriesKey is not null) builder.AddColumn(SeriesKeyColumnName, TextDataViewType.Instance);
             Schema = builder.ToSchema();
         }
 
@@ -280,13 +336,14 @@ public sealed class TimeSeriesWindows
 
         public long? GetRowCount()
         {
-            if (_owner._table.GetRowCount() is not { } rows) return null;
+            // With a series key the count depends on every series' length, which only a pass over the table tells.
+            if (_owner._seriesKey is not null || _owner._table.GetRowCount() is not { } rows) return null;
             if (_latestOnly) return rows >= _owner.Lookback ? 1 : 0;
             long lastStart = Math.Min(rows, _endTargetRow ?? long.MaxValue) - Span;
             return lastStart < FirstStart ? 0 : (lastStart - FirstStart) / _owner.Stride + 1;
         }
 
-        /// <summary>Whether a window may start at table row <paramref name="start"/> (given the rows exist).</summary>
+        /// <summary>Whether a window may start at series row <paramref name="start"/> (given the rows exist).</summary>
         public bool Accepts(long start) =>
             start >= FirstStart && (start - FirstStart) % _owner.Stride == 0 &&
             (_endTargetRow is not { } end || start + Span <= end);
@@ -299,6 +356,13 @@ public sealed class TimeSeriesWindows
         public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
             new[] { GetRowCursor(columnsNeeded, rand) };
 
+        /// <summary>One series' last <see cref="Span"/> rows (a ring indexed by row mod span) and how many rows it has had.</summary>
+        private sealed class SeriesRows(int span, int channels)
+        {
+            public readonly float[][] Ring = Enumerable.Range(0, span).Select(_ => new float[channels]).ToArray();
+            public long RowsRead;
+        }
+
         private sealed class WindowCursor : DataViewRowCursor
         {
             private readonly WindowView _view;
@@ -306,10 +370,13 @@ public sealed class TimeSeriesWindows
             private readonly bool _latestOnly;
             private readonly DataViewRowCursor _source;
             private readonly Func<float>[] _read;
-            private readonly float[][] _ring;
-            private long _rowsRead;
+            private readonly Func<ReadOnlySpan<char>> _readKey;
+            private readonly SeriesKeys.Lookup<SeriesRows> _series;
             private long _position = -1;
+            // The current window: its series and first row within it.
+            private (string Key, SeriesRows Rows) _current;
             private long _start;
+            private int _latestEmitted;
             private bool _done;
 
             public WindowCursor(WindowView view, TimeSeriesWindows owner, bool latestOnly)
@@ -317,9 +384,10 @@ public sealed class TimeSeriesWindows
                 _view = view;
                 _owner = owner;
                 _latestOnly = latestOnly;
-                _source = owner._table.GetRowCursor(owner._targets);
+                _source = owner._table.GetRowCursor(owner._seriesKey is { } key ? owner._targets.Append(key) : owner._targets);
                 _read = owner._targets.Select(c => Numeric.Getter<float>(_source, c)).ToArray();
-                _ring = Enumerable.Range(0, view.Span).Select(_ => new float[owner.Channels]).ToArray();
+                _readKey = SeriesKeys.Reader(_source, owner._seriesKey);
+                _series = new SeriesKeys.Lookup<SeriesRows>(_ => new SeriesRows(view.Span, owner.Channels));
             }
 
             public override DataViewSchema Schema => _view.Schema;
@@ -328,27 +396,26 @@ public sealed class TimeSeriesWindows
             public override bool IsColumnActive(DataViewSchema.Column column) => true;
 
             public override ValueGetter<DataViewRowId> GetIdGetter() =>
-                (ref DataViewRowId id) => id = new DataViewRowId((ulong)_start, 0);
+                (ref DataViewRowId id) => id = new DataViewRowId((ulong)_position, 0);
 
             public override bool MoveNext()
             {
                 if (_done) return false;
-                if (_latestOnly)
+                if (_latestOnly) return MoveToLatest();
+                while (ReadRow() is { } series)
                 {
-                    while (ReadRow()) { }
-                    _done = true;
-                    if (_rowsRead < _owner.Lookback)
-                        throw new InvalidOperationException($"The table has {_rowsRead} rows; a window needs Lookback = {_owner.Lookback}.");
-                    _start = _rowsRead - _owner.Lookback;
-                    _position++;
-                    return true;
-                }
-                while (ReadRow())
-                {
-                    if (_rowsRead < _ring.Length) continue;
-                    long start = _rowsRead - _ring.Length;
-                    if (_view.PastEnd(start)) break;
+                    long read = series.Rows.RowsRead;
+                    int span = series.Rows.Ring.Length;
+                    if (read < span) continue;
+                    long start = read - span;
+                    if (_view.PastEnd(start))
+                    {
+                        // One series: no later row can start an accepted window. Several: other series may still have windows.
+                        if (_owner._seriesKey is null) break;
+                        continue;
+                    }
                     if (!_view.Accepts(start)) continue;
+                    _current = series;
                     _start = start;
                     _position++;
                     return true;
@@ -357,30 +424,61 @@ public sealed class TimeSeriesWindows
                 return false;
             }
 
-            private bool ReadRow()
+            // The newest window of each series in turn, once the whole table has been read.
+            private bool MoveToLatest()
             {
-                if (!_source.MoveNext()) return false;
-                var slot = _ring[_rowsRead % _ring.Length];
-                for (int c = 0; c < _read.Length; c++) slot[c] = _read[c]();
-                _rowsRead++;
+                if (_position < 0)
+                {
+                    while (ReadRow() is not null) { }
+                    if (_series.Count == 0)
+                        throw new InvalidOperationException($"The table has 0 rows; a window needs Lookback = {_owner.Lookback}.");
+                    foreach (var (key, rows) in _series.InOrder)
+                        if (rows.RowsRead < _owner.Lookback)
+                            throw new InvalidOperationException(_owner._seriesKey is null
+                                ? $"The table has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}."
+                                : $"Series '{key}' (column '{_owner._seriesKey.Value.Name}') has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}. " +
+                                  "Forecast it with a shorter lookback, or filter out series that are too short.");
+                }
+                if (_latestEmitted == _series.Count)
+                {
+                    _done = true;
+                    return false;
+                }
+                _current = _series.InOrder[_latestEmitted++];
+                _start = _current.Rows.RowsRead - _owner.Lookback;
+                _position++;
                 return true;
             }
 
-            // Values of rows [_start + from, _start + from + count) into a time-major vector. A value that is not finite is
-            // named by its table row and column here: downstream it could only be named by window.
+            // Reads the next table row into its series' ring; null at the table's end.
+            private (string Key, SeriesRows Rows)? ReadRow()
+            {
+                if (!_source.MoveNext()) return null;
+                var series = _series.Get(_readKey());
+                var rows = series.Value;
+                var slot = rows.Ring[rows.RowsRead % rows.Ring.Length];
+                for (int c = 0; c < _read.Length; c++) slot[c] = _read[c]();
+                rows.RowsRead++;
+                return series;
+            }
+
+            // Values of the current series' rows [_start + from, _start + from + count) into a time-major vector. A value that is
+            // not finite is named by its row and column here: downstream it could only be named by window.
             private void Fill(ref VBuffer<float> value, int from, int count)
             {
                 int channels = _owner.Channels;
+                var ring = _current.Rows.Ring;
                 var editor = VBufferEditor.Create(ref value, count * channels);
                 for (int k = 0; k < count; k++)
                 {
                     long row = _start + from + k;
-                    var values = _ring[row % _ring.Length];
+                    var values = ring[row % ring.Length];
                     for (int c = 0; c < channels; c++)
                         if (!float.IsFinite(values[c]))
                             throw new InvalidOperationException(
-                                $"Row {row} of table column '{_owner._targets[c].Name}' holds {values[c]} (a value beyond float's range reads as infinity). " +
-                                "Windows need finite values at evenly spaced steps: impute it (e.g. carry the previous value forward) rather than drop the row.");
+                                $"Row {row}{(_owner._seriesKey is null ? "" : $" of series '{_current.Key}'")} of table column '{_owner._targets[c].Name}' holds " +
+                                $"{values[c]} (a value beyond float's range reads as infinity). Windows need finite values at evenly spaced steps: " +
+                                "impute it (e.g. carry the previous value forward) rather than drop the row.");
                     values.CopyTo(editor.Values.Slice(k * channels, channels));
                 }
                 value = editor.Commit();
@@ -392,6 +490,7 @@ public sealed class TimeSeriesWindows
                 {
                     FeaturesColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, 0, _owner.Lookback)),
                     LabelColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, _owner.Lookback, _owner.Horizon)),
+                    SeriesKeyColumnName => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = _current.Key.AsMemory()),
                     _ => (ValueGetter<long>)((ref long v) => v = _start),
                 };
                 return getter as ValueGetter<TValue>
@@ -404,6 +503,66 @@ public sealed class TimeSeriesWindows
                 base.Dispose(disposing);
             }
         }
+    }
+}
+
+/// <summary>Reads a series key column and keeps one value per series, found by key without allocating per row.</summary>
+internal static class SeriesKeys
+{
+    /// <summary>Whether <paramref name="type"/> can key series: text or an integer type.</summary>
+    public static bool IsSupported(DataViewType type) =>
+        type is TextDataViewType ||
+        type is NumberDataViewType && (type.RawType == typeof(int) || type.RawType == typeof(long) || type.RawType == typeof(short) ||
+                                       type.RawType == typeof(sbyte) || type.RawType == typeof(byte) || type.RawType == typeof(ushort) ||
+                                       type.RawType == typeof(uint));
+
+    /// <summary>The current row's key as text (integers in invariant digits); always empty without a key column.</summary>
+    public static Func<ReadOnlySpan<char>> Reader(DataViewRow row, DataViewSchema.Column? column)
+    {
+        if (column is not { } key) return () => ReadOnlySpan<char>.Empty;
+        if (key.Type is TextDataViewType)
+        {
+            var getText = row.GetGetter<ReadOnlyMemory<char>>(key);
+            ReadOnlyMemory<char> text = default;
+            return () => { getText(ref text); return text.Span; };
+        }
+        var getNumber = Numeric.Getter<long>(row, key);
+        var digits = new char[20];
+        return () =>
+        {
+            getNumber().TryFormat(digits, out int length, provider: CultureInfo.InvariantCulture);
+            return digits.AsSpan(0, length);
+        };
+    }
+
+    /// <summary>One value per key, made on the key's first appearance, in that order.</summary>
+    public sealed class Lookup<T>
+    {
+        private readonly Func<string, T> _create;
+        private readonly Dictionary<string, T> _byKey = new();
+        private readonly Dictionary<string, T>.AlternateLookup<ReadOnlySpan<char>> _bySpan;
+        private readonly List<(string Key, T Value)> _inOrder = new();
+
+        public Lookup(Func<string, T> create)
+        {
+            _create = create;
+            _bySpan = _byKey.GetAlternateLookup<ReadOnlySpan<char>>();
+        }
+
+        public int Count => _inOrder.Count;
+        public IReadOnlyList<(string Key, T Value)> InOrder => _inOrder;
+
+        public (string Key, T Value) Get(ReadOnlySpan<char> key)
+        {
+            if (_bySpan.TryGetValue(key, out string? name, out var value)) return (name, value);
+            name = key.ToString();
+            value = _create(name);
+            _byKey.Add(name, value);
+            _inOrder.Add((name, value));
+            return (name, value);
+        }
+
+        public Dictionary<string, T> ToDictionary() => new(_byKey);
     }
 }
 
