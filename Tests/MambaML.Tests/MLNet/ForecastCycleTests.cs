@@ -151,4 +151,37 @@ public sealed class ForecastCycleTests
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Forecasting.ForecastByMamba(options));
         StringAssert.Contains(e.Message, "CycleLength");
     }
+
+    public sealed class LevelRow
+    {
+        public float A { get; set; }
+    }
+
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void Cycle_WithoutInstanceNormalization_ForecastsASeriesAtAnyLevelAsAtZero(bool fitLinearSkip)
+    {
+        // Before: the cycle started at the windows' raw means, level included, and the channel offset (the level) was removed as
+        // well, so the network saw inputs a whole level below zero; at level 500 the test MAE was 479 against 21 at level 0.
+        var ml = new MLContext(seed: 0);
+        (float[] Forecast, double Mae) Run(float level)
+        {
+            var rows = Enumerable.Range(0, 300).Select(t => new LevelRow { A = 100 * MathF.Sin(2 * MathF.PI * t / 24) + 5 * MathF.Sin(t * 0.37f) + level }).ToList();
+            var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "A" }, lookback: 24, horizon: 6);
+            var options = Synthetic.ForecastOptions(lookback: 24, horizon: 6, epochs: 3);
+            (options.InstanceNormalization, options.CycleLength, options.FitLinearSkip) = (false, 24, fitLinearSkip);
+            using var model = ml.Forecasting.ForecastByMamba(options).Fit(windows.GetWindows(0, 250));
+            var points = windows.ToTimeSeries(model.Transform(windows.GetWindows(250)));
+            return (points.Select(p => p.Forecast - level).ToArray(), points.Average(p => Math.Abs(p.Forecast - p.Actual!.Value)));
+        }
+        var (atZero, maeAtZero) = Run(0);
+        foreach (float level in new[] { 500f, 50_000f })
+        {
+            var (shifted, mae) = Run(level);
+            double largest = atZero.Zip(shifted, (a, b) => Math.Abs(a - b)).Max();
+            Assert.IsTrue(largest < 0.5, $"level {level}: forecasts less the level differ from level 0's by up to {largest:G3} (MAE {mae:G3} against {maeAtZero:G3})");
+        }
+        Assert.IsTrue(maeAtZero < 10, $"MAE {maeAtZero:G3} on a cycle of amplitude 100");
+    }
 }

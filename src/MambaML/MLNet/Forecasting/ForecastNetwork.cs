@@ -196,7 +196,9 @@ internal sealed class ForecastNetwork : nn.Module
 
     /// <summary>
     /// Sets the cycle to the mean of the training windows' values at each cycle position, per channel (positions no window
-    /// covers stay 0): the seasonal profile that training then refines.
+    /// covers stay 0): the seasonal profile that training then refines. Without RevIN it is taken about the channel offsets,
+    /// which <see cref="Normalize"/> removes from the window as well: a cycle holding the series' level too would have it
+    /// removed twice, and the network would start from inputs a whole level away from zero.
     /// </summary>
     /// <param name="windows">Batches of (batch, lookback, channels) windows with their (batch) cycle indices.</param>
     public void FitCycle(IEnumerable<(Tensor Window, Tensor CycleIndex)> windows)
@@ -214,7 +216,9 @@ internal sealed class ForecastNetwork : nn.Module
                 using var windowOwned = window;
                 using var indexOwned = cycleIndex;
                 var positions = CyclePositions(cycleIndex, 0, _arch.Lookback).reshape(-1);
-                sums.index_add_(0, positions, window.reshape(-1, _arch.Channels).to(ScalarType.Float64), 1.0);
+                var values = window.reshape(-1, _arch.Channels).to(ScalarType.Float64);
+                if (channel_offset is not null) values = values - channel_offset.to(ScalarType.Float64).reshape(1, _arch.Channels);
+                sums.index_add_(0, positions, values, 1.0);
                 counts.index_add_(0, positions, ones(positions.shape[0], ScalarType.Float64, device), 1.0);
             }
             cycle.copy_(sums / counts.clamp_min(1).unsqueeze(1));
