@@ -148,6 +148,13 @@ public sealed class InputValidationTests
         StringAssert.StartsWith(e.Message, "ValidationSet: ");
         StringAssert.Contains(e.Message, "[sine, square, ramp]");
         StringAssert.Contains(e.Message, "same fitted transformer");
+        // Raw labels (the ValidationSet of a MapValueToKey → trainer pipeline, not passed through the mapping) get the way to map them.
+        var raw = ml.Data.LoadFromEnumerable(rows);
+        options.ValidationSet = ml.Transforms.CopyColumns("Label", "Shape").Fit(raw).Transform(raw);
+        var rawLabels = Assert.ThrowsExactly<ArgumentException>(() =>
+            toKey.Append(ml.MulticlassClassification.Trainers.MambaSequence(options)).Fit(ml.Data.LoadFromEnumerable(rows)));
+        StringAssert.Contains(rawLabels.Message, "Label column 'Label' (LabelColumnName) of the ValidationSet has type");
+        StringAssert.Contains(rawLabels.Message, "options.ValidationSet = keys.Transform(validationData)");
         // Keys from the training data's own MapValueToKey are accepted.
         options.ValidationSet = train;
         using var _ = ml.MulticlassClassification.Trainers.MambaSequence(options).Fit(train);

@@ -156,6 +156,27 @@ public sealed class TimeSeriesWindowsTests
         Assert.AreEqual(DateTimeKind.Unspecified, plainPoint.Timestamp!.Value.Kind);
     }
 
+    public sealed class OffsetTimeRow
+    {
+        public DateTimeOffset Time { get; set; }
+        public float X { get; set; }
+    }
+
+    [TestMethod]
+    public void DateTimeOffsetTimestamps_BecomeUtc_AndMustRise()
+    {
+        var ml = new MLContext();
+        var start = new DateTimeOffset(2024, 3, 10, 6, 0, 0, TimeSpan.FromHours(2));
+        var rows = Enumerable.Range(0, 4).Select(i => new OffsetTimeRow { Time = start.AddHours(i), X = i }).ToArray();
+        var windows = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "X" }, 2, 1, timestampColumn: "Time");
+        var points = windows.ToTimeSeries(WithForecast(ml, windows.GetWindows()));
+        Assert.AreEqual(new DateTime(2024, 3, 10, 6, 0, 0, DateTimeKind.Utc), points[0].Timestamp);   // 08:00+02:00
+        Assert.AreEqual(DateTimeKind.Utc, points[0].Timestamp!.Value.Kind);
+        rows[3].Time = start.AddHours(1).ToOffset(TimeSpan.Zero);   // the same instant as row 1, written in UTC
+        var e = Assert.ThrowsExactly<ArgumentException>(() => TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), new[] { "X" }, 2, 1, timestampColumn: "Time"));
+        StringAssert.Contains(e.Message, "row 3 (2024-03-10T05:00:00.0000000Z) is before row 2");
+    }
+
     // Window rows with a Forecast column equal to the label, standing in for a model's output.
     private static IDataView WithForecast(MLContext ml, IDataView windows) =>
         ml.Transforms.CopyColumns("Forecast", "Label").Fit(windows).Transform(windows);

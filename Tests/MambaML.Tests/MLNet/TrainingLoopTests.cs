@@ -27,6 +27,22 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void FewOptimizerSteps_AreWarnedOfInTheLog()
+    {
+        var ml = new MLContext(seed: 1);
+        var warnings = new List<string>();
+        ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning && e.Message.Contains("optimizer steps")) lock (warnings) warnings.Add(e.Message); };
+        // 85 windows in batches of 16 for 3 epochs: 6 × 3 = 18 steps.
+        using (ml.Forecasting.ForecastByMamba(Synthetic.ForecastOptions(epochs: 3)).Fit(Synthetic.Windows(ml, rows: 104))) { }
+        StringAssert.Contains(warnings.Single(), "only 18 optimizer steps (85 rows in batches of 16, 3 epochs)");
+        warnings.Clear();
+        var enough = Synthetic.ForecastOptions(epochs: 40);
+        enough.BatchSize = 16;
+        using (ml.Forecasting.ForecastByMamba(enough).Fit(Synthetic.Windows(ml, rows: 104))) { }   // 6 × 40 = 240 steps
+        Assert.AreEqual(0, warnings.Count, string.Join("\n", warnings));
+    }
+
+    [TestMethod]
     public void ForecastEnsembleProgress_NamesTheMember_AndCountsTheMembersLeft()
     {
         var ml = new MLContext(seed: 1);

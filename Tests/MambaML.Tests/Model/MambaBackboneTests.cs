@@ -206,6 +206,10 @@ public class MambaBackboneTests
             Assert.ThrowsExactly<ArgumentException>(() => model.Generate(tensor(ids).view(1, 2), 2));
         }
         Assert.AreEqual(2L, model.Generate(tensor(new long[] { 3, 10 }).view(1, 2), 2).shape[1], "ids up to the vocabulary size - 1 are fine");
+        // Tokens of the wrong rank are named as such (before: an error about the backbone's hidden states).
+        var flat = Assert.ThrowsExactly<ArgumentException>(() => model.Forward(tensor(new long[] { 3, 4 })));
+        StringAssert.Contains(flat.Message, "tokens must be (batch, L) token ids; got shape (2). For a batch of one, pass tokens.unsqueeze(0).");
+
     }
 
     /// <summary>

@@ -52,6 +52,9 @@ public sealed class MambaLanguageModel : nn.Module
     public (Tensor Logits, MambaState? State) Forward(Tensor tokens, MambaState? state, Tensor? lengths = null, bool returnState = false, int lastTokens = 0)
     {
         RequireTokenIds(tokens, nameof(tokens));
+        if (tokens.dim() != 2)   // else an error about the backbone's hidden states
+            throw new ArgumentException($"tokens must be (batch, L) token ids; got shape ({string.Join(", ", tokens.shape)})." +
+                                        (tokens.dim() == 1 ? " For a batch of one, pass tokens.unsqueeze(0)." : ""), nameof(tokens));
         if (lastTokens < 0) throw new ArgumentOutOfRangeException(nameof(lastTokens), lastTokens, "lastTokens must be >= 0 (0: every position).");
         if (lastTokens > 0 && lengths is not null)
             throw new ArgumentException("lastTokens keeps the last positions of the padded length, which are padding for shorter sequences: " +

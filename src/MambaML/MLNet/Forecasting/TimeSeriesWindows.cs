@@ -84,11 +84,11 @@ public sealed class TimeSeriesWindows
     /// <param name="lookback">Past steps per window.</param>
     /// <param name="horizon">Future steps per window.</param>
     /// <param name="stride">Rows between window starts.</param>
-    /// <param name="timestampColumn">Optional DateTime or text column used by <see cref="ToTimeSeries"/>. Its values must rise
-    /// strictly from row to row (rows in time order, no duplicates; with a series key, within each series); this is checked here.
-    /// Text is read in the invariant culture (month first: "10/03/2024" is 3 October; ISO 8601 such as "2024-03-10T06:00:00" is
-    /// unambiguous); a time with a zone or offset is converted to UTC, one without is kept as written, so the result does not
-    /// depend on the machine's time zone.</param>
+    /// <param name="timestampColumn">Optional DateTime, DateTimeOffset or text column used by <see cref="ToTimeSeries"/>. Its values
+    /// must rise strictly from row to row (rows in time order, no duplicates; with a series key, within each series); this is checked
+    /// here. Text is read in the invariant culture (month first: "10/03/2024" is 3 October; ISO 8601 such as "2024-03-10T06:00:00" is
+    /// unambiguous); a time with a zone or offset (text or DateTimeOffset) is converted to UTC, one without is kept as written, so
+    /// the result does not depend on the machine's time zone.</param>
     /// <param name="seriesKeyColumn">Optional text or integer column naming the series each row belongs to, for a table of many
     /// series. The series' rows may be in blocks or interleaved; each series is windowed on its own and counts its rows from 0.
     /// Memory: lookback + horizon rows per series.</param>
@@ -110,9 +110,9 @@ public sealed class TimeSeriesWindows
         if (timestampColumn is not null)
         {
             timestamp = ColumnChecks.Find(table.Schema, timestampColumn, nameof(timestampColumn));
-            if (timestamp.Value.Type is not (DateTimeDataViewType or TextDataViewType))
+            if (timestamp.Value.Type is not (DateTimeDataViewType or DateTimeOffsetDataViewType or TextDataViewType))
                 throw new ArgumentOutOfRangeException(nameof(timestampColumn), timestampColumn,
-                    $"Timestamp column '{timestampColumn}' has type {timestamp.Value.Type}; it must be DateTime or text.");
+                    $"Timestamp column '{timestampColumn}' has type {timestamp.Value.Type}; it must be DateTime, DateTimeOffset or text.");
         }
         DataViewSchema.Column? seriesKey = null;
         if (seriesKeyColumn is not null)
@@ -281,6 +281,12 @@ public sealed class TimeSeriesWindows
         var getKey = SeriesKeys.Reader(cursor, seriesKey);
         ValueGetter<DateTime> get;
         if (column.Type is DateTimeDataViewType) get = cursor.GetGetter<DateTime>(column);
+        else if (column.Type is DateTimeOffsetDataViewType)
+        {
+            var getOffset = cursor.GetGetter<DateTimeOffset>(column);
+            DateTimeOffset time = default;
+            get = (ref DateTime value) => { getOffset(ref time); value = time.UtcDateTime; };
+        }
         else
         {
             var getText = cursor.GetGetter<ReadOnlyMemory<char>>(column);

@@ -181,7 +181,10 @@ public abstract class MambaTrainerOptions
 /// <param name="TrainingLoss">Mean training objective over the epoch's batches: the loss the optimiser minimises (with a
 /// separately trained n-gram or convolution head, that head's own loss plus the whole model's).</param>
 /// <param name="ValidationLoss">Mean loss of the model's predictions on the validation set, when one was given (what early
-/// stopping compares).</param>
+/// stopping compares). Both losses are the task's own: cross-entropy for classification; for regression, the squared error of
+/// labels standardised with the training labels' mean and standard deviation (times their variance, it is the mean squared error
+/// that <c>Regression.Evaluate</c> reports); for forecasting, the squared error in each channel's units (a power of ten near
+/// its training deviation; 1 for z-scored data).</param>
 /// <param name="IsBest">Whether this epoch has the best validation loss so far (always true without a validation set).</param>
 /// <param name="LearningRate">Learning rate at the end of the epoch.</param>
 /// <param name="Elapsed">Time since this network's training started.</param>

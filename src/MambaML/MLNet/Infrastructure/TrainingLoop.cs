@@ -75,6 +75,9 @@ internal sealed class TrainingLoop
         }
     }
 
+    // Fewer optimizer steps than this get a warning in the log.
+    internal const int FewSteps = 200;
+
     private void RunEpochs(nn.Module network, IDataView train, ExampleReader trainReader, (IDataView Data, ExampleReader Reader)? valid,
                            Func<IReadOnlyList<SequenceExample>, Tensor> batchLoss, int seed, long rows, bool validateStart,
                            Func<string, double> learningRateScale)
@@ -90,6 +93,12 @@ internal sealed class TrainingLoop
         channel.Info(MessageSensitivity.None,
             $"{_trainerName}: {rows} training rows, {stepsPerEpoch} batches of {batchSize} per epoch, up to {_options.NumberOfEpochs} epochs, " +
             $"{network.parameters().Sum(p => p.numel())} parameters on {network.parameters().First().device}.");
+        if (totalSteps < FewSteps)
+            // The defaults (batches of 32, 10 epochs) suit thousands of rows; on a few hundred they leave the model near chance,
+            // with nothing else to say why.
+            channel.Warning(MessageSensitivity.None,
+                $"{_trainerName}: training will make only {totalSteps} optimizer steps ({rows} rows in batches of {batchSize}, {_options.NumberOfEpochs} epochs), " +
+                $"too few for most models to learn much. Lower BatchSize or raise NumberOfEpochs so that it makes at least {FewSteps}.");
 
         var clock = Stopwatch.StartNew();
         Dictionary<string, Tensor>? best = null;

@@ -19,6 +19,13 @@ internal static class LabelReaders
     /// (<see cref="KeyLabelReader.WithClassesOf"/>).</summary>
     public static TargetReader ForValidation(MambaSequenceTask task, DataViewSchema schema, string name, string option, TargetReader training)
     {
+        // The usual cause: a pipeline MapValueToKey → trainer, whose ValidationSet did not go through the MapValueToKey.
+        if (task == MambaSequenceTask.MulticlassClassification && schema.GetColumnOrNull(name) is { Type: not KeyDataViewType } raw)
+            throw new ArgumentOutOfRangeException(option, name,
+                $"Label column '{name}' ({option}) of the ValidationSet has type {raw.Type}; multiclass classification needs a key-typed label. " +
+                "The ValidationSet is read as given, not through the transforms before the trainer: map its labels with the mapping fitted " +
+                $"on the training data, e.g. var keys = mlContext.Transforms.Conversion.MapValueToKey(\"{name}\").Fit(trainingData); " +
+                "options.ValidationSet = keys.Transform(validationData); then fit keys.Append(trainer) on the training data.");
         var reader = For(task, schema, name, option);
         return reader is KeyLabelReader keys ? keys.WithClassesOf((KeyLabelReader)training) : reader;
     }
