@@ -66,11 +66,13 @@ Console.WriteLine($"Training ForecastByMamba (lookback {options.Lookback}, horiz
 var model = mlContext.Forecasting.ForecastByMamba(options).Fit(train);
 
 // 5. Evaluate on the test windows (z-scored units) against repeating the last observed value.
-var metrics = Metrics.Evaluate(model.Transform(test), targets.Length);
-Console.WriteLine($"Test ({metrics.Windows} windows, z-scored units; the model kept is the best epoch on validation): Mamba MSE {metrics.Mse:F4}, MAE {metrics.Mae:F4} | repeat-last-value MSE {metrics.BaselineMse:F4}, MAE {metrics.BaselineMae:F4}");
-var testPoints = windows.ToTimeSeries(model.Transform(test), "Forecast", "Lower", "Upper");
-Console.WriteLine($"{options.ConfidenceLevel:P0} prediction intervals held {testPoints.Average(p => p.LowerBound <= p.Actual && p.Actual <= p.UpperBound ? 1.0 : 0.0):P1} " +
-                  $"of the {testPoints.Count} test values (mean width {testPoints.Average(p => p.UpperBound!.Value - p.LowerBound!.Value):F2}).");
+ForecastMetrics Score(ITransformer forecaster) => mlContext.Forecasting.Evaluate(forecaster.Transform(test), targets.Length,
+    lowerBoundColumnName: "Lower", upperBoundColumnName: "Upper", featureColumnName: "Features");
+var metrics = Score(model);
+Console.WriteLine($"Test ({metrics.Windows} windows, z-scored units; the model kept is the best epoch on validation): Mamba MSE {metrics.MeanSquaredError:F4}, " +
+                  $"MAE {metrics.MeanAbsoluteError:F4} | repeat-last-value MSE {metrics.RepeatLastMeanSquaredError:F4}, MAE {metrics.RepeatLastMeanAbsoluteError:F4}");
+Console.WriteLine($"MAE by step ahead: " + string.Join(" ", metrics.MeanAbsoluteErrorByStep.Select(e => e.ToString("F3"))));
+Console.WriteLine($"{options.ConfidenceLevel:P0} prediction intervals held {metrics.IntervalCoverage:P1} of the {metrics.Values} test values (mean width {metrics.MeanIntervalWidth:F2}).");
 
 // 6. Save, then load in a fresh MLContext (as another process would) and predict with a PredictionEngine.
 Directory.CreateDirectory(settings.OutputDirectory);
@@ -79,14 +81,14 @@ mlContext.Model.Save(model, train.Schema, modelPath);
 model.Dispose();
 var freshContext = new MLContext().RegisterMambaML();
 var loaded = freshContext.Model.Load(modelPath, out _);
-var reloadedMetrics = Metrics.Evaluate(loaded.Transform(test), targets.Length);
-Console.WriteLine($"Saved {modelPath} ({new FileInfo(modelPath).Length / 1024} KiB); reloaded model's test MSE {reloadedMetrics.Mse:F4} " +
-                  (reloadedMetrics.Mse == metrics.Mse ? "(identical)" : "(DIFFERENT)"));
+var reloadedMetrics = Score(loaded);
+Console.WriteLine($"Saved {modelPath} ({new FileInfo(modelPath).Length / 1024} KiB); reloaded model's test MSE {reloadedMetrics.MeanSquaredError:F4} " +
+                  (reloadedMetrics.MeanSquaredError == metrics.MeanSquaredError ? "(identical)" : "(DIFFERENT)"));
 
 // Forecast past the end of the table from its newest window.
 var engine = freshContext.Model.CreatePredictionEngine<WindowInput, ForecastOutput>(loaded,
     new PredictionEngineOptions { OwnsTransformer = false, InputSchemaDefinition = WindowInput.Schema(options.Lookback * targets.Length) });
-var latest = Metrics.Vectors(windows.GetLatestWindow(), "Features").Single();
+var latest = Vectors.Read(windows.GetLatestWindow(), "Features").Single();
 var future = engine.Predict(new WindowInput { Features = latest }).Forecast;
 var futurePoints = windows.ToTimeSeries(loaded.Transform(windows.GetLatestWindow()), "Forecast", "Lower", "Upper").Where(p => p.Series == targets[^1]).ToList();
 Console.WriteLine($"Next {options.Horizon} steps of '{targets[^1]}' (z-scored) from {futurePoints.First().Timestamp:yyyy-MM-dd HH:mm}: " +

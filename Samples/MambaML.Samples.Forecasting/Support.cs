@@ -67,36 +67,10 @@ internal static class CsvTable
     }
 }
 
-/// <summary>MSE/MAE of the forecasts and of repeating the last observed value.</summary>
-internal sealed record Metrics(long Windows, double Mse, double Mae, double BaselineMse, double BaselineMae)
+/// <summary>A vector column's rows as arrays.</summary>
+internal static class Vectors
 {
-    public static Metrics Evaluate(IDataView scored, int channels)
-    {
-        double se = 0, ae = 0, bse = 0, bae = 0;
-        long values = 0, windows = 0;
-        var features = Vectors(scored, "Features").GetEnumerator();
-        var labels = Vectors(scored, "Label").GetEnumerator();
-        foreach (var forecast in Vectors(scored, "Forecast"))
-        {
-            features.MoveNext();
-            labels.MoveNext();
-            var x = features.Current;
-            var y = labels.Current;
-            windows++;
-            for (int i = 0; i < y.Length; i++)
-            {
-                float last = x[x.Length - channels + i % channels];
-                se += Math.Pow(forecast[i] - y[i], 2);
-                ae += Math.Abs(forecast[i] - y[i]);
-                bse += Math.Pow(last - y[i], 2);
-                bae += Math.Abs(last - y[i]);
-                values++;
-            }
-        }
-        return new Metrics(windows, se / values, ae / values, bse / values, bae / values);
-    }
-
-    public static IEnumerable<float[]> Vectors(IDataView data, string column)
+    public static IEnumerable<float[]> Read(IDataView data, string column)
     {
         using var cursor = data.GetRowCursor(new[] { data.Schema[column] });
         var get = cursor.GetGetter<VBuffer<float>>(data.Schema[column]);
