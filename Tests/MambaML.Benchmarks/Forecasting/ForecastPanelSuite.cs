@@ -44,8 +44,7 @@ internal sealed class ForecastPanelSuite : IBenchmarkSuite
             Console.WriteLine();
             Console.WriteLine("| layout | model | MSE | MAE | test values | fit s |");
             Console.WriteLine("|---|---|---|---|---|---|");
-            var (lastMse, lastMae, values) = Score(wide.GetWindows(16 * m, 20 * m), repeatLastOf: data.ChannelCount);
-            Console.WriteLine($"| wide | repeat last value | {lastMse:F4} | {lastMae:F4} | {values} | 0 |");
+            double? lastMse = null;
             foreach (var (layout, windows, channels) in new[] { ("wide", wide, data.ChannelCount), ("long", panel, 1) })
             {
                 if (!layouts.Contains(layout)) continue;
@@ -58,11 +57,15 @@ internal sealed class ForecastPanelSuite : IBenchmarkSuite
                 var clock = Stopwatch.StartNew();
                 using var model = ml.Forecasting.ForecastByMamba(mamba).Fit(windows.GetWindows(0, 12 * m));
                 double fit = clock.Elapsed.TotalSeconds;
-                var (mse, mae, n) = Score(model.Transform(windows.GetWindows(16 * m, 20 * m)));
-                Console.WriteLine($"| {(channels == 1 ? "long, series key" : layout)} | Mamba (ForecastByMamba), shuffle buffer {mamba.ShuffleBufferSize:N0} | {mse:F4} | {mae:F4} | {n} | {fit:F1} |");
-                headline[$"{file}_{horizon}_{layout}_mse"] = Math.Round(mse, 4);
+                var scores = ml.Forecasting.Evaluate(model.Transform(windows.GetWindows(16 * m, 20 * m)), channels, featureColumnName: TimeSeriesWindows.FeaturesColumnName);
+                if (lastMse is null)
+                    Console.WriteLine($"| {layout} | repeat last value | {scores.RepeatLastMeanSquaredError:F4} | {scores.RepeatLastMeanAbsoluteError:F4} | {scores.Values} | 0 |");
+                lastMse = scores.RepeatLastMeanSquaredError;
+                Console.WriteLine($"| {(channels == 1 ? "long, series key" : layout)} | Mamba (ForecastByMamba), shuffle buffer {mamba.ShuffleBufferSize:N0} | " +
+                                  $"{scores.MeanSquaredError:F4} | {scores.MeanAbsoluteError:F4} | {scores.Values} | {fit:F1} |");
+                headline[$"{file}_{horizon}_{layout}_mse"] = Math.Round(scores.MeanSquaredError, 4);
             }
-            headline[$"{file}_{horizon}_repeatlast_mse"] = Math.Round(lastMse, 4);
+            if (lastMse is { } last) headline[$"{file}_{horizon}_repeatlast_mse"] = Math.Round(last, 4);
             Console.WriteLine();
         }
         return headline;
@@ -84,37 +87,5 @@ internal sealed class ForecastPanelSuite : IBenchmarkSuite
                 value.Append(data.Values[r, c]);
             }
         return new DataFrame(series, value);
-    }
-
-    /// <summary>
-    /// Mean squared and absolute error, and the number of values, of the Forecast column against Label over every row; with
-    /// <paramref name="repeatLastOf"/> channels, of repeating each window's last input step instead.
-    /// </summary>
-    private static (double Mse, double Mae, long Values) Score(IDataView view, int? repeatLastOf = null)
-    {
-        var predicted = view.Schema[repeatLastOf is null ? "Forecast" : TimeSeriesWindows.FeaturesColumnName];
-        var label = view.Schema[TimeSeriesWindows.LabelColumnName];
-        using var cursor = view.GetRowCursor(new[] { predicted, label });
-        var getPredicted = cursor.GetGetter<VBuffer<float>>(predicted);
-        var getLabel = cursor.GetGetter<VBuffer<float>>(label);
-        VBuffer<float> p = default, y = default;
-        double squared = 0, absolute = 0;
-        long n = 0;
-        while (cursor.MoveNext())
-        {
-            getPredicted(ref p);
-            getLabel(ref y);
-            var pv = p.GetValues();
-            var yv = y.GetValues();
-            for (int i = 0; i < yv.Length; i++)
-            {
-                // Repeat-last: the label's channel, from the window's last step.
-                double e = (repeatLastOf is { } c ? pv[pv.Length - c + i % c] : pv[i]) - yv[i];
-                squared += e * e;
-                absolute += Math.Abs(e);
-            }
-            n += yv.Length;
-        }
-        return (squared / n, absolute / n, n);
     }
 }

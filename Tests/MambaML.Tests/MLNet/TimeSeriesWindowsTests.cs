@@ -65,6 +65,30 @@ public sealed class TimeSeriesWindowsTests
     }
 
     [TestMethod]
+    public void NegativeTargetRows_CountFromTheEnd_AsTheRowsTheyName()
+    {
+        var ml = new MLContext();
+        // A table whose length the IDataView does not know (a streamed enumerable) and one whose length it does.
+        IEnumerable<Row> Stream() { foreach (var row in Enumerable.Range(0, 50).Select(t => new Row { X = t, Y = 1000 + t })) yield return row; }
+        foreach (var table in new[] { ml.Data.LoadFromEnumerable(Stream()), Table(ml, 50) })
+        {
+            var windows = TimeSeriesWindows.Create(table, new[] { "X" }, lookback: 5, horizon: 3, stride: 2);
+            foreach (var (first, end, asRows) in new (long, long?, (long, long?))[]
+                     {
+                         (-10, null, (40, null)), (0, -10, (0, 40)), (-20, -10, (30, 40)), (3, -7, (3, 43)), (-100, -45, (0, 5)), (-3, null, (47, null)),
+                     })
+            {
+                var fromEnd = ReadWindows(windows.GetWindows(first, end));
+                var fromStart = ReadWindows(windows.GetWindows(asRows.Item1, asRows.Item2));
+                string at = $"GetWindows({first}, {end?.ToString() ?? "null"})";
+                CollectionAssert.AreEqual(fromStart.Select(w => w.Start).ToArray(), fromEnd.Select(w => w.Start).ToArray(), at);
+                if (table.GetRowCount() is not null) Assert.AreEqual(windows.GetWindows(first, end).GetRowCount(), (long)fromEnd.Count, at);
+            }
+        }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(Table(ml, 50), new[] { "X" }, 5, 3).GetWindows(-5, -10));
+    }
+
+    [TestMethod]
     public void LatestWindow_AndTimestamps_MapForecastsPastTheEnd()
     {
         var ml = new MLContext();
@@ -284,8 +308,9 @@ public sealed class TimeSeriesWindowsTests
                 if (next[s] < series[s].Length) rows.Add(series[s][next[s]++]);
             }
             int lookback = random.Next(1, 6), horizon = random.Next(1, 4), stride = random.Next(1, 4);
-            long first = random.Next(0, 12);
-            long? end = random.Next(2) == 0 ? null : first + random.Next(0, 30);
+            // Bounds from the start, or (negative) from each series' end.
+            long first = random.Next(2) == 0 ? random.Next(0, 12) : -random.Next(1, 30);
+            long? end = random.Next(3) switch { 0 => null, 1 => Math.Max(first, 0) + random.Next(0, 30), _ => -random.Next(0, first < 0 ? (int)-first + 1 : 20) };
             string keyColumn = seed % 3 == 0 ? "Region" : "Store";
             var targets = new[] { "Sales", "Price" };
             var panel = TimeSeriesWindows.Create(ml.Data.LoadFromEnumerable(rows), targets, lookback, horizon, stride, seriesKeyColumn: keyColumn);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Microsoft.Data.Analysis;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -157,15 +158,17 @@ public sealed class TimeSeriesWindows
     /// <summary>
     /// Labelled windows (features, label, window start) whose forecast rows lie in [<paramref name="firstTargetRow"/>,
     /// <paramref name="endTargetRow"/>): their inputs may start up to lookback rows earlier, as in the standard train/validation/test
-    /// protocol. Without arguments: every window of the table. With a series key, rows count within each series, so every series is
-    /// split at the same positions.
+    /// protocol. Without arguments: every window of the table. A negative row counts back from the end (−24: 24 rows before it),
+    /// so <c>GetWindows(0, -24)</c> and <c>GetWindows(-24)</c> hold out the last 24 rows. With a series key, rows count within each
+    /// series, from its start or, when negative, from its own end: series of different lengths each keep their last rows out.
     /// </summary>
-    /// <param name="firstTargetRow">First row a window may forecast.</param>
-    /// <param name="endTargetRow">Row after the last one a window may forecast (null: the table's end).</param>
+    /// <param name="firstTargetRow">First row a window may forecast; negative: counted from the end.</param>
+    /// <param name="endTargetRow">Row after the last one a window may forecast (null: the end); negative: counted from the end.</param>
     public IDataView GetWindows(long firstTargetRow = 0, long? endTargetRow = null)
     {
-        if (firstTargetRow < 0) throw new ArgumentOutOfRangeException(nameof(firstTargetRow), firstTargetRow, "firstTargetRow must be >= 0.");
-        if (endTargetRow < firstTargetRow) throw new ArgumentOutOfRangeException(nameof(endTargetRow), endTargetRow, "endTargetRow must be >= firstTargetRow.");
+        // Bounds on the same side can be compared now; one from each end only once the series' lengths are known.
+        if (endTargetRow is { } end && end < firstTargetRow && (end < 0) == (firstTargetRow < 0))
+            throw new ArgumentOutOfRangeException(nameof(endTargetRow), endTargetRow, "endTargetRow must be >= firstTargetRow.");
         return new WindowView(this, latestOnly: false, firstTargetRow, endTargetRow);
     }
 
@@ -338,23 +341,25 @@ public sealed class TimeSeriesWindows
         public bool CanShuffle => false;
         public DataViewSchema Schema { get; }
         private int Span => _owner.Lookback + (_latestOnly ? 0 : _owner.Horizon);
-        private long FirstStart => Math.Max(0, _firstTargetRow - _owner.Lookback);
+        // Whether a bound counts back from the end, so that each series' length is needed to place it.
+        private bool FromEnd => _firstTargetRow < 0 || _endTargetRow < 0;
+
+        /// <summary>The target rows [First, End) of a series of <paramref name="length"/> rows (needed only <see cref="FromEnd"/>).</summary>
+        public TargetRange RangeOf(long? length)
+        {
+            long Place(long row) => row >= 0 ? row : Math.Max(0, length!.Value + row);
+            return new TargetRange(Place(_firstTargetRow), _endTargetRow is { } end ? Place(end) : null, _owner.Lookback, Span, _owner.Stride);
+        }
 
         public long? GetRowCount()
         {
             // With a series key the count depends on every series' length, which only a pass over the table tells.
             if (_owner._seriesKey is not null || _owner._table.GetRowCount() is not { } rows) return null;
             if (_latestOnly) return rows >= _owner.Lookback ? 1 : 0;
-            long lastStart = Math.Min(rows, _endTargetRow ?? long.MaxValue) - Span;
-            return lastStart < FirstStart ? 0 : (lastStart - FirstStart) / _owner.Stride + 1;
+            var range = RangeOf(rows);
+            long lastStart = Math.Min(rows, range.End ?? long.MaxValue) - Span;
+            return lastStart < range.FirstStart ? 0 : (lastStart - range.FirstStart) / _owner.Stride + 1;
         }
-
-        /// <summary>Whether a window may start at series row <paramref name="start"/> (given the rows exist).</summary>
-        public bool Accepts(long start) =>
-            start >= FirstStart && (start - FirstStart) % _owner.Stride == 0 &&
-            (_endTargetRow is not { } end || start + Span <= end);
-
-        public bool PastEnd(long start) => _endTargetRow is { } end && start + Span > end;
 
         public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
             new WindowCursor(this, _owner, _latestOnly);
@@ -362,10 +367,24 @@ public sealed class TimeSeriesWindows
         public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
             new[] { GetRowCursor(columnsNeeded, rand) };
 
-        /// <summary>One series' last <see cref="Span"/> rows (a ring indexed by row mod span) and how many rows it has had.</summary>
-        private sealed class SeriesRows(int span, int channels)
+        /// <summary>Target rows [<paramref name="First"/>, <paramref name="End"/>) of one series, placed; which windows they take.</summary>
+        public readonly record struct TargetRange(long First, long? End, int Lookback, int Span, int Stride)
+        {
+            public long FirstStart => Math.Max(0, First - Lookback);
+
+            /// <summary>Whether a window may start at series row <paramref name="start"/> (given the rows exist).</summary>
+            public bool Accepts(long start) =>
+                start >= FirstStart && (start - FirstStart) % Stride == 0 && (End is not { } end || start + Span <= end);
+
+            /// <summary>Whether no window from <paramref name="start"/> on can be accepted.</summary>
+            public bool PastEnd(long start) => End is { } end && start + Span > end;
+        }
+
+        /// <summary>One series' last <see cref="Span"/> rows (a ring indexed by row mod span), how many rows it has had, and its target rows.</summary>
+        private sealed class SeriesRows(int span, int channels, TargetRange range)
         {
             public readonly float[][] Ring = Enumerable.Range(0, span).Select(_ => new float[channels]).ToArray();
+            public readonly TargetRange Range = range;
             public long RowsRead;
         }
 
@@ -393,7 +412,9 @@ public sealed class TimeSeriesWindows
                 _source = owner._table.GetRowCursor(owner._seriesKey is { } key ? owner._targets.Append(key) : owner._targets);
                 _read = owner._targets.Select(c => Numeric.Getter<float>(_source, c)).ToArray();
                 _readKey = SeriesKeys.Reader(_source, owner._seriesKey);
-                _series = new SeriesKeys.Lookup<SeriesRows>(_ => new SeriesRows(view.Span, owner.Channels));
+                // Bounds counted from the end need each series' length: one pass over the keys first (the row count of one series, if known).
+                var lengths = view.FromEnd && !latestOnly ? SeriesLengths(owner) : null;
+                _series = new SeriesKeys.Lookup<SeriesRows>(key => new SeriesRows(view.Span, owner.Channels, view.RangeOf(lengths?[key])));
             }
 
             public override DataViewSchema Schema => _view.Schema;
@@ -414,13 +435,13 @@ public sealed class TimeSeriesWindows
                     int span = series.Rows.Ring.Length;
                     if (read < span) continue;
                     long start = read - span;
-                    if (_view.PastEnd(start))
+                    if (series.Rows.Range.PastEnd(start))
                     {
                         // One series: no later row can start an accepted window. Several: other series may still have windows.
                         if (_owner._seriesKey is null) break;
                         continue;
                     }
-                    if (!_view.Accepts(start)) continue;
+                    if (!series.Rows.Range.Accepts(start)) continue;
                     _current = series;
                     _start = start;
                     _position++;
@@ -454,6 +475,17 @@ public sealed class TimeSeriesWindows
                 _start = _current.Rows.RowsRead - _owner.Lookback;
                 _position++;
                 return true;
+            }
+
+            // Rows per series ("" for a table of one series).
+            private static Dictionary<string, long> SeriesLengths(TimeSeriesWindows owner)
+            {
+                if (owner._seriesKey is null && owner._table.GetRowCount() is { } rows) return new() { [""] = rows };
+                var counts = new SeriesKeys.Lookup<StrongBox<long>>(_ => new StrongBox<long>());
+                using var cursor = owner._table.GetRowCursor(owner._seriesKey is { } key ? new[] { key } : Array.Empty<DataViewSchema.Column>());
+                var readKey = SeriesKeys.Reader(cursor, owner._seriesKey);
+                while (cursor.MoveNext()) counts.Get(readKey()).Value.Value++;
+                return counts.InOrder.ToDictionary(c => c.Key, c => c.Value.Value);
             }
 
             // Reads the next table row into its series' ring; null at the table's end.
