@@ -50,15 +50,14 @@ public sealed class ForecastMetricsTests
             var metrics = ml.Forecasting.Evaluate(Load(ml, rows, lookback, horizon, channels), channels, lowerBoundColumnName: "Lower",
                                                   upperBoundColumnName: "Upper", featureColumnName: "Features");
             double abs = 0, sq = 0, inside = 0, width = 0, lastAbs = 0, lastSq = 0;
-            var stepSq = new double[horizon];
-            var channelAbs = new double[channels];
+            double[] stepAbs = new double[horizon], stepSq = new double[horizon], channelAbs = new double[channels], channelSq = new double[channels];
             foreach (var r in rows)
                 for (int t = 0; t < horizon; t++)
                     for (int c = 0; c < channels; c++)
                     {
                         int i = t * channels + c;
                         double e = r.Forecast[i] - r.Label[i], naive = r.Features[(lookback - 1) * channels + c] - r.Label[i];
-                        abs += Math.Abs(e); sq += e * e; stepSq[t] += e * e; channelAbs[c] += Math.Abs(e);
+                        abs += Math.Abs(e); sq += e * e; stepAbs[t] += Math.Abs(e); stepSq[t] += e * e; channelAbs[c] += Math.Abs(e); channelSq[c] += e * e;
                         inside += r.Lower[i] <= r.Label[i] && r.Label[i] <= r.Upper[i] ? 1 : 0;
                         width += r.Upper[i] - r.Lower[i];
                         lastAbs += Math.Abs(naive); lastSq += naive * naive;
@@ -70,8 +69,16 @@ public sealed class ForecastMetricsTests
             Assert.AreEqual(abs / n, metrics.MeanAbsoluteError, 1e-12, at);
             Assert.AreEqual(sq / n, metrics.MeanSquaredError, 1e-12, at);
             Assert.AreEqual(Math.Sqrt(sq / n), metrics.RootMeanSquaredError, 1e-12, at);
-            for (int t = 0; t < horizon; t++) Assert.AreEqual(stepSq[t] / (count * channels), metrics.MeanSquaredErrorByStep[t], 1e-12, $"{at}, step {t}");
-            for (int c = 0; c < channels; c++) Assert.AreEqual(channelAbs[c] / (count * horizon), metrics.MeanAbsoluteErrorByChannel[c], 1e-12, $"{at}, channel {c}");
+            for (int t = 0; t < horizon; t++)
+            {
+                Assert.AreEqual(stepAbs[t] / (count * channels), metrics.MeanAbsoluteErrorByStep[t], 1e-12, $"{at}, step {t}");
+                Assert.AreEqual(stepSq[t] / (count * channels), metrics.MeanSquaredErrorByStep[t], 1e-12, $"{at}, step {t}");
+            }
+            for (int c = 0; c < channels; c++)
+            {
+                Assert.AreEqual(channelAbs[c] / (count * horizon), metrics.MeanAbsoluteErrorByChannel[c], 1e-12, $"{at}, channel {c}");
+                Assert.AreEqual(channelSq[c] / (count * horizon), metrics.MeanSquaredErrorByChannel[c], 1e-12, $"{at}, channel {c}");
+            }
             Assert.AreEqual(inside / n, metrics.IntervalCoverage!.Value, 1e-12, at);
             Assert.AreEqual(width / n, metrics.MeanIntervalWidth!.Value, 1e-9, at);
             Assert.AreEqual(lastAbs / n, metrics.RepeatLastMeanAbsoluteError!.Value, 1e-12, at);
@@ -79,7 +86,7 @@ public sealed class ForecastMetricsTests
             Assert.AreEqual(horizon, metrics.MeanAbsoluteErrorByStep.Count);
             Assert.AreEqual(channels, metrics.MeanSquaredErrorByChannel.Count);
         }
-        var plain = ml.Forecasting.Evaluate(Load(ml, RandomRows(new Random(4), 3, 2, 2, 1), 2, 2, 1));
+        var plain = ml.Forecasting.Evaluate(Load(ml, RandomRows(new Random(4), 3, 2, 2, 1), 2, 2, 1), channels: 1);
         Assert.IsNull(plain.IntervalCoverage);
         Assert.IsNull(plain.RepeatLastMeanSquaredError);
     }
@@ -90,7 +97,7 @@ public sealed class ForecastMetricsTests
         var ml = new MLContext(seed: 1);
         var windows = Synthetic.Windows(ml, rows: 120);
         using var model = ml.Forecasting.ForecastByMamba(Synthetic.ForecastOptions(epochs: 1)).Fit(windows);
-        var metrics = ml.Forecasting.Evaluate(model.Transform(windows));
+        var metrics = ml.Forecasting.Evaluate(model.Transform(windows), channels: 1);
         var forecasts = Synthetic.ReadVectors(model.Transform(windows), "Forecast").SelectMany(v => v).ToArray();
         var labels = Synthetic.ReadVectors(windows, "Label").SelectMany(v => v).ToArray();
         Assert.AreEqual(forecasts.Zip(labels, (f, y) => Math.Abs((double)f - y)).Average(), metrics.MeanAbsoluteError, 1e-7);

@@ -86,6 +86,9 @@ public sealed class TimeSeriesWindowsTests
             }
         }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(Table(ml, 50), new[] { "X" }, 5, 3).GetWindows(-5, -10));
+        // End 0 after a start counted from the end is a slip for null (it would give no windows at all).
+        var zero = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TimeSeriesWindows.Create(Table(ml, 50), new[] { "X" }, 5, 3).GetWindows(-10, 0));
+        StringAssert.Contains(zero.Message, "pass null to end at the end");
     }
 
     [TestMethod]

@@ -56,17 +56,18 @@ public static class MambaForecastingCatalog
     /// </summary>
     /// <param name="catalog">The forecasting catalog (<c>mlContext.Forecasting</c>).</param>
     /// <param name="data">Forecasts with their actual values: a forecaster's <c>Transform</c> of labelled windows.</param>
-    /// <param name="channels">Series per time step (the forecaster's <see cref="MambaForecastingOptions.Channels"/>).</param>
+    /// <param name="channels">Series per time step (the forecaster's <see cref="MambaForecastingOptions.Channels"/>). Required: the
+    /// vectors do not say it, and a wrong count splits them into the wrong steps and channels without any length going wrong.</param>
     /// <param name="labelColumnName">Column of actual future values.</param>
     /// <param name="forecastColumnName">Column of forecasts.</param>
     /// <param name="lowerBoundColumnName">Column of lower prediction bounds (with <paramref name="upperBoundColumnName"/>); null for none.</param>
     /// <param name="upperBoundColumnName">Column of upper prediction bounds; null for none.</param>
     /// <param name="featureColumnName">Column of past values (lookback × channels), for the repeat-last-value errors; null to skip them.</param>
     /// <example><code>
-    /// var metrics = mlContext.Forecasting.Evaluate(model.Transform(windows.GetWindows(testStart)), featureColumnName: "Features");
+    /// var metrics = mlContext.Forecasting.Evaluate(model.Transform(windows.GetWindows(testStart)), windows.Channels, featureColumnName: "Features");
     /// Console.WriteLine($"MAE {metrics.MeanAbsoluteError:F3} (repeat-last {metrics.RepeatLastMeanAbsoluteError:F3})");
     /// </code></example>
-    public static ForecastMetrics Evaluate(this ForecastingCatalog catalog, IDataView data, int channels = 1, string labelColumnName = "Label",
+    public static ForecastMetrics Evaluate(this ForecastingCatalog catalog, IDataView data, int channels, string labelColumnName = "Label",
         string forecastColumnName = "Forecast", string? lowerBoundColumnName = null, string? upperBoundColumnName = null, string? featureColumnName = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);

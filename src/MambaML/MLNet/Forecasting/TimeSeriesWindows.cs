@@ -16,12 +16,13 @@ namespace MambaML.MLNet;
 /// timestamps are whole months apart (same day and time of the month, or both month ends), otherwise as a fixed duration. Null
 /// without a timestamp column.
 /// </param>
-/// <param name="Series">Name of the target column.</param>
+/// <param name="Series">Name of the target column (the channel); in a table of many series, which series is <paramref name="SeriesKey"/>.</param>
 /// <param name="Forecast">The predicted value.</param>
 /// <param name="Actual">The true value, when the predictions carry a label column.</param>
 /// <param name="LowerBound">The lower prediction bound, when the forecaster predicts intervals and its bound columns are passed.</param>
 /// <param name="UpperBound">The upper prediction bound, likewise.</param>
-/// <param name="SeriesKey">The key of the series the value belongs to, when the windows were made with a series key column; else null.</param>
+/// <param name="SeriesKey">The key of the series the value belongs to (e.g. the store), when the windows were made with a series key
+/// column; else null. <paramref name="Series"/> names the target column within it.</param>
 public sealed record ForecastPoint(long WindowStart, int Step, long Row, DateTime? Timestamp, string Series, float Forecast, float? Actual,
                                    float? LowerBound = null, float? UpperBound = null, string? SeriesKey = null);
 
@@ -160,15 +161,18 @@ public sealed class TimeSeriesWindows
     /// <paramref name="endTargetRow"/>): their inputs may start up to lookback rows earlier, as in the standard train/validation/test
     /// protocol. Without arguments: every window of the table. A negative row counts back from the end (−24: 24 rows before it),
     /// so <c>GetWindows(0, -24)</c> and <c>GetWindows(-24)</c> hold out the last 24 rows. With a series key, rows count within each
-    /// series, from its start or, when negative, from its own end: series of different lengths each keep their last rows out.
+    /// series, from its start or, when negative, from its own end: series of different lengths each keep their last rows out
+    /// (with one bound from each end, a series too short to hold the range gets no windows).
     /// </summary>
     /// <param name="firstTargetRow">First row a window may forecast; negative: counted from the end.</param>
     /// <param name="endTargetRow">Row after the last one a window may forecast (null: the end); negative: counted from the end.</param>
     public IDataView GetWindows(long firstTargetRow = 0, long? endTargetRow = null)
     {
-        // Bounds on the same side can be compared now; one from each end only once the series' lengths are known.
+        // Bounds on the same side can be compared now. With one from each end, a series too short to hold the range gets no windows.
         if (endTargetRow is { } end && end < firstTargetRow && (end < 0) == (firstTargetRow < 0))
             throw new ArgumentOutOfRangeException(nameof(endTargetRow), endTargetRow, "endTargetRow must be >= firstTargetRow.");
+        if (endTargetRow == 0 && firstTargetRow < 0)
+            throw new ArgumentOutOfRangeException(nameof(endTargetRow), endTargetRow, "endTargetRow 0 is row 0, before any row counted from the end: pass null to end at the end.");
         return new WindowView(this, latestOnly: false, firstTargetRow, endTargetRow);
     }
 
@@ -336,10 +340,26 @@ public sealed class TimeSeriesWindows
             builder.AddColumn(WindowStartColumnName, NumberDataViewType.Int64);
             if (owner._seriesKey is not null) builder.AddColumn(SeriesKeyColumnName, TextDataViewType.Instance);
             Schema = builder.ToSchema();
+            _lengths = new Lazy<Dictionary<string, long>>(() => SeriesLengths(owner));
+        }
+
+        // From the timestamps when they were read, the table's row count for one series when it knows it, else a pass over the keys.
+        private static Dictionary<string, long> SeriesLengths(TimeSeriesWindows owner)
+        {
+            if (owner._timestamps is { } timestamps) return timestamps.ToDictionary(t => t.Key, t => (long)t.Value.Count);
+            if (owner._seriesKey is null && owner._table.GetRowCount() is { } rows) return new() { [""] = rows };
+            var counts = new SeriesKeys.Lookup<StrongBox<long>>(_ => new StrongBox<long>());
+            using var cursor = owner._table.GetRowCursor(owner._seriesKey is { } key ? new[] { key } : Array.Empty<DataViewSchema.Column>());
+            var readKey = SeriesKeys.Reader(cursor, owner._seriesKey);
+            while (cursor.MoveNext()) counts.Get(readKey()).Value.Value++;
+            return counts.InOrder.ToDictionary(c => c.Key, c => c.Value.Value);
         }
 
         public bool CanShuffle => false;
         public DataViewSchema Schema { get; }
+        // Rows per series ("" for a table of one series), for bounds counted from the end: found once per view, by the first cursor.
+        private readonly Lazy<Dictionary<string, long>> _lengths;
+
         private int Span => _owner.Lookback + (_latestOnly ? 0 : _owner.Horizon);
         // Whether a bound counts back from the end, so that each series' length is needed to place it.
         private bool FromEnd => _firstTargetRow < 0 || _endTargetRow < 0;
@@ -380,12 +400,18 @@ public sealed class TimeSeriesWindows
             public bool PastEnd(long start) => End is { } end && start + Span > end;
         }
 
-        /// <summary>One series' last <see cref="Span"/> rows (a ring indexed by row mod span), how many rows it has had, and its target rows.</summary>
+        /// <summary>
+        /// One series' last <see cref="Span"/> rows (a ring of span × channels values; row r at (r mod span) × channels, one flat
+        /// array, since an array per row took ten times the values' memory), how many rows it has had, and its target rows.
+        /// </summary>
         private sealed class SeriesRows(int span, int channels, TargetRange range)
         {
-            public readonly float[][] Ring = Enumerable.Range(0, span).Select(_ => new float[channels]).ToArray();
+            public readonly int Span = span;
+            public readonly float[] Ring = new float[span * channels];
             public readonly TargetRange Range = range;
             public long RowsRead;
+
+            public Span<float> Row(long row, int channels) => Ring.AsSpan((int)(row % Span) * channels, channels);
         }
 
         private sealed class WindowCursor : DataViewRowCursor
@@ -412,8 +438,7 @@ public sealed class TimeSeriesWindows
                 _source = owner._table.GetRowCursor(owner._seriesKey is { } key ? owner._targets.Append(key) : owner._targets);
                 _read = owner._targets.Select(c => Numeric.Getter<float>(_source, c)).ToArray();
                 _readKey = SeriesKeys.Reader(_source, owner._seriesKey);
-                // Bounds counted from the end need each series' length: one pass over the keys first (the row count of one series, if known).
-                var lengths = view.FromEnd && !latestOnly ? SeriesLengths(owner) : null;
+                var lengths = view.FromEnd && !latestOnly ? view._lengths.Value : null;
                 _series = new SeriesKeys.Lookup<SeriesRows>(key => new SeriesRows(view.Span, owner.Channels, view.RangeOf(lengths?[key])));
             }
 
@@ -432,7 +457,7 @@ public sealed class TimeSeriesWindows
                 while (ReadRow() is { } series)
                 {
                     long read = series.Rows.RowsRead;
-                    int span = series.Rows.Ring.Length;
+                    int span = series.Rows.Span;
                     if (read < span) continue;
                     long start = read - span;
                     if (series.Rows.Range.PastEnd(start))
@@ -477,24 +502,13 @@ public sealed class TimeSeriesWindows
                 return true;
             }
 
-            // Rows per series ("" for a table of one series).
-            private static Dictionary<string, long> SeriesLengths(TimeSeriesWindows owner)
-            {
-                if (owner._seriesKey is null && owner._table.GetRowCount() is { } rows) return new() { [""] = rows };
-                var counts = new SeriesKeys.Lookup<StrongBox<long>>(_ => new StrongBox<long>());
-                using var cursor = owner._table.GetRowCursor(owner._seriesKey is { } key ? new[] { key } : Array.Empty<DataViewSchema.Column>());
-                var readKey = SeriesKeys.Reader(cursor, owner._seriesKey);
-                while (cursor.MoveNext()) counts.Get(readKey()).Value.Value++;
-                return counts.InOrder.ToDictionary(c => c.Key, c => c.Value.Value);
-            }
-
             // Reads the next table row into its series' ring; null at the table's end.
             private (string Key, SeriesRows Rows)? ReadRow()
             {
                 if (!_source.MoveNext()) return null;
                 var series = _series.Get(_readKey());
                 var rows = series.Value;
-                var slot = rows.Ring[rows.RowsRead % rows.Ring.Length];
+                var slot = rows.Row(rows.RowsRead, _read.Length);
                 for (int c = 0; c < _read.Length; c++) slot[c] = _read[c]();
                 rows.RowsRead++;
                 return series;
@@ -505,12 +519,11 @@ public sealed class TimeSeriesWindows
             private void Fill(ref VBuffer<float> value, int from, int count)
             {
                 int channels = _owner.Channels;
-                var ring = _current.Rows.Ring;
                 var editor = VBufferEditor.Create(ref value, count * channels);
                 for (int k = 0; k < count; k++)
                 {
                     long row = _start + from + k;
-                    var values = ring[row % ring.Length];
+                    var values = _current.Rows.Row(row, channels);
                     for (int c = 0; c < channels; c++)
                         if (!float.IsFinite(values[c]))
                             throw new InvalidOperationException(

@@ -93,7 +93,7 @@ internal sealed class TrainingLoop
         channel.Info(MessageSensitivity.None,
             $"{_trainerName}: {rows} training rows, {stepsPerEpoch} batches of {batchSize} per epoch, up to {_options.NumberOfEpochs} epochs, " +
             $"{network.parameters().Sum(p => p.numel())} parameters on {network.parameters().First().device}.");
-        if (totalSteps < FewSteps)
+        if (totalSteps < FewSteps && _member == 1)   // once per fit, not per ensemble member
             // The defaults (batches of 32, 10 epochs) suit thousands of rows; on a few hundred they leave the model near chance,
             // with nothing else to say why.
             channel.Warning(MessageSensitivity.None,

@@ -7,10 +7,11 @@ namespace MambaML.MLNet;
 internal static class LabelReaders
 {
     /// <summary>The reader of <paramref name="schema"/>'s label column <paramref name="name"/> (option <paramref name="option"/>):
-    /// a key for multiclass, a Boolean for binary classification, a Single for regression.</summary>
-    public static TargetReader For(MambaSequenceTask task, DataViewSchema schema, string name, string option) => task switch
+    /// a key for multiclass, a Boolean for binary classification, a Single for regression. <paramref name="validationSet"/>: the
+    /// schema is a ValidationSet's (its errors say so).</summary>
+    public static TargetReader For(MambaSequenceTask task, DataViewSchema schema, string name, string option, bool validationSet = false) => task switch
     {
-        MambaSequenceTask.MulticlassClassification => new KeyLabelReader(schema, name, option),
+        MambaSequenceTask.MulticlassClassification => new KeyLabelReader(schema, name, option, validationSet),
         MambaSequenceTask.BinaryClassification => new BooleanLabelReader(schema, name, option),
         _ => new SingleLabelReader(schema, name, option),
     };
@@ -19,14 +20,7 @@ internal static class LabelReaders
     /// (<see cref="KeyLabelReader.WithClassesOf"/>).</summary>
     public static TargetReader ForValidation(MambaSequenceTask task, DataViewSchema schema, string name, string option, TargetReader training)
     {
-        // The usual cause: a pipeline MapValueToKey → trainer, whose ValidationSet did not go through the MapValueToKey.
-        if (task == MambaSequenceTask.MulticlassClassification && schema.GetColumnOrNull(name) is { Type: not KeyDataViewType } raw)
-            throw new ArgumentOutOfRangeException(option, name,
-                $"Label column '{name}' ({option}) of the ValidationSet has type {raw.Type}; multiclass classification needs a key-typed label. " +
-                "The ValidationSet is read as given, not through the transforms before the trainer: map its labels with the mapping fitted " +
-                $"on the training data, e.g. var keys = mlContext.Transforms.Conversion.MapValueToKey(\"{name}\").Fit(trainingData); " +
-                "options.ValidationSet = keys.Transform(validationData); then fit keys.Append(trainer) on the training data.");
-        var reader = For(task, schema, name, option);
+        var reader = For(task, schema, name, option, validationSet: true);
         return reader is KeyLabelReader keys ? keys.WithClassesOf((KeyLabelReader)training) : reader;
     }
 }
@@ -38,15 +32,20 @@ internal sealed class KeyLabelReader : TargetReader
     public int ClassCount { get; }
     private readonly string _option;
 
-    public KeyLabelReader(DataViewSchema schema, string name, string option) : base(schema, name, option)
+    // A ValidationSet's raw label usually means it did not go through the pipeline's MapValueToKey: its error says how to map it.
+    public KeyLabelReader(DataViewSchema schema, string name, string option, bool validationSet = false) : base(schema, name, option)
     {
         _option = option;
         if (Column.Type is not KeyDataViewType key || key.RawType != typeof(uint) || key.Count < 1 || key.Count > int.MaxValue)
             throw new ArgumentOutOfRangeException(option, name, Column.Type is KeyDataViewType
                 ? $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key of UInt32, as " +
                   $"mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") makes (a text loader's key column: load it as DataKind.UInt32)."
-                : $"Label column '{name}' ({option}) has type {Column.Type}; multiclass classification needs a key-typed label. " +
-                  $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") before the trainer (and MapKeyToValue(\"PredictedLabel\") after it).");
+                : $"Label column '{name}' ({option}){(validationSet ? " of the ValidationSet" : "")} has type {Column.Type}; multiclass classification needs a key-typed label. " +
+                  (validationSet
+                      ? "The ValidationSet is read as given, not through the transforms before the trainer: map its labels with the mapping fitted " +
+                        $"on the training data, e.g. var keys = mlContext.Transforms.Conversion.MapValueToKey(\"{name}\").Fit(trainingData); " +
+                        "options.ValidationSet = keys.Transform(validationData); then fit keys.Append(trainer) on the training data."
+                      : $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{name}\") before the trainer (and MapKeyToValue(\"PredictedLabel\") after it)."));
         ClassCount = (int)key.Count;
     }
 
