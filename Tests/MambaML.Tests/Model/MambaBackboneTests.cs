@@ -329,4 +329,30 @@ public class MambaBackboneTests
         // Absurd sizes saturate rather than wrap around.
         Assert.AreEqual(long.MaxValue, new MambaConfig { DModel = int.MaxValue / 2, NLayer = int.MaxValue }.ParameterCount);
     }
+
+    [TestMethod]
+    public void Dropout_DropsOnlyWhileTraining_FromTheGlobalGenerator()
+    {
+        var config = new MambaConfig { DModel = 8, NLayer = 2, DState = 4, Dropout = 0.5 };
+        using var model = new MambaLanguageModel(config, vocabularySize: 11, seed: 1);
+        using var plain = new MambaLanguageModel(config with { Dropout = 0 }, vocabularySize: 11, seed: 1);
+        using var tokens = randint(0, 11, new long[] { 3, 7 }, generator: new Generator(2));
+        model.eval();
+        plain.eval();
+        using var evaluated = model.Forward(tokens);
+        using var reference = plain.Forward(tokens);
+        Assert.IsTrue(evaluated.allclose(reference, 0, 0), "evaluation never drops");
+        model.train();
+        random.manual_seed(5);
+        using var first = model.Forward(tokens);
+        random.manual_seed(5);
+        using var second = model.Forward(tokens);
+        Assert.IsTrue(first.allclose(second, 0, 0), "the same global seed drops the same values");
+        Assert.IsTrue((first - reference).abs().max().item<float>() > 1e-3, "training drops");
+        plain.train();
+        using var plainTraining = plain.Forward(tokens);
+        Assert.IsTrue(plainTraining.allclose(reference, 0, 0), "Dropout 0 is the identity while training too");
+        foreach (double p in new[] { -0.1, 1.0, double.NaN })
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => (config with { Dropout = p }).Validate()).Message, "Dropout must be in [0, 1)");
+    }
 }

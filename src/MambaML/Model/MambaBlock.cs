@@ -3,19 +3,21 @@ using static TorchSharp.torch;
 
 namespace MambaML.Model;
 
-/// <summary>A pre-norm residual block: x + mixer(RMSNorm(x)).</summary>
+/// <summary>A pre-norm residual block: x + mixer(RMSNorm(x)) (with <see cref="MambaConfig.Dropout"/> on the mixer's output while training).</summary>
 public sealed class MambaBlock : nn.Module
 {
     /// <summary>The norm before the mixer.</summary>
     public RMSNorm norm;
     /// <summary>The Mamba mixer.</summary>
     public MambaMixer mixer;
+    private readonly double _dropout;
 
     /// <summary>Creates a block; parameters are drawn from <paramref name="generator"/>.</summary>
     public MambaBlock(MambaConfig config, Generator generator) : base(nameof(MambaBlock))
     {
         norm = new RMSNorm(config.DModel, config.NormEpsilon);
         mixer = new MambaMixer(config, generator);
+        _dropout = config.Dropout;
         RegisterComponents();
         this.KeepOutOfDisposeScopes();
     }
@@ -36,7 +38,12 @@ public sealed class MambaBlock : nn.Module
     {
         using var normed = MixerInput(hidden);
         var (mixed, next) = mixer.ForwardChecked(normed, state, lengths, returnState);
-        using (mixed) return (AddToResidual(hidden, mixed), next);
+        using (mixed)
+        {
+            if (!training || _dropout == 0) return (AddToResidual(hidden, mixed), next);
+            using var dropped = nn.functional.dropout(mixed, _dropout, training: true);
+            return (AddToResidual(hidden, dropped), next);
+        }
     }
 
     /// <summary>Advances one step; see <see cref="MambaMixer.Step"/>.</summary>

@@ -60,7 +60,9 @@ public sealed class MambaLanguageModel : nn.Module
             throw new ArgumentException("lastTokens keeps the last positions of the padded length, which are padding for shorter sequences: " +
                                         "with lengths, pass lastTokens = 0 and read each sequence's logits at its own length − 1.", nameof(lastTokens));
         using var scope = NewDisposeScope();
-        var (hidden, next) = backbone.Forward(embedding.forward(tokens), state, lengths, returnState);
+        var embedded = embedding.forward(tokens);
+        if (training && backbone.Config.Dropout > 0) embedded = nn.functional.dropout(embedded, backbone.Config.Dropout, training: true);
+        var (hidden, next) = backbone.Forward(embedded, state, lengths, returnState);
         if (lastTokens > 0 && lastTokens < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - lastTokens, lastTokens);
         return (nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope(), next?.MoveToOuterDisposeScope());
     }
