@@ -5,6 +5,7 @@
 //   dotnet run --project Samples/MambaML.Samples.LanguageModel -c Release -- --data ../shared/data/text/tinyshakespeare/input.txt --gpu
 //                                                                                          any UTF-8 text file (Tiny Shakespeare: use a GPU)
 // Options: --steps N  --out DIR  --gpu (train on CUDA device 0; needs the CUDA build of TorchSharp, as the forecasting sample's --gpu)
+using System.Text.Json;
 using MambaML.Model;
 using TorchSharp;
 
@@ -67,17 +68,21 @@ string generated = Generate(model);
 Console.WriteLine($"Generated after \"{prompt.ReplaceLineEndings(" ")}\":");
 Console.WriteLine(prompt + generated);
 
-// 5. Save the weights (TorchSharp's format) and the vocabulary, load them into a fresh model, and generate again.
+// 5. Save the configuration (JSON), the weights (TorchSharp's format) and the vocabulary; rebuild the model from the three
+//    files alone, as another program would, and generate again.
 Directory.CreateDirectory(outputDirectory);
-string weightsPath = Path.Combine(outputDirectory, "mamba-lm.bin"), vocabularyPath = Path.Combine(outputDirectory, "vocabulary.txt");
+string configPath = Path.Combine(outputDirectory, "config.json"), weightsPath = Path.Combine(outputDirectory, "mamba-lm.bin"),
+       vocabularyPath = Path.Combine(outputDirectory, "vocabulary.txt");
+File.WriteAllText(configPath, JsonSerializer.Serialize(config));
 model.save(weightsPath);
 File.WriteAllText(vocabularyPath, new string(characters));
-using var loaded = new MambaLanguageModel(config, File.ReadAllText(vocabularyPath).Length, seed: 2);
+var savedConfig = JsonSerializer.Deserialize<MambaConfig>(File.ReadAllText(configPath))!;
+using var loaded = new MambaLanguageModel(savedConfig, File.ReadAllText(vocabularyPath).Length, seed: 2);
 loaded.load(weightsPath);
 loaded.to(device);
 loaded.eval();
 bool same = Generate(loaded) == generated;
-Console.WriteLine($"Saved {weightsPath} ({new FileInfo(weightsPath).Length / 1024} KiB) and {vocabularyPath}; the loaded model generates " +
+Console.WriteLine($"Saved {configPath}, {weightsPath} ({new FileInfo(weightsPath).Length / 1024} KiB) and {vocabularyPath}; the model loaded from them generates " +
                   (same ? "the same text." : "DIFFERENT text."));
 return same ? 0 : 2;
 

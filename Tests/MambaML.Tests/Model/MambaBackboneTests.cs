@@ -331,7 +331,7 @@ public class MambaBackboneTests
     }
 
     [TestMethod]
-    public void Dropout_DropsOnlyWhileTraining_FromTheGlobalGenerator()
+    public void Dropout_DropsOnlyWhileTraining_FromTheModelsOwnSeededStream()
     {
         var config = new MambaConfig { DModel = 8, NLayer = 2, DState = 4, Dropout = 0.5 };
         using var model = new MambaLanguageModel(config, vocabularySize: 11, seed: 1);
@@ -341,17 +341,40 @@ public class MambaBackboneTests
         plain.eval();
         using var evaluated = model.Forward(tokens);
         using var reference = plain.Forward(tokens);
-        Assert.IsTrue(evaluated.allclose(reference, 0, 0), "evaluation never drops");
+        Assert.IsTrue(evaluated.allclose(reference, 0, 0), "evaluation never drops, and dropout leaves the parameters as they were");
         model.train();
-        random.manual_seed(5);
+        // The masks come from the model's stream: reseeding repeats them, and libtorch's global stream does not move.
+        random.manual_seed(9);
+        using var globalBefore = rand(4);
+        random.manual_seed(9);
+        model.backbone.Draws.Reseed(5);
         using var first = model.Forward(tokens);
-        random.manual_seed(5);
+        using var globalAfter = rand(4);
+        model.backbone.Draws.Reseed(5);
         using var second = model.Forward(tokens);
-        Assert.IsTrue(first.allclose(second, 0, 0), "the same global seed drops the same values");
+        using var third = model.Forward(tokens);
+        Assert.IsTrue(first.allclose(second, 0, 0), "the same seed drops the same values");
+        Assert.IsFalse(second.allclose(third, 0, 0), "the stream moves on");
+        Assert.IsTrue(globalBefore.allclose(globalAfter, 0, 0), "libtorch's global generator is untouched");
         Assert.IsTrue((first - reference).abs().max().item<float>() > 1e-3, "training drops");
         plain.train();
         using var plainTraining = plain.Forward(tokens);
         Assert.IsTrue(plainTraining.allclose(reference, 0, 0), "Dropout 0 is the identity while training too");
+        // The blocks drop too, not only the language model's embedding.
+        using var backbone = new MambaBackbone(config, seed: 3);
+        using var hidden = randn(new long[] { 2, 5, 8 }, generator: new Generator(4));
+        backbone.eval();
+        using var backboneEvaluated = backbone.Forward(hidden).Output;
+        backbone.train();
+        using var backboneTraining = backbone.Forward(hidden).Output;
+        Assert.IsFalse(backboneEvaluated.allclose(backboneTraining, 0, 0), "a backbone's blocks drop while training");
+        // Generating from a model left in training mode reads the prompt as in evaluation, and leaves the mode as it was.
+        using var prompt = tensor(new long[] { 1, 2, 3 }).view(1, 3);
+        using var generatedTraining = model.Generate(prompt, 5);
+        Assert.IsTrue(model.training);
+        model.eval();
+        using var generatedEvaluated = model.Generate(prompt, 5);
+        Assert.IsTrue(generatedTraining.allclose(generatedEvaluated, 0, 0), "generation never drops");
         foreach (double p in new[] { -0.1, 1.0, double.NaN })
             StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => (config with { Dropout = p }).Validate()).Message, "Dropout must be in [0, 1)");
     }

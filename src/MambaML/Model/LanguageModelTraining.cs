@@ -21,9 +21,9 @@ public sealed record LanguageModelTrainingOptions
     public double LearningRate { get; init; } = 1e-3;
     /// <summary>Steps of linear warm-up to <see cref="LearningRate"/>.</summary>
     public int WarmupSteps { get; init; } = 100;
-    /// <summary>The learning rate at the last step, as a fraction of the peak (cosine decay after the warm-up).</summary>
+    /// <summary>Where the cosine decay after the warm-up ends, as a fraction of the peak (reached one step after the last, as nanoGPT's schedule).</summary>
     public double FinalLearningRateFraction { get; init; } = 0.1;
-    /// <summary>AdamW weight decay of the matrices (vectors, such as norms, biases, D and Δ's bias, get none).</summary>
+    /// <summary>AdamW weight decay of the matrices (vectors, such as norms, biases, D and Δ's bias, get none, nor does A_log).</summary>
     public double WeightDecay { get; init; } = 0.1;
     /// <summary>AdamW's β₂.</summary>
     public double Beta2 { get; init; } = 0.99;
@@ -33,11 +33,12 @@ public sealed record LanguageModelTrainingOptions
     public int EvaluateEvery { get; init; } = 250;
     /// <summary>Batches of random validation blocks per evaluation, the same blocks each time.</summary>
     public int EvaluationBatches { get; init; } = 20;
-    /// <summary>Seed of the block offsets and, when the model has <see cref="MambaConfig.Dropout"/>, of libtorch's global generator its masks draw from.</summary>
+    /// <summary>Seed of the block offsets and of the model's dropout masks (<see cref="MambaConfig.Dropout"/>).</summary>
     public int Seed { get; init; } = 1;
     /// <summary>Called at every evaluation (every <see cref="EvaluateEvery"/> steps, with or without validation tokens).</summary>
     public Action<LanguageModelProgress>? ProgressCallback { get; init; }
-    /// <summary>Stops training between steps (<see cref="OperationCanceledException"/>); the model keeps the weights it had then.</summary>
+    /// <summary>Stops training between steps (<see cref="OperationCanceledException"/>); the model keeps the best evaluation's
+    /// weights so far (without validation tokens, the weights it had then).</summary>
     public CancellationToken CancellationToken { get; init; }
 }
 
@@ -79,17 +80,16 @@ public static class LanguageModelTraining
         if (validationTokens is not null) RequireTokens(validationTokens, nameof(validationTokens), o.BlockLength, model.VocabularySize);
 
         var device = model.parameters().First().device;
-        if (model.backbone.Config.Dropout > 0) random.manual_seed(o.Seed);
+        model.backbone.Draws.Reseed((ulong)o.Seed);
         var draws = new Random(o.Seed);
         // The same validation blocks at every evaluation, so successive losses differ only by the model.
         int[]? validationOffsets = validationTokens is null ? null
             : Enumerable.Range(0, o.EvaluationBatches * o.BatchSize).Select(_ => draws.Next(validationTokens.Length - o.BlockLength)).ToArray();
         var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        using var optimizer = optim.AdamW(new[]
-        {
-            new AdamW.ParamGroup(named.Where(p => p.parameter.dim() >= 2).Select(p => p.parameter), lr: o.LearningRate, weight_decay: o.WeightDecay),
-            new AdamW.ParamGroup(named.Where(p => p.parameter.dim() < 2).Select(p => p.parameter), lr: o.LearningRate, weight_decay: 0),
-        }, lr: o.LearningRate, beta1: 0.9, beta2: o.Beta2);
+        // Each group states its betas: a ParamGroup's own defaults (β₂ 0.999) would override the optimizer's.
+        AdamW.ParamGroup Group(bool decay) => new(named.Where(p => TrainingRules.TakesWeightDecay(p.name, p.parameter) == decay).Select(p => p.parameter),
+                                                  lr: o.LearningRate, beta1: 0.9, beta2: o.Beta2, weight_decay: decay ? o.WeightDecay : 0);
+        using var optimizer = optim.AdamW(new[] { Group(decay: true), Group(decay: false) }, lr: o.LearningRate, beta1: 0.9, beta2: o.Beta2);
 
         var clock = Stopwatch.StartNew();
         Dictionary<string, Tensor>? best = null;
@@ -108,14 +108,14 @@ public static class LanguageModelTraining
                     {
                         (bestLoss, bestStep) = (validationLoss, step);
                         DisposeAll(best);
-                        best = model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
+                        best = model.state_dict().ToDictionary(p => p.Key, p => { using var detached = p.Value.detach(); return detached.clone(); });
                     }
                     o.ProgressCallback?.Invoke(new LanguageModelProgress(step, o.Steps, trainCount > 0 ? trainSum / trainCount : null, validationLoss, rate, clock.Elapsed));
                     (trainSum, trainCount) = (0, 0);
                 }
                 if (step == o.Steps) break;
                 o.CancellationToken.ThrowIfCancellationRequested();
-                rate = LearningRateAt(step, o);
+                rate = TrainingRules.WarmupCosine(step, o.Steps, o.WarmupSteps, o.LearningRate, o.FinalLearningRateFraction);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = rate;
                 using var scope = NewDisposeScope();
                 model.train();
@@ -131,25 +131,16 @@ public static class LanguageModelTraining
                 trainSum += value;
                 trainCount++;
             }
-            if (best is not null)
-                using (no_grad()) model.load_state_dict(best);
         }
         finally
         {
+            // Also when cancelled or diverged: the best evaluation's weights are what a checkpoint would have kept.
+            if (best is not null)
+                using (no_grad()) model.load_state_dict(best);
             DisposeAll(best);
             model.eval();
         }
         return new LanguageModelTrainingResult(bestLoss, bestStep, (long)o.Steps * o.BatchSize * o.BlockLength, clock.Elapsed);
-    }
-
-    /// <summary>The learning rate of step <paramref name="step"/> (from 0): linear warm-up, then cosine decay towards the final
-    /// fraction, reached after the last step (nanoGPT's schedule with its decay ending at the last step).</summary>
-    internal static double LearningRateAt(int step, LanguageModelTrainingOptions o)
-    {
-        if (step < o.WarmupSteps) return o.LearningRate * (step + 1) / o.WarmupSteps;
-        double progress = (double)(step - o.WarmupSteps) / Math.Max(1, o.Steps - o.WarmupSteps);
-        double floor = o.LearningRate * o.FinalLearningRateFraction;
-        return floor + 0.5 * (1 + Math.Cos(Math.PI * progress)) * (o.LearningRate - floor);
     }
 
     /// <summary>Mean next-token loss of <paramref name="model"/> (evaluation mode, no gradients) on blocks at <paramref name="offsets"/>.</summary>
@@ -194,7 +185,7 @@ public static class LanguageModelTraining
         Check(o.BatchSize >= 1, nameof(o.BatchSize), o.BatchSize, ">= 1");
         Check(o.BlockLength >= 1, nameof(o.BlockLength), o.BlockLength, ">= 1");
         Check(o.LearningRate > 0 && double.IsFinite(o.LearningRate), nameof(o.LearningRate), o.LearningRate, "> 0 and finite");
-        Check(o.WarmupSteps >= 0, nameof(o.WarmupSteps), o.WarmupSteps, ">= 0");
+        Check(o.WarmupSteps >= 0 && o.WarmupSteps < o.Steps, nameof(o.WarmupSteps), o.WarmupSteps, $"in [0, Steps = {o.Steps}) (the rate would never leave the warm-up)");
         Check(o.FinalLearningRateFraction is >= 0 and <= 1, nameof(o.FinalLearningRateFraction), o.FinalLearningRateFraction, "in [0, 1]");
         Check(o.WeightDecay >= 0 && double.IsFinite(o.WeightDecay), nameof(o.WeightDecay), o.WeightDecay, ">= 0 and finite");
         Check(o.Beta2 is > 0 and < 1, nameof(o.Beta2), o.Beta2, "in (0, 1)");

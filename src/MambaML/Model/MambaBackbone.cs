@@ -18,6 +18,8 @@ public sealed class MambaBackbone : nn.Module
     public ModuleList<MambaBlock> layers;
     /// <summary>The final norm.</summary>
     public RMSNorm norm_f;
+    /// <summary>The dropout masks' stream (<see cref="MambaConfig.Dropout"/>).</summary>
+    internal DropoutDraws Draws { get; }
 
     /// <summary>Creates a backbone whose parameters are a function of <paramref name="seed"/> alone.</summary>
     public MambaBackbone(MambaConfig config, long seed) : this(config, new Generator((ulong)seed)) { }
@@ -28,6 +30,10 @@ public sealed class MambaBackbone : nn.Module
         Config = config.Validate();
         layers = nn.ModuleList(Enumerable.Range(0, config.NLayer).Select(_ => new MambaBlock(config, generator)).ToArray());
         norm_f = new RMSNorm(config.DModel, config.NormEpsilon);
+        // One dropout stream for all the blocks (and a language model's embedding), seeded without drawing from the generator,
+        // so that the parameters stay what they were before dropout existed.
+        Draws = new DropoutDraws((ulong)generator.initial_seed() ^ 0x9E3779B97F4A7C15UL);
+        foreach (var block in layers) block.Draws = Draws;
         RegisterComponents();
         this.KeepOutOfDisposeScopes();
     }

@@ -11,6 +11,8 @@ public sealed class MambaBlock : nn.Module
     /// <summary>The Mamba mixer.</summary>
     public MambaMixer mixer;
     private readonly double _dropout;
+    /// <summary>Where the dropout masks come from: the backbone gives all its blocks one stream (a block alone has its own).</summary>
+    internal DropoutDraws Draws { get; set; }
 
     /// <summary>Creates a block; parameters are drawn from <paramref name="generator"/>.</summary>
     public MambaBlock(MambaConfig config, Generator generator) : base(nameof(MambaBlock))
@@ -18,6 +20,7 @@ public sealed class MambaBlock : nn.Module
         norm = new RMSNorm(config.DModel, config.NormEpsilon);
         mixer = new MambaMixer(config, generator);
         _dropout = config.Dropout;
+        Draws = new DropoutDraws((ulong)generator.initial_seed());
         RegisterComponents();
         this.KeepOutOfDisposeScopes();
     }
@@ -41,7 +44,7 @@ public sealed class MambaBlock : nn.Module
         using (mixed)
         {
             if (!training || _dropout == 0) return (AddToResidual(hidden, mixed), next);
-            using var dropped = nn.functional.dropout(mixed, _dropout, training: true);
+            using var dropped = Draws.Apply(mixed, _dropout);
             return (AddToResidual(hidden, dropped), next);
         }
     }

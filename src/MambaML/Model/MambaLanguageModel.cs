@@ -61,7 +61,7 @@ public sealed class MambaLanguageModel : nn.Module
                                         "with lengths, pass lastTokens = 0 and read each sequence's logits at its own length − 1.", nameof(lastTokens));
         using var scope = NewDisposeScope();
         var embedded = embedding.forward(tokens);
-        if (training && backbone.Config.Dropout > 0) embedded = nn.functional.dropout(embedded, backbone.Config.Dropout, training: true);
+        if (training && backbone.Config.Dropout > 0) embedded = backbone.Draws.Apply(embedded, backbone.Config.Dropout);
         var (hidden, next) = backbone.Forward(embedded, state, lengths, returnState);
         if (lastTokens > 0 && lastTokens < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - lastTokens, lastTokens);
         return (nn.functional.linear(hidden, embedding.weight!).MoveToOuterDisposeScope(), next?.MoveToOuterDisposeScope());
@@ -118,6 +118,21 @@ public sealed class MambaLanguageModel : nn.Module
         options.Validate(VocabularySize);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
+        // Generation never drops: a model still in training mode (as a new or loaded one is) reads the prompt as in evaluation.
+        bool wasTraining = training;
+        if (wasTraining) eval();
+        try
+        {
+            return GenerateFromPrompt(prompt, count, options, backend);   // moved out of this call's scope there
+        }
+        finally
+        {
+            if (wasTraining) train();
+        }
+    }
+
+    private Tensor GenerateFromPrompt(Tensor prompt, int count, GenerationOptions options, DecodeBackend backend)
+    {
         var (promptLogits, state) = Forward(prompt, state: null, returnState: true, lastTokens: 1);   // checks the token ids first
         using var sampler = new TokenSampler(options, prompt, VocabularySize, count);
         var token = sampler.Choose(promptLogits.select(1, 0)).contiguous();

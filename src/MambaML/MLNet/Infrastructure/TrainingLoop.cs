@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MambaML.Model;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 using TorchSharp;
@@ -272,7 +273,7 @@ internal sealed class TrainingLoop
         foreach (var (name, parameter) in network.named_parameters())
         {
             if (!parameter.requires_grad) continue;
-            bool decay = parameter.dim() >= 2 && !name.EndsWith("A_log", StringComparison.Ordinal);
+            bool decay = TrainingRules.TakesWeightDecay(name, parameter);
             var key = (learningRateScale(name), decay);
             if (!groups.TryGetValue(key, out var list)) groups[key] = list = new List<Parameter>();
             list.Add(parameter);
@@ -285,12 +286,8 @@ internal sealed class TrainingLoop
     /// <summary>The learning rate at optimisation step <paramref name="step"/> of <paramref name="totalSteps"/>.</summary>
     internal double LearningRateAt(long step, long totalSteps)
     {
-        double peak = _options.LearningRate;
-        if (_options.LearningRateSchedule == LearningRateSchedule.Constant) return peak;
-        long warmup = (long)Math.Ceiling(_options.WarmupFraction * totalSteps);
-        if (step < warmup) return peak * (step + 1) / warmup;
-        double progress = totalSteps <= warmup ? 1 : (double)(step - warmup) / (totalSteps - warmup);
-        return peak * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
+        if (_options.LearningRateSchedule == LearningRateSchedule.Constant) return _options.LearningRate;
+        return TrainingRules.WarmupCosine(step, totalSteps, (long)Math.Ceiling(_options.WarmupFraction * totalSteps), _options.LearningRate);
     }
 
     // Batch lists grow past this as rows come, so a huge BatchSize or PredictionBatchSize allocates for the rows there are.
