@@ -33,7 +33,8 @@ public sealed record LanguageModelTrainingOptions
     public int EvaluateEvery { get; init; } = 250;
     /// <summary>Batches of random validation blocks per evaluation, the same blocks each time.</summary>
     public int EvaluationBatches { get; init; } = 20;
-    /// <summary>Seed of the block offsets and of the model's dropout masks (<see cref="MambaConfig.Dropout"/>).</summary>
+    /// <summary>Seed of the block offsets and, on the CPU, of the model's dropout masks (<see cref="MambaConfig.Dropout"/>; on CUDA
+    /// they come from libtorch's CUDA generator).</summary>
     public int Seed { get; init; } = 1;
     /// <summary>Called at every evaluation (every <see cref="EvaluateEvery"/> steps, with or without validation tokens).</summary>
     public Action<LanguageModelProgress>? ProgressCallback { get; init; }

@@ -37,9 +37,10 @@ public sealed record MambaConfig
     /// Probability of zeroing each value of a block's mixer output before it joins the residual stream (and, in
     /// <see cref="MambaLanguageModel"/>, of the token embedding) in a forward pass while training; 0, the default, as mamba_ssm.
     /// GPT-2 and nanoGPT regularise this way; a language model on a small corpus needs it (a 9.7M-parameter model without it
-    /// learned Tiny Shakespeare's training text by heart and its validation loss rose after 250 steps). The masks come from a
-    /// stream of the backbone's own, seeded from the model's seed (<see cref="LanguageModelTraining"/> reseeds it with its
-    /// <see cref="LanguageModelTrainingOptions.Seed"/>); evaluation, <c>Step</c> and <c>Generate</c> never drop.
+    /// learned Tiny Shakespeare's training text by heart and its validation loss rose after 250 steps). On the CPU the masks come
+    /// from a stream of the backbone's own, seeded from the model's seed (<see cref="LanguageModelTraining"/> reseeds it with its
+    /// <see cref="LanguageModelTrainingOptions.Seed"/>); on CUDA from libtorch's CUDA generator, which TorchSharp 0.107 cannot
+    /// replace. Evaluation, <c>Step</c> and <c>Generate</c> never drop.
     /// </summary>
     public double Dropout { get; init; }
     /// <summary>Which selective-scan implementation the mixers use.</summary>
