@@ -60,8 +60,8 @@ public sealed class MambaForecastingOptions : MambaTrainerOptions
     /// The cycle starts as the mean of the training windows' values at each position and is trained with the rest of the model.
     /// Each row needs the time index of its window's first step in <see cref="CycleIndexColumnName"/>; position = index mod
     /// <see cref="CycleLength"/>, so the index must count steps in the same frame at training and prediction (row numbers of one table do;
-    /// in a table of many series, <see cref="TimeSeriesWindows"/> counts rows within each series, so the series must start at the same
-    /// position of the cycle, or the windows need a time index of your own).
+    /// in a table of many series, <see cref="TimeSeriesWindows"/> counts rows within each series, so series that start at different
+    /// positions of the cycle need <see cref="TimeSeriesWindows.TimeIndexColumnName"/> as <see cref="CycleIndexColumnName"/>).
     /// At most 1,000,000.
     /// </summary>
     public int CycleLength { get; set; }

@@ -48,12 +48,22 @@ public sealed class TimeSeriesWindows
     public const string WindowStartColumnName = "WindowStart";
     /// <summary>Column holding each window's series key (text), in the window views of a table with a series key column.</summary>
     public const string SeriesKeyColumnName = "SeriesKey";
+    /// <summary>
+    /// Column holding each window's time index (Int64): the steps from the table's earliest timestamp to the window's first step,
+    /// on the data's sampling grid. In the window views of a table with a timestamp column whose times all lie on one grid of
+    /// fixed steps (not, for instance, calendar months). Unlike <see cref="WindowStartColumnName"/>, which counts each series
+    /// from its own first row, it places every series on one time axis: the cycle index for series that start at different times.
+    /// </summary>
+    public const string TimeIndexColumnName = "TimeIndex";
 
     private readonly IDataView _table;
     private readonly DataViewSchema.Column[] _targets;
     private readonly DataViewSchema.Column? _seriesKey;
     // Each series' timestamps, by key ("" without a series key column).
     private readonly Dictionary<string, List<DateTime>>? _timestamps;
+    // The time grid every timestamp lies on (the earliest timestamp and the smallest step between two of a series), or null
+    // without timestamps or when they lie on no grid of fixed steps.
+    private readonly (DateTime Origin, long StepTicks)? _timeGrid;
 
     private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, DataViewSchema.Column? seriesKey,
                               int lookback, int horizon, int stride)
@@ -62,6 +72,7 @@ public sealed class TimeSeriesWindows
         _targets = targets;
         _seriesKey = seriesKey;
         _timestamps = timestamp is null ? null : ReadTimestamps(table, timestamp.Value, seriesKey);
+        _timeGrid = _timestamps is null ? null : TimeGrid(_timestamps.Values);
         Lookback = lookback;
         Horizon = horizon;
         Stride = stride;
@@ -79,6 +90,8 @@ public sealed class TimeSeriesWindows
     public IReadOnlyList<string> TargetColumns => _targets.Select(c => c.Name).ToArray();
     /// <summary>The table's series key column, or null for a table of one series.</summary>
     public string? SeriesKeyColumn => _seriesKey?.Name;
+    /// <summary>Whether the window views have a <see cref="TimeIndexColumnName"/> column (timestamps on a grid of fixed steps).</summary>
+    public bool HasTimeIndex => _timeGrid is not null;
 
     /// <summary>Windows over a time-ordered <see cref="IDataView"/>.</summary>
     /// <param name="table">Rows in time order, one per time step (with a series key: in time order within each series).</param>
@@ -279,6 +292,21 @@ public sealed class TimeSeriesWindows
         return last + (last - previous) * steps;
     }
 
+    // The earliest timestamp and the smallest step between consecutive ones of a series, when every timestamp lies a whole
+    // number of such steps from that origin; else null.
+    private static (DateTime Origin, long StepTicks)? TimeGrid(IEnumerable<List<DateTime>> series)
+    {
+        var lists = series.Where(list => list.Count > 0).ToList();
+        if (lists.Count == 0) return null;
+        var origin = lists.Min(list => list[0]);
+        long step = lists.SelectMany(list => list.Zip(list.Skip(1), (a, b) => (b - a).Ticks)).DefaultIfEmpty(0).Min();
+        if (step <= 0) return null;
+        foreach (var list in lists)
+            foreach (var time in list)
+                if ((time - origin).Ticks % step != 0) return null;
+        return (origin, step);
+    }
+
     // Every row's timestamp, by series, checked to rise strictly within each: ToTimeSeries extrapolates past the end with the last
     // interval, and windows assume one row per time step in order.
     private static Dictionary<string, List<DateTime>> ReadTimestamps(IDataView table, DataViewSchema.Column column, DataViewSchema.Column? seriesKey)
@@ -339,6 +367,7 @@ public sealed class TimeSeriesWindows
             if (!latestOnly) builder.AddColumn(LabelColumnName, new VectorDataViewType(NumberDataViewType.Single, owner.Horizon * owner.Channels));
             builder.AddColumn(WindowStartColumnName, NumberDataViewType.Int64);
             if (owner._seriesKey is not null) builder.AddColumn(SeriesKeyColumnName, TextDataViewType.Instance);
+            if (owner._timeGrid is not null) builder.AddColumn(TimeIndexColumnName, NumberDataViewType.Int64);
             Schema = builder.ToSchema();
             _lengths = new Lazy<Dictionary<string, long>>(() => SeriesLengths(owner));
         }
@@ -535,6 +564,13 @@ public sealed class TimeSeriesWindows
                 value = editor.Commit();
             }
 
+            // Steps from the table's earliest timestamp to the current window's first step.
+            private long TimeIndex()
+            {
+                var (origin, step) = _owner._timeGrid!.Value;
+                return (_owner._timestamps![_current.Key][(int)_start] - origin).Ticks / step;
+            }
+
             public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
             {
                 Delegate getter = column.Name switch
@@ -542,6 +578,7 @@ public sealed class TimeSeriesWindows
                     FeaturesColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, 0, _owner.Lookback)),
                     LabelColumnName => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => Fill(ref v, _owner.Lookback, _owner.Horizon)),
                     SeriesKeyColumnName => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = _current.Key.AsMemory()),
+                    TimeIndexColumnName => (ValueGetter<long>)((ref long v) => v = TimeIndex()),
                     _ => (ValueGetter<long>)((ref long v) => v = _start),
                 };
                 return getter as ValueGetter<TValue>
