@@ -385,6 +385,10 @@ public sealed class TimeSeriesWindowsTests
         var shortSeries = Assert.ThrowsExactly<InvalidOperationException>(() =>
             ReadWindows(TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Store").GetLatestWindow()));
         StringAssert.Contains(shortSeries.Message, "Series 'south' (column 'Store') has 3 rows; a window needs Lookback = 4");
+        StringAssert.Contains(shortSeries.Message, "skipShortSeries: true");
+        var skipped = ReadWindows(TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Store").GetLatestWindow(skipShortSeries: true));
+        Assert.AreEqual(("north", 6L), (skipped.Single().Key, skipped.Single().Start), "the short series is left out, the others keep theirs");
+        CollectionAssert.AreEqual(new float[] { 6, 7, 8, 9 }, skipped.Single().Features);
         Assert.AreEqual(6, ReadWindows(TimeSeriesWindows.Create(table, new[] { "Sales" }, 4, 1, seriesKeyColumn: "Store").GetWindows()).Count,
                         "a series too short for any window gives none; the others give theirs");
 

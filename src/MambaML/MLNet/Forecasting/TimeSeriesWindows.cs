@@ -193,7 +193,9 @@ public sealed class TimeSeriesWindows
     /// The newest window (features and window start, no label): the input for forecasting past the table's end. With a series key,
     /// one per series, in the order the series first appear.
     /// </summary>
-    public IDataView GetLatestWindow() => new WindowView(this, latestOnly: true, 0, null);
+    /// <param name="skipShortSeries">Leave out series with fewer than lookback rows (a panel's new series) instead of failing with
+    /// an error that names the first; which were left out shows in the <see cref="SeriesKeyColumnName"/> values missing from the view.</param>
+    public IDataView GetLatestWindow(bool skipShortSeries = false) => new WindowView(this, latestOnly: true, 0, null, skipShortSeries);
 
     /// <summary>
     /// Places each forecast of <paramref name="predictions"/> (the transformed output of a window view) on its row and timestamp.
@@ -353,13 +355,15 @@ public sealed class TimeSeriesWindows
     {
         private readonly TimeSeriesWindows _owner;
         private readonly bool _latestOnly;
+        private readonly bool _skipShortSeries;
         private readonly long _firstTargetRow;
         private readonly long? _endTargetRow;
 
-        public WindowView(TimeSeriesWindows owner, bool latestOnly, long firstTargetRow, long? endTargetRow)
+        public WindowView(TimeSeriesWindows owner, bool latestOnly, long firstTargetRow, long? endTargetRow, bool skipShortSeries = false)
         {
             _owner = owner;
             _latestOnly = latestOnly;
+            _skipShortSeries = skipShortSeries;
             _firstTargetRow = firstTargetRow;
             _endTargetRow = endTargetRow;
             var builder = new DataViewSchema.Builder();
@@ -456,6 +460,8 @@ public sealed class TimeSeriesWindows
             // The current window: its series and first row within it.
             private (string Key, SeriesRows Rows) _current;
             private long _start;
+            // The series with a latest window, in order of first appearance, once the table has been read.
+            private List<(string Key, SeriesRows Value)>? _latest;
             private int _latestEmitted;
             private bool _done;
 
@@ -508,24 +514,26 @@ public sealed class TimeSeriesWindows
             // The newest window of each series in turn, once the whole table has been read.
             private bool MoveToLatest()
             {
-                if (_position < 0)
+                if (_latest is null)
                 {
                     while (ReadRow() is not null) { }
-                    if (_series.Count == 0)
+                    if (_series.Count == 0 && !_view._skipShortSeries)
                         throw new InvalidOperationException($"The table has 0 rows; a window needs Lookback = {_owner.Lookback}.");
-                    foreach (var (key, rows) in _series.InOrder)
-                        if (rows.RowsRead < _owner.Lookback)
-                            throw new InvalidOperationException(_owner._seriesKey is null
-                                ? $"The table has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}."
-                                : $"Series '{key}' (column '{_owner._seriesKey.Value.Name}') has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}. " +
-                                  "Forecast it with a shorter lookback, or filter out series that are too short.");
+                    if (!_view._skipShortSeries)
+                        foreach (var (key, rows) in _series.InOrder)
+                            if (rows.RowsRead < _owner.Lookback)
+                                throw new InvalidOperationException(_owner._seriesKey is null
+                                    ? $"The table has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}."
+                                    : $"Series '{key}' (column '{_owner._seriesKey.Value.Name}') has {rows.RowsRead} rows; a window needs Lookback = {_owner.Lookback}. " +
+                                      "Forecast it with a shorter lookback, filter out series that are too short, or pass skipShortSeries: true.");
+                    _latest = _series.InOrder.Where(s => s.Value.RowsRead >= _owner.Lookback).ToList();
                 }
-                if (_latestEmitted == _series.Count)
+                if (_latestEmitted == _latest.Count)
                 {
                     _done = true;
                     return false;
                 }
-                _current = _series.InOrder[_latestEmitted++];
+                _current = _latest[_latestEmitted++];
                 _start = _current.Rows.RowsRead - _owner.Lookback;
                 _position++;
                 return true;
