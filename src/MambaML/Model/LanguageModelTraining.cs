@@ -145,7 +145,7 @@ public static class LanguageModelTraining
     }
 
     /// <summary>Mean next-token loss of <paramref name="model"/> (evaluation mode, no gradients) on blocks at <paramref name="offsets"/>.</summary>
-    internal static double MeanLoss(MambaLanguageModel model, long[] tokens, int[] offsets, int batchSize, int blockLength, Device device)
+    private static double MeanLoss(MambaLanguageModel model, long[] tokens, int[] offsets, int batchSize, int blockLength, Device device)
     {
         model.eval();
         using var _ = no_grad();

@@ -64,6 +64,8 @@ public sealed class TimeSeriesWindows
     // The time grid every timestamp lies on (the earliest timestamp and the smallest step between two of a series), or null
     // without timestamps or when they lie on no grid of fixed steps.
     private readonly (DateTime Origin, long StepTicks)? _timeGrid;
+    // Rows per series ("" for a table of one series), for bounds counted from the end: found once per table, when first needed.
+    private readonly Lazy<Dictionary<string, long>> _seriesLengths;
 
     private TimeSeriesWindows(IDataView table, DataViewSchema.Column[] targets, DataViewSchema.Column? timestamp, DataViewSchema.Column? seriesKey,
                               int lookback, int horizon, int stride)
@@ -73,6 +75,7 @@ public sealed class TimeSeriesWindows
         _seriesKey = seriesKey;
         _timestamps = timestamp is null ? null : ReadTimestamps(table, timestamp.Value, seriesKey);
         _timeGrid = _timestamps is null ? null : TimeGrid(_timestamps.Values);
+        _seriesLengths = new Lazy<Dictionary<string, long>>(SeriesLengths);
         Lookback = lookback;
         Horizon = horizon;
         Stride = stride;
@@ -294,6 +297,18 @@ public sealed class TimeSeriesWindows
         return last + (last - previous) * steps;
     }
 
+    // From the timestamps when they were read, the table's row count for one series when it knows it, else a pass over the keys.
+    private Dictionary<string, long> SeriesLengths()
+    {
+        if (_timestamps is { } timestamps) return timestamps.ToDictionary(t => t.Key, t => (long)t.Value.Count);
+        if (_seriesKey is null && _table.GetRowCount() is { } rows) return new() { [""] = rows };
+        var counts = new SeriesKeys.Lookup<StrongBox<long>>(_ => new StrongBox<long>());
+        using var cursor = _table.GetRowCursor(_seriesKey is { } key ? new[] { key } : Array.Empty<DataViewSchema.Column>());
+        var readKey = SeriesKeys.Reader(cursor, _seriesKey);
+        while (cursor.MoveNext()) counts.Get(readKey()).Value.Value++;
+        return counts.InOrder.ToDictionary(c => c.Key, c => c.Value.Value);
+    }
+
     // The earliest timestamp and the smallest step between consecutive ones of a series, when every timestamp lies a whole
     // number of such steps from that origin; else null.
     private static (DateTime Origin, long StepTicks)? TimeGrid(IEnumerable<List<DateTime>> series)
@@ -373,26 +388,10 @@ public sealed class TimeSeriesWindows
             if (owner._seriesKey is not null) builder.AddColumn(SeriesKeyColumnName, TextDataViewType.Instance);
             if (owner._timeGrid is not null) builder.AddColumn(TimeIndexColumnName, NumberDataViewType.Int64);
             Schema = builder.ToSchema();
-            _lengths = new Lazy<Dictionary<string, long>>(() => SeriesLengths(owner));
-        }
-
-        // From the timestamps when they were read, the table's row count for one series when it knows it, else a pass over the keys.
-        private static Dictionary<string, long> SeriesLengths(TimeSeriesWindows owner)
-        {
-            if (owner._timestamps is { } timestamps) return timestamps.ToDictionary(t => t.Key, t => (long)t.Value.Count);
-            if (owner._seriesKey is null && owner._table.GetRowCount() is { } rows) return new() { [""] = rows };
-            var counts = new SeriesKeys.Lookup<StrongBox<long>>(_ => new StrongBox<long>());
-            using var cursor = owner._table.GetRowCursor(owner._seriesKey is { } key ? new[] { key } : Array.Empty<DataViewSchema.Column>());
-            var readKey = SeriesKeys.Reader(cursor, owner._seriesKey);
-            while (cursor.MoveNext()) counts.Get(readKey()).Value.Value++;
-            return counts.InOrder.ToDictionary(c => c.Key, c => c.Value.Value);
         }
 
         public bool CanShuffle => false;
         public DataViewSchema Schema { get; }
-        // Rows per series ("" for a table of one series), for bounds counted from the end: found once per view, by the first cursor.
-        private readonly Lazy<Dictionary<string, long>> _lengths;
-
         private int Span => _owner.Lookback + (_latestOnly ? 0 : _owner.Horizon);
         // Whether a bound counts back from the end, so that each series' length is needed to place it.
         private bool FromEnd => _firstTargetRow < 0 || _endTargetRow < 0;
@@ -473,7 +472,7 @@ public sealed class TimeSeriesWindows
                 _source = owner._table.GetRowCursor(owner._seriesKey is { } key ? owner._targets.Append(key) : owner._targets);
                 _read = owner._targets.Select(c => Numeric.Getter<float>(_source, c)).ToArray();
                 _readKey = SeriesKeys.Reader(_source, owner._seriesKey);
-                var lengths = view.FromEnd && !latestOnly ? view._lengths.Value : null;
+                var lengths = view.FromEnd && !latestOnly ? owner._seriesLengths.Value : null;
                 _series = new SeriesKeys.Lookup<SeriesRows>(key => new SeriesRows(view.Span, owner.Channels, view.RangeOf(lengths?[key])));
             }
 
