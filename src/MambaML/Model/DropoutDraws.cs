@@ -7,7 +7,7 @@ namespace MambaML.Model;
 /// Dropout masks. On the CPU they come from a generator of their own, seeded, so that a seed fixes training and libtorch's global
 /// generator is left alone. On CUDA they come from libtorch's CUDA generator, which this class does not seed: TorchSharp 0.107
 /// cannot make a CUDA generator (its <c>THSGenerator_new</c> makes a CPU one whatever the device, and drawing on CUDA from it
-/// crashed the process): two trainings in one process differ (in a fresh process they should repeat; not checked).
+/// crashed the process): two trainings in one process draw different masks (in a fresh process they should repeat; not checked).
 /// </summary>
 internal sealed class DropoutDraws(ulong seed)
 {
